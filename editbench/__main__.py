@@ -1,0 +1,5 @@
+import sys
+
+from editbench.cli import main
+
+sys.exit(main())

@@ -1,0 +1,226 @@
+"""Builds (or loads from cache) the tokenizer and tiny Qwen2 model that know a synthetic world."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import shutil
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from editbench.core import EditbenchError
+from editbench.benchmarks.world import World, WorldConfig, exam_csv, exam_questions, generate_world, training_sentences
+from editbench.harness.models import LoadedModel, load_model
+from editbench.harness.results import atomic_write_json, atomic_write_text
+from editbench.harness.scoring import score_targets
+
+WORLD_FORMAT_VERSION = 1  # bump when the generator or training changes what a config produces
+EOS = "<|endoftext|>"
+# transformers 5 loads any qwen2 folder's tokenizer as Qwen2Tokenizer, which rebuilds the BPE with
+# its own normalizer and pre-tokenizer. Training ours with exactly that pipeline makes the
+# tokenizer load as itself: the same ids whichever class reads the files.
+QWEN2_PRETOKENIZE_REGEX = (
+    r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""
+)
+
+
+class WorldBuildError(EditbenchError):
+    pass
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("EDITBENCH_CACHE", Path.home() / ".cache" / "editbench"))
+
+
+def world_hash(config: WorldConfig) -> str:
+    blob = json.dumps({"v": WORLD_FORMAT_VERSION, **asdict(config)}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def world_dir(config: WorldConfig) -> Path:
+    return cache_root() / "world" / f"{config.name}-{world_hash(config)}"
+
+
+def train_tokenizer(texts: list[str], vocab_size: int):
+    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.normalizer = normalizers.NFC()
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(QWEN2_PRETOKENIZE_REGEX), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=[EOS], initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(texts, trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=EOS, pad_token=EOS, unk_token=EOS)
+
+
+class _Corpus:
+    """Samples training sequences: single fact sentences and biography passages of one entity."""
+
+    def __init__(self, world: World, tokenizer, seed: int) -> None:
+        self.rng = random.Random(seed)
+        self.biography_share = world.config.biography_share
+        self.eos = tokenizer.convert_tokens_to_ids(EOS)
+        self.entities = []
+        for _, sentences in training_sentences(world):
+            first = tokenizer(sentences).input_ids
+            cont = tokenizer([" " + s for s in sentences]).input_ids
+            self.entities.append((first, cont))
+        self.singles = [(e, i) for e, (first, _) in enumerate(self.entities) for i in range(len(first))]
+
+    def sample_batch(self, batch_size: int) -> list[list[int]]:
+        """A batch of single sentences, or (biography_share of the time) a third as many passages of
+        three sentences about one entity: batches of one kind keep padding, and so step time, low."""
+        if self.rng.random() < self.biography_share:
+            return [self._biography(3) for _ in range(max(1, batch_size // 3))]
+        return [list(self.entities[e][0][i]) + [self.eos] for e, i in self.rng.choices(self.singles, k=batch_size)]
+
+    def _biography(self, n_sentences: int) -> list[int]:
+        first, cont = self.rng.choice(self.entities)
+        order = self.rng.sample(range(len(first)), k=min(len(first), n_sentences))
+        ids = list(first[order[0]])
+        for i in order[1:]:
+            ids += cont[i]
+        return ids + [self.eos]
+
+
+def _new_model(config: WorldConfig, vocab_size: int, seed: int):
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    torch.manual_seed(seed)
+    cfg = Qwen2Config(
+        vocab_size=vocab_size, hidden_size=config.hidden_size, intermediate_size=config.intermediate_size,
+        num_hidden_layers=config.num_layers, num_attention_heads=config.num_heads,
+        num_key_value_heads=config.num_kv_heads, max_position_embeddings=256, tie_word_embeddings=True,
+        rope_theta=10000.0, bos_token_id=0, eos_token_id=0, pad_token_id=0,
+    )
+    cfg._attn_implementation = "eager"  # faster than SDPA for these tiny shapes on CPU
+    return Qwen2ForCausalLM(cfg)
+
+
+def train_world_model(world: World, tokenizer, log=print):
+    cfg = world.config
+    model = _new_model(cfg, len(tokenizer), cfg.seed)
+    corpus = _Corpus(world, tokenizer, cfg.seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.1)
+    loss_fn = torch.nn.CrossEntropyLoss(ignore_index=-100, label_smoothing=cfg.label_smoothing)
+    model.train()
+    bar = tqdm(range(cfg.steps), desc=f"training world '{cfg.name}'", unit="step", mininterval=2)
+    for _ in bar:
+        seqs = corpus.sample_batch(cfg.batch_size)
+        width = max(map(len, seqs))
+        ids = torch.full((len(seqs), width), corpus.eos)
+        labels = torch.full((len(seqs), width), -100)
+        for i, s in enumerate(seqs):
+            ids[i, : len(s)] = torch.tensor(s)
+            labels[i, : len(s)] = torch.tensor(s)
+        logits = model(input_ids=ids).logits
+        loss = loss_fn(logits[:, :-1].reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+    model.eval()
+    return model
+
+
+def fact_accuracy(lm: LoadedModel, world: World) -> dict[str, float]:
+    """Share of (fact, template) prompts whose object the model gets fully right (teacher forced)."""
+    train_pairs = [(f.prompt(t), f.obj) for f in world.facts for t in f.train_templates]
+    heldout_pairs = [(f.prompt(t), f.obj) for f in world.facts for t in f.heldout_templates]
+    return {
+        "train_accuracy": sum(s.exact for s in score_targets(lm, train_pairs)) / len(train_pairs),
+        "heldout_accuracy": sum(s.exact for s in score_targets(lm, heldout_pairs)) / len(heldout_pairs),
+        "train_prompts": len(train_pairs),
+        "heldout_prompts": len(heldout_pairs),
+    }
+
+
+def check_tokenizer_roundtrip(path: Path, tokenizer, texts: list[str]) -> None:
+    """The saved tokenizer must load through AutoTokenizer and give the same ids and text back."""
+    from transformers import AutoTokenizer
+
+    loaded = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+    for text in texts:
+        ids = loaded(text).input_ids
+        if ids != tokenizer(text).input_ids or loaded.decode(ids) != text:
+            raise WorldBuildError(
+                f"world tokenizer does not round-trip through AutoTokenizer ({type(loaded).__name__}) on {text!r}"
+            )
+
+
+def build_world(config: WorldConfig, log=print) -> Path:
+    """Generate, train and check; write everything into a temp folder and rename it into the cache."""
+    target = world_dir(config)
+    world = generate_world(config)
+    started = time.perf_counter()
+    texts = [s for _, sentences in training_sentences(world) for s in sentences]
+    tokenizer = train_tokenizer(texts, config.vocab_size)
+    model = train_world_model(world, tokenizer, log=log)
+    train_seconds = time.perf_counter() - started
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        check_tokenizer_roundtrip(tmp, tokenizer, texts[:200] + ["Hello world, 1953 isn't  odd."])
+        lm = load_model(str(tmp), hparams_key="world")
+        accuracy = fact_accuracy(lm, world)
+        report = {
+            "world": config.name, "hash": world_hash(config), "parameters": sum(p.numel() for p in model.parameters()),
+            "facts": len(world.facts), "build_seconds": round(train_seconds, 1), **accuracy,
+        }
+        log(
+            f"world '{config.name}': {report['parameters']:,} parameters, {report['facts']} facts, trained in "
+            f"{train_seconds:.0f}s; train-template accuracy {accuracy['train_accuracy']:.3f}, held-out paraphrase "
+            f"accuracy {accuracy['heldout_accuracy']:.3f}"
+        )
+        if accuracy["train_accuracy"] < config.min_train_accuracy or (
+            accuracy["heldout_accuracy"] < config.min_heldout_accuracy
+        ):
+            raise WorldBuildError(
+                f"world '{config.name}' model did not learn its facts: train {accuracy['train_accuracy']:.3f} "
+                f"(need {config.min_train_accuracy}), held-out {accuracy['heldout_accuracy']:.3f} "
+                f"(need {config.min_heldout_accuracy})"
+            )
+        atomic_write_json(tmp / "world.json", world.to_json())
+        atomic_write_text(tmp / "exam" / "world_val.csv", exam_csv(exam_questions(world)))
+        atomic_write_json(tmp / "build_report.json", report)
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
+def ensure_world(config: WorldConfig, log=print) -> Path:
+    """The cached world folder, built first if this config has never been built."""
+    target = world_dir(config)
+    if (target / "build_report.json").exists():
+        report = json.loads((target / "build_report.json").read_text())
+        log(f"world '{config.name}' from cache {target} (held-out accuracy {report['heldout_accuracy']:.3f})")
+        return target
+    return build_world(config, log=log)
+
+
+def load_world(path: Path) -> World:
+    return World.from_json(json.loads((Path(path) / "world.json").read_text()))

@@ -1,0 +1,232 @@
+"""The bottom layer: edit requests, weight deltas, the Editor interface and its registry.
+
+Everything else in editbench depends on this module; it depends on nothing of editbench.
+"""
+from __future__ import annotations
+
+import abc
+import dataclasses
+import importlib
+import math
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any, ClassVar, Sequence
+
+import torch
+
+ENTRY_POINT_GROUP = "editbench.editors"
+
+# Built-in editors, named by module so the registry never imports a method at import time.
+BUILTIN_EDITOR_MODULES = {
+    "noedit": "editbench.methods.noedit",
+    "ft": "editbench.methods.ft",
+    "ft_l": "editbench.methods.ft",
+    # "rsft": "editbench.methods.rsft",
+    # "rsft_merge": "editbench.methods.rsft",
+    # "lora": "editbench.methods.lora",
+}
+
+
+class EditbenchError(Exception):
+    """A user-facing error: its message is printed as one line and the CLI exits with code 2."""
+
+
+class ConfigError(EditbenchError, ValueError):
+    pass
+
+
+class DataError(EditbenchError, ValueError):
+    pass
+
+
+class InvalidDeltaError(EditbenchError, ValueError):
+    """An editor produced an update that must not be applied (non-finite, unknown or misshapen)."""
+
+
+# --------------------------------------------------------------------------- requests
+
+
+def _require(ok: bool, record: str, field_name: str, why: str) -> None:
+    if not ok:
+        raise DataError(f"{record}: field '{field_name}' {why}")
+
+
+@dataclass(frozen=True)
+class EditRequest:
+    """One fact to write into the model: after `prompt` the model should say `target_new`."""
+
+    case_id: str
+    prompt: str
+    subject: str
+    target_new: str
+    target_true: str | None = None
+    rephrase_prompts: tuple[str, ...] = ()
+    locality: tuple[tuple[str, str], ...] = ()
+    portability: tuple[tuple[str, str], ...] = ()
+    source: str = ""  # file or benchmark the record came from, for error messages
+
+    def __post_init__(self) -> None:
+        where = f"{self.source or 'request'} record {self.case_id!r}"
+        _require(isinstance(self.prompt, str) and self.prompt.strip() != "", where, "prompt", "is empty")
+        _require(isinstance(self.subject, str) and self.subject.strip() != "", where, "subject", "is empty")
+        _require(
+            self.subject in self.prompt, where, "subject", f"{self.subject!r} does not occur in prompt {self.prompt!r}"
+        )
+        _require(isinstance(self.target_new, str) and self.target_new.strip() != "", where, "target_new", "is empty")
+        if self.target_true is not None:
+            _require(isinstance(self.target_true, str), where, "target_true", "is not a string")
+        for name in ("rephrase_prompts", "locality", "portability"):
+            _require(isinstance(getattr(self, name), tuple), where, name, "must be a tuple")
+        for name in ("locality", "portability"):
+            for pair in getattr(self, name):
+                _require(
+                    len(pair) == 2 and all(isinstance(x, str) and x.strip() for x in pair),
+                    where,
+                    name,
+                    "must hold non-empty (prompt, answer) pairs",
+                )
+
+
+@dataclass(frozen=True)
+class ExamQuestion:
+    """A multiple-choice question in C-Eval layout (options A-D, answer is a letter)."""
+
+    qid: str
+    question: str
+    options: tuple[str, ...]
+    answer: str
+    subject: str = ""
+    category: str = ""
+
+    def __post_init__(self) -> None:
+        where = f"exam question {self.qid!r}"
+        letters = "ABCDEFGH"[: len(self.options)]
+        _require(self.question.strip() != "", where, "question", "is empty")
+        _require(len(self.options) >= 2, where, "options", "needs at least two options")
+        _require(self.answer in letters, where, "answer", f"must be one of {', '.join(letters)}, got {self.answer!r}")
+
+    @property
+    def answer_index(self) -> int:
+        return "ABCDEFGH".index(self.answer)
+
+
+# --------------------------------------------------------------------------- deltas
+
+
+@dataclass
+class WeightDelta:
+    """Additive update: parameter name -> tensor to add. `info` holds one dict per request."""
+
+    tensors: dict[str, torch.Tensor] = field(default_factory=dict)
+    info: list[dict[str, Any]] = field(default_factory=list)
+
+    def validate(self, model: torch.nn.Module) -> None:
+        params = dict(model.named_parameters())
+        for name, delta in self.tensors.items():
+            if name not in params:
+                raise InvalidDeltaError(f"delta names unknown parameter '{name}'")
+            if tuple(delta.shape) != tuple(params[name].shape):
+                raise InvalidDeltaError(
+                    f"delta for '{name}' has shape {tuple(delta.shape)}, parameter has {tuple(params[name].shape)}"
+                )
+            if not torch.isfinite(delta).all():
+                raise InvalidDeltaError(f"delta for '{name}' has non-finite values")
+
+    @torch.no_grad()
+    def apply(self, model: torch.nn.Module, sign: float = 1.0) -> None:
+        self.validate(model)
+        params = dict(model.named_parameters())
+        for name, delta in self.tensors.items():
+            p = params[name]
+            p.add_(delta.to(device=p.device, dtype=p.dtype), alpha=sign)
+
+    def norm(self) -> float:
+        return math.sqrt(sum(float(t.double().pow(2).sum()) for t in self.tensors.values()))
+
+
+# --------------------------------------------------------------------------- editors
+
+
+@dataclass(frozen=True)
+class EditorConfig:
+    """Base of every method's frozen config. Subclasses add fields and range checks in `check`."""
+
+    batch_size: int = 1
+
+    def __post_init__(self) -> None:
+        check_range(self, "batch_size", self.batch_size >= 1, ">= 1")
+        self.check()
+
+    def check(self) -> None:
+        """Raise ConfigError (via check_range) for out-of-range fields."""
+
+    def replace(self, **changes: Any) -> "EditorConfig":
+        return dataclasses.replace(self, **changes)
+
+
+def check_range(config: Any, name: str, ok: bool, valid: str) -> None:
+    if not ok:
+        raise ConfigError(f"{type(config).__name__}.{name}={getattr(config, name)!r} is out of range (valid: {valid})")
+
+
+class Editor(abc.ABC):
+    """A knowledge editor. `edit` computes an update; it must leave the model exactly as it found it."""
+
+    name: ClassVar[str] = ""
+    config_class: ClassVar[type[EditorConfig]] = EditorConfig
+
+    def __init__(self, config: EditorConfig | None = None) -> None:
+        self.config = config if config is not None else self.config_class()
+
+    def check_model(self, lm: Any) -> None:
+        """Raise ConfigError if this config cannot work on `lm` (layer out of range, unknown module).
+
+        Called before a run starts, so a bad setting fails before anything is computed or written.
+        """
+
+    @abc.abstractmethod
+    def edit(self, lm: Any, requests: Sequence[EditRequest], cache: dict | None = None) -> WeightDelta:
+        """Return the update that writes `requests` into `lm.model` (lm: harness.models.LoadedModel).
+
+        `cache` is owned by the caller (the runner) and survives across calls of one run.
+        """
+
+
+_REGISTRY: dict[str, type[Editor]] = {}
+_plugins_loaded = False
+
+
+def register_editor(name: str):
+    def decorate(cls: type[Editor]) -> type[Editor]:
+        if name in _REGISTRY and _REGISTRY[name] is not cls:
+            raise ConfigError(f"editor name '{name}' is registered twice ({_REGISTRY[name].__module__}, {cls.__module__})")
+        cls.name = name
+        _REGISTRY[name] = cls
+        return cls
+
+    return decorate
+
+
+def _load_plugins() -> None:
+    global _plugins_loaded
+    if _plugins_loaded:
+        return
+    _plugins_loaded = True
+    for module in sorted(set(BUILTIN_EDITOR_MODULES.values())):
+        importlib.import_module(module)
+    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        obj = ep.load()  # importing the module runs its @register_editor
+        if isinstance(obj, type) and issubclass(obj, Editor) and ep.name not in _REGISTRY:
+            register_editor(ep.name)(obj)
+
+
+def editor_names() -> list[str]:
+    _load_plugins()
+    return sorted(_REGISTRY)
+
+
+def get_editor_class(name: str) -> type[Editor]:
+    _load_plugins()
+    if name not in _REGISTRY:
+        raise ConfigError(f"unknown method '{name}' (valid: {', '.join(sorted(_REGISTRY))})")
+    return _REGISTRY[name]

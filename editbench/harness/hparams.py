@@ -1,0 +1,87 @@
+"""Method hyper-parameters: YAML per method x model, `--set METHOD.KEY=VALUE` overrides, typed checks."""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from editbench.core import ConfigError, EditorConfig
+
+HPARAMS_DIR = Path(__file__).resolve().parent.parent / "hparams"
+
+
+def hparams_file(method: str, hparams_key: str, model_type: str) -> Path | None:
+    """The method's YAML for this model: by model name first, then by architecture."""
+    for key in (hparams_key, model_type):
+        path = HPARAMS_DIR / method / f"{key}.yaml"
+        if path.exists():
+            return path
+    return None
+
+
+def _coerce(config_cls: type, key: str, value: Any) -> Any:
+    hint = typing.get_type_hints(config_cls)[key]
+    options = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+    for option in options:
+        origin = typing.get_origin(option) or option
+        if option is type(None) and value is None:
+            return None
+        if origin is tuple and isinstance(value, (list, tuple)):
+            return tuple(value)
+        if origin is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if origin is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if origin in (str, bool) and isinstance(value, origin):
+            return value
+    raise ConfigError(f"{config_cls.__name__}.{key}: {value!r} is not of type {hint}")
+
+
+def build_config(config_cls: type[EditorConfig], values: dict[str, Any], source: str) -> EditorConfig:
+    valid = [f.name for f in dataclasses.fields(config_cls)]
+    unknown = [k for k in values if k not in valid]
+    if unknown:
+        raise ConfigError(f"{source}: unknown key(s) {', '.join(unknown)} (valid: {', '.join(valid)})")
+    return config_cls(**{k: _coerce(config_cls, k, v) for k, v in values.items()})
+
+
+def load_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such hparams file") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of hyper-parameters")
+    return data
+
+
+def parse_overrides(items: list[str], methods: list[str]) -> dict[str, dict[str, Any]]:
+    """`METHOD.KEY=VALUE` strings -> {method: {key: value}}; values are read as YAML scalars/lists."""
+    out: dict[str, dict[str, Any]] = {}
+    for item in items:
+        head, sep, raw = item.partition("=")
+        method, dot, key = head.partition(".")
+        if not sep or not dot or not key:
+            raise ConfigError(f"--set {item!r}: expected METHOD.KEY=VALUE")
+        if method not in methods:
+            raise ConfigError(f"--set {item!r}: method '{method}' is not in this run (running: {', '.join(methods)})")
+        out.setdefault(method, {})[key] = yaml.safe_load(raw)
+    return out
+
+
+def resolve_config(
+    config_cls: type[EditorConfig], method: str, hparams_key: str, model_type: str,
+    explicit_file: Path | None = None, overrides: dict[str, Any] | None = None,
+) -> tuple[EditorConfig, str]:
+    """Config from the chosen YAML (or the dataclass defaults when a method has none) plus overrides."""
+    path = explicit_file or hparams_file(method, hparams_key, model_type)
+    values = load_yaml(path) if path else {}
+    values.update(overrides or {})
+    source = str(path) if path else f"{method} defaults"
+    return build_config(config_cls, values, source), source

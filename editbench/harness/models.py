@@ -1,0 +1,70 @@
+"""Loading causal LMs (any Hugging Face id or local path) into one handle the harness passes around."""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from editbench.core import ConfigError
+from editbench.harness.arch import ArchSpec, arch_for
+
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16, "float64": torch.float64}
+
+
+@dataclass
+class LoadedModel:
+    model: nn.Module
+    tokenizer: object
+    name: str  # Hugging Face id or local path, as given
+    hparams_key: str  # which hparams file fits this model (e.g. 'world', 'gpt2-xl', 'qwen2')
+
+    @property
+    def arch(self) -> ArchSpec:
+        return arch_for(self.model)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def fingerprint(self) -> str:
+        """Identity of the current weights: name plus a hash of a few parameter slices (cheap)."""
+        h = hashlib.sha256(self.name.encode())
+        for _, p in list(self.model.named_parameters())[:: max(1, len(list(self.model.parameters())) // 8)]:
+            h.update(p.detach().flatten()[:4096].float().cpu().numpy().tobytes())
+        return h.hexdigest()[:16]
+
+
+def parse_dtype(name: str) -> torch.dtype:
+    if name not in DTYPES:
+        raise ConfigError(f"unknown dtype '{name}' (valid: {', '.join(DTYPES)})")
+    return DTYPES[name]
+
+
+def default_hparams_key(name_or_path: str, model_type: str) -> str:
+    """Hparams files are named by the model's base name (e.g. qwen2.5-7b-instruct) or its model_type."""
+    return Path(name_or_path.rstrip("/")).name.lower() or model_type
+
+
+def load_model(
+    name_or_path: str, device: str = "cpu", dtype: str = "float32", hparams_key: str | None = None
+) -> LoadedModel:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    local = os.path.isdir(name_or_path)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name_or_path, local_files_only=local)
+        model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=parse_dtype(dtype), local_files_only=local)
+    except OSError as exc:
+        raise ConfigError(f"cannot load model '{name_or_path}': {str(exc).splitlines()[0]}") from None
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model.to(device).eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    arch_for(model)  # fail early on unsupported architectures
+    key = hparams_key or default_hparams_key(name_or_path, model.config.model_type)
+    return LoadedModel(model=model, tokenizer=tokenizer, name=name_or_path, hparams_key=key)

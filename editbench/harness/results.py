@@ -1,0 +1,88 @@
+"""The versioned results store: atomic writes, provenance (git sha, package versions)."""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import tempfile
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Iterable
+
+from editbench.core import DataError
+
+SCHEMA_VERSION = 1
+RESULTS_FILE = "results.json"
+EDITS_FILE = "edits.jsonl"
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write to a temp file in the same folder, then rename: readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def atomic_write_jsonl(path: Path, rows: Iterable[dict]) -> None:
+    atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
+
+
+def git_sha() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent, capture_output=True, text=True, timeout=5
+        )
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def package_versions() -> dict[str, str | None]:
+    versions: dict[str, str | None] = {"python": platform.python_version()}
+    for name in ("editbench", "torch", "transformers", "peft", "tokenizers", "numpy"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def load_results(path: Path) -> dict:
+    """Read one results.json, checking the schema version."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such results file") from None
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    if data.get("schema_version") != SCHEMA_VERSION:
+        raise DataError(
+            f"{path}: field 'schema_version' is {data.get('schema_version')!r}, this editbench reads {SCHEMA_VERSION}"
+        )
+    for key in ("method", "checkpoints"):
+        if key not in data:
+            raise DataError(f"{path}: field '{key}' is missing")
+    return data
+
+
+def find_results(run_dir: Path) -> list[Path]:
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise DataError(f"{run_dir}: no such run directory")
+    paths = sorted(run_dir.glob(f"*/{RESULTS_FILE}"))
+    if not paths:
+        raise DataError(f"{run_dir}: holds no */{RESULTS_FILE}")
+    return paths

@@ -1,0 +1,198 @@
+"""The sequential runner: N edits in batches without resetting weights, evaluated at checkpoints."""
+from __future__ import annotations
+
+import dataclasses
+import random
+import resource
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+
+from editbench.core import ConfigError, EditbenchError, Editor, EditRequest, ExamQuestion
+from editbench.harness import metrics
+from editbench.harness.models import LoadedModel
+from editbench.harness.results import (
+    EDITS_FILE,
+    RESULTS_FILE,
+    SCHEMA_VERSION,
+    atomic_write_json,
+    atomic_write_jsonl,
+    git_sha,
+    package_versions,
+)
+from editbench.harness.scoring import sample_continuations
+
+EDIT_METRICS = ("reliability", "reliability_em", "generalization", "locality", "portability")
+
+
+@dataclass
+class EvalSuite:
+    """What is measured besides the edits themselves: fluency prompts and a general-capability exam."""
+
+    fluency_prompts: list[str]
+    fluency_tokens: int
+    exam_name: str
+    exam: list[ExamQuestion]
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def default_checkpoints(n_edits: int) -> list[int]:
+    points, t = [], 1
+    while t < n_edits:
+        points.append(t)
+        t *= 10
+    return points + [n_edits]
+
+
+def resolve_checkpoints(checkpoints: Sequence[int] | None, n_edits: int) -> list[int]:
+    if n_edits < 1:
+        raise ConfigError(f"--edits must be >= 1, got {n_edits}")
+    points = sorted(set(checkpoints)) if checkpoints else default_checkpoints(n_edits)
+    bad = [t for t in points if not 1 <= t <= n_edits]
+    if bad:
+        raise ConfigError(f"checkpoints {bad} are out of range (valid: 1..{n_edits}, the number of edits)")
+    return points if points[-1] == n_edits else points + [n_edits]
+
+
+def plan_batches(n_edits: int, batch_size: int, checkpoints: Sequence[int]) -> list[range]:
+    """Consecutive batches of at most batch_size, cut at checkpoints so each is evaluated at exactly T edits."""
+    batches, start = [], 0
+    for stop_at in checkpoints:
+        while start < stop_at:
+            end = min(start + batch_size, stop_at)
+            batches.append(range(start, end))
+            start = end
+    return batches
+
+
+def peak_memory_mb(device: torch.device) -> dict[str, float | None]:
+    rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    rss_mb = rss_kb / 1024 if sys.platform != "darwin" else rss_kb / 2**20
+    cuda = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
+    return {"cpu_rss_mb": round(rss_mb, 1), "cuda_max_allocated_mb": cuda}
+
+
+class SequentialRunner:
+    def __init__(
+        self,
+        lm: LoadedModel,
+        editor: Editor,
+        requests: Sequence[EditRequest],
+        suite: EvalSuite,
+        checkpoints: Sequence[int] | None = None,
+        seed: int = 0,
+        log: Callable[[str], None] = print,
+    ) -> None:
+        self.lm = lm
+        self.editor = editor
+        self.requests = list(requests)
+        self.suite = suite
+        self.checkpoints = resolve_checkpoints(checkpoints, len(self.requests))
+        self.seed = seed
+        self.log = log
+        # Caches belong to the run (key statistics, context templates), never to a module.
+        self.cache: dict = {}
+
+    def _fluency(self) -> float | None:
+        if not self.suite.fluency_prompts:
+            return None
+        texts = sample_continuations(self.lm, self.suite.fluency_prompts, self.suite.fluency_tokens, seed=self.seed)
+        return metrics.fluency(texts)
+
+    def _exam(self) -> float | None:
+        return metrics.exam_accuracy(self.lm, self.suite.exam) if self.suite.exam else None
+
+    def run(self) -> tuple[dict, list[dict]]:
+        seed_everything(self.seed)
+        t0 = time.perf_counter()
+        locality_pre = metrics.locality_top1(self.lm, self.requests)
+        fluency_pre, exam_pre = self._fluency(), self._exam()
+        pre_seconds = time.perf_counter() - t0
+        self.log(f"pre-edit: fluency={fluency_pre} exam={exam_pre} ({pre_seconds:.1f}s)")
+
+        edit_rows: list[dict] = []
+        checkpoint_rows: list[dict] = []
+        edit_seconds = 0.0
+        batches = plan_batches(len(self.requests), self.editor.config.batch_size, self.checkpoints)
+        for batch_no, idx in enumerate(batches):
+            batch = [self.requests[i] for i in idx]
+            t_edit = time.perf_counter()
+            error = None
+            try:
+                delta = self.editor.edit(self.lm, batch, self.cache)
+                delta.apply(self.lm.model)  # validates first: a bad delta is never applied
+            except EditbenchError as exc:
+                error, delta = str(exc), None
+                self.log(f"edit batch {batch_no} failed: {error}")
+            edit_seconds += time.perf_counter() - t_edit
+            immediate = metrics.edit_scores(self.lm, batch, [locality_pre[i] for i in idx])
+            for j, row in enumerate(immediate):
+                info = delta.info[j] if delta is not None and j < len(delta.info) else {}
+                edit_rows.append(
+                    {"index": idx[j], "batch": batch_no, "status": "failed" if error else "ok", "error": error,
+                     **{f"immediate_{k}": row[k] for k in EDIT_METRICS}, "case_id": row["case_id"], **info}
+                )
+            done = idx.stop
+            if done in self.checkpoints:
+                checkpoint_rows.append(self._checkpoint(done, locality_pre, fluency_pre, exam_pre, edit_seconds))
+        results = {
+            "schema_version": SCHEMA_VERSION,
+            "method": self.editor.name,
+            "config": dataclasses.asdict(self.editor.config),
+            "model": {"name": self.lm.name, "hparams_key": self.lm.hparams_key,
+                      "model_type": self.lm.model.config.model_type,
+                      "parameters": sum(p.numel() for p in self.lm.model.parameters())},
+            "n_edits": len(self.requests),
+            "seed": self.seed,
+            "git_sha": git_sha(),
+            "packages": package_versions(),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "pre": {"fluency": fluency_pre, "exam": self.suite.exam_name, "exam_accuracy": exam_pre,
+                    "seconds": round(pre_seconds, 3)},
+            "failed_edits": sum(r["status"] == "failed" for r in edit_rows),
+            "memory": peak_memory_mb(self.lm.device),
+            "checkpoints": checkpoint_rows,
+        }
+        return results, edit_rows
+
+    def _checkpoint(self, done, locality_pre, fluency_pre, exam_pre, edit_seconds) -> dict:
+        t0 = time.perf_counter()
+        rows = metrics.edit_scores(self.lm, self.requests[:done], locality_pre[:done])
+        scores = metrics.aggregate(rows, EDIT_METRICS)
+        fluency_now, exam_now = self._fluency(), self._exam()
+        eval_seconds = time.perf_counter() - t0
+        row = {
+            "edits": done,
+            **scores,
+            "fluency": fluency_now,
+            "fluency_pre": fluency_pre,
+            "general": {"exam": self.suite.exam_name, "accuracy": exam_now, "accuracy_pre": exam_pre},
+            "edit_seconds": round(edit_seconds, 3),
+            "eval_seconds": round(eval_seconds, 3),
+            # Per-edit retention scores let reports bootstrap confidence intervals over edits.
+            "per_edit": [{k: r[k] for k in EDIT_METRICS} for r in rows],
+        }
+        self.log(
+            f"T={done}: " + " ".join(f"{k}={_fmt(v)}" for k, v in scores.items())
+            + f" fluency={_fmt(fluency_now)} exam={_fmt(exam_now)} edit_s={edit_seconds:.1f} eval_s={eval_seconds:.1f}"
+        )
+        return row
+
+
+def _fmt(value) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def write_run(out_dir: Path, results: dict, edit_rows: list[dict]) -> Path:
+    out_dir = Path(out_dir)
+    atomic_write_jsonl(out_dir / EDITS_FILE, edit_rows)
+    atomic_write_json(out_dir / RESULTS_FILE, results)
+    return out_dir / RESULTS_FILE

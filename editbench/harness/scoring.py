@@ -1,0 +1,101 @@
+"""Batched teacher-forced scoring and sampling: the forward passes every metric is built on."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from editbench.harness.models import LoadedModel
+
+
+def encode_prompt_target(tokenizer, prompt: str, target: str) -> tuple[list[int], list[int]]:
+    """Token ids of the prompt and of the target as the model would continue it.
+
+    The target is joined with a space (what BPE tokenizers such as GPT-2's and Qwen's need) and
+    split off the joint encoding, so a tokenizer that merges across the boundary is still right.
+    """
+    sep = "" if prompt.endswith((" ", "\n")) or target.startswith(" ") else " "
+    prompt_ids = tokenizer(prompt).input_ids
+    full_ids = tokenizer(prompt + sep + target).input_ids
+    if full_ids[: len(prompt_ids)] == prompt_ids and len(full_ids) > len(prompt_ids):
+        return prompt_ids, full_ids[len(prompt_ids):]
+    target_ids = tokenizer(sep + target, add_special_tokens=False).input_ids
+    return prompt_ids, target_ids
+
+
+@dataclass
+class TargetScore:
+    target_ids: list[int]
+    top1: list[int]  # the model's argmax at each target position (teacher forced)
+    logprobs: list[float]  # log p(target token) at each position
+
+    @property
+    def token_accuracy(self) -> float:
+        return sum(a == b for a, b in zip(self.top1, self.target_ids)) / len(self.target_ids)
+
+    @property
+    def exact(self) -> bool:
+        return self.top1 == self.target_ids
+
+
+def pad_right(seqs: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        ids[i, : len(s)] = torch.tensor(s, dtype=torch.long)
+        mask[i, : len(s)] = 1
+    return ids.to(device), mask.to(device)
+
+
+@torch.no_grad()
+def score_targets(lm: LoadedModel, pairs: list[tuple[str, str]], batch_size: int = 64) -> list[TargetScore]:
+    """Teacher-forced top-1 and log-probabilities of each target after its prompt, in padded batches."""
+    encoded = [encode_prompt_target(lm.tokenizer, p, t) for p, t in pairs]
+    # Longest first so each batch pads little; results are put back in input order.
+    order = sorted(range(len(encoded)), key=lambda i: -(len(encoded[i][0]) + len(encoded[i][1])))
+    results: list[TargetScore | None] = [None] * len(encoded)
+    pad_id = lm.tokenizer.pad_token_id
+    for start in range(0, len(order), batch_size):
+        chunk = order[start : start + batch_size]
+        seqs = [encoded[i][0] + encoded[i][1] for i in chunk]
+        ids, mask = pad_right(seqs, pad_id, lm.device)
+        logits = lm.model(input_ids=ids, attention_mask=mask).logits.float()
+        logp = torch.log_softmax(logits, dim=-1)
+        for row, i in enumerate(chunk):
+            p_len, t_ids = len(encoded[i][0]), encoded[i][1]
+            positions = torch.arange(p_len - 1, p_len - 1 + len(t_ids), device=logits.device)
+            target = torch.tensor(t_ids, device=logits.device)
+            results[i] = TargetScore(
+                target_ids=list(t_ids),
+                top1=logits[row, positions].argmax(-1).tolist(),
+                logprobs=logp[row, positions, target].tolist(),
+            )
+    return results  # type: ignore[return-value]
+
+
+@torch.no_grad()
+def sample_continuations(
+    lm: LoadedModel, prompts: list[str], max_new_tokens: int, top_k: int = 5, seed: int = 0, batch_size: int = 16
+) -> list[str]:
+    """Seeded top-k sampling of a fixed number of new tokens; returns only the continuations."""
+    tok = lm.tokenizer
+    tok.padding_side = "left"  # generation appends on the right, so pad on the left
+    texts: list[str] = []
+    with torch.random.fork_rng(devices=[lm.device] if lm.device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        for start in range(0, len(prompts), batch_size):
+            batch = tok(prompts[start : start + batch_size], return_tensors="pt", padding=True).to(lm.device)
+            out = lm.model.generate(
+                **batch,
+                do_sample=True,
+                top_k=top_k,
+                top_p=1.0,
+                temperature=1.0,
+                max_new_tokens=max_new_tokens,
+                min_new_tokens=max_new_tokens,
+                pad_token_id=tok.pad_token_id,
+            )
+            new_tokens = out[:, batch["input_ids"].shape[1] :]
+            texts.extend(tok.batch_decode(new_tokens, skip_special_tokens=True))
+    return texts

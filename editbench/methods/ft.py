@@ -1,0 +1,78 @@
+"""Fine-tuning baselines on one layer's MLP.
+
+- `ft` (FT-M): cross-entropy on the target tokens, each predicted from its own prefix (prompt masked).
+- `ft_l` (FT-L, Zhu et al.; EasyEdit's `prompt_last`): every target token predicted from the last
+  prompt position, with an optional L-infinity bound on the weight change.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from editbench.core import Editor, EditorConfig, WeightDelta, check_range, register_editor
+from editbench.methods import training
+
+PROJECTIONS = ("down", "up", "gate")
+
+
+@dataclass(frozen=True)
+class FTConfig(EditorConfig):
+    layer: int = 1
+    projections: tuple[str, ...] = ("down",)
+    lr: float = 5e-4
+    steps: int = 25
+    weight_decay: float = 0.0
+    early_stop_loss: float = 1e-2  # EasyEdit's FT stops once the loss is below this
+    norm_constraint: float | None = None  # L-inf bound on the change of each weight (FT-L)
+
+    def check(self) -> None:
+        check_range(self, "layer", self.layer >= 0, ">= 0")
+        check_range(self, "projections", bool(self.projections) and set(self.projections) <= set(PROJECTIONS),
+                    f"non-empty subset of {PROJECTIONS}")
+        check_range(self, "lr", self.lr > 0, "> 0")
+        check_range(self, "steps", self.steps >= 1, ">= 1")
+        check_range(self, "norm_constraint", self.norm_constraint is None or self.norm_constraint > 0, "> 0 or null")
+
+
+class _FineTune(Editor):
+    config_class = FTConfig
+    loss = staticmethod(training.target_nll)
+
+    def check_model(self, lm) -> None:
+        training.mlp_param_names(lm, self.config.layer, self.config.projections)
+
+    def edit(self, lm, requests, cache=None) -> WeightDelta:
+        cfg: FTConfig = self.config
+        names = training.mlp_param_names(lm, cfg.layer, cfg.projections)
+        batch = training.target_batch(lm, requests)
+        with training.trained_in_place(lm.model, names) as params:
+            originals = training.snapshot(params)
+            opt = torch.optim.Adam(params.values(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+            steps_taken, loss_value = 0, float("nan")
+            for _ in range(cfg.steps):
+                loss = self.loss(lm.model, batch)
+                loss_value = loss.item()
+                if loss_value < cfg.early_stop_loss:
+                    break
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                steps_taken += 1
+                if cfg.norm_constraint is not None:
+                    with torch.no_grad():
+                        for n, p in params.items():
+                            p.copy_(originals[n] + (p - originals[n]).clamp(-cfg.norm_constraint, cfg.norm_constraint))
+            deltas = training.delta_against(params, originals)
+        info = {"steps": steps_taken, "final_loss": loss_value}
+        return WeightDelta(tensors=deltas, info=[dict(info) for _ in requests])
+
+
+@register_editor("ft")
+class FTM(_FineTune):
+    loss = staticmethod(training.target_nll)
+
+
+@register_editor("ft_l")
+class FTL(_FineTune):
+    loss = staticmethod(training.prompt_last_nll)
