@@ -66,6 +66,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from editbench.reports.tables import summary_table
 
     log = (lambda msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr))
+    if args.quiet:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
     methods = list(dict.fromkeys(args.method))
     classes = {m: get_editor_class(m) for m in methods}
     check_names(args.benchmark, None)
@@ -86,7 +90,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     # Every config is built and checked against the model before anything runs or is written.
     editors = {}
     for m in methods:
-        config, source = resolve_config(classes[m], m, lm.hparams_key, lm.model.config.model_type,
+        config, source = resolve_config(classes[m].config_class, m, lm.hparams_key, lm.model.config.model_type,
                                         files.get(m), overrides.get(m))
         editors[m] = classes[m](config)
         editors[m].check_model(lm)

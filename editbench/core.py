@@ -21,9 +21,9 @@ BUILTIN_EDITOR_MODULES = {
     "noedit": "editbench.methods.noedit",
     "ft": "editbench.methods.ft",
     "ft_l": "editbench.methods.ft",
-    # "rsft": "editbench.methods.rsft",
-    # "rsft_merge": "editbench.methods.rsft",
-    # "lora": "editbench.methods.lora",
+    "rsft": "editbench.methods.rsft",
+    "rsft_merge": "editbench.methods.rsft",
+    "lora": "editbench.methods.lora",
 }
 
 

@@ -1,0 +1,36 @@
+"""Merging a fine-tuned delta back into base weights (R-SFT+Merge, arXiv 2506.12384).
+
+Tensor -> tensor only. Pruning and merge rules are peft's (`peft.utils.merge_utils`), so TIES and
+DARE here are the ones the field uses, not re-implementations.
+
+    theta_edited = alpha * theta_base + (1 - alpha) * (theta_base + prune(delta))
+                 = theta_base + (1 - alpha) * prune(delta)
+
+alpha is the weight on the base model: alpha = 0 keeps the fine-tuned weights, alpha = 1 the base.
+"""
+from __future__ import annotations
+
+import warnings
+
+import torch
+from peft.utils import merge_utils
+
+MERGE_VARIANTS = ("linear", "ties", "dare")
+
+
+def merge_delta(delta: torch.Tensor, alpha: float, density: float, variant: str = "linear",
+                seed: int = 0) -> torch.Tensor:
+    """The update to add to theta_base: (1 - alpha) times the pruned delta under the chosen rule."""
+    weight = torch.tensor([1.0 - alpha], dtype=delta.dtype, device=delta.device)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # peft warns that density 1 prunes nothing, which is the point
+        if variant == "linear":  # magnitude top-p pruning, then task arithmetic
+            return merge_utils.magnitude_prune([delta], weight, density)
+        if variant == "ties":  # magnitude pruning, sign election, disjoint mean
+            return merge_utils.ties([delta], weight, density)
+        if variant == "dare":  # random drop with 1/density rescale; seeded so runs repeat
+            devices = [delta.device] if delta.device.type == "cuda" else []
+            with torch.random.fork_rng(devices=devices):
+                torch.manual_seed(seed)
+                return merge_utils.dare_linear([delta], weight, density)
+    raise ValueError(f"unknown merge variant {variant!r} (valid: {', '.join(MERGE_VARIANTS)})")

@@ -1,0 +1,104 @@
+"""R-SFT and R-SFT+Merge ("Model Merging for Knowledge Editing", arXiv 2506.12384).
+
+Stage 1 (`rsft`): fine-tune the MLP of one layer sample by sample (batch size 1), for E epochs over
+the batch in a fixed seeded order, taking at most K steps per sample and stopping on a sample as
+soon as its loss (cross-entropy on target tokens) is below tau.
+Stage 2 (`rsft_merge`): delta = theta_sft - theta_base, keep the top `density` share of its entries
+by magnitude, and add (1 - alpha) of it to theta_base (see editbench.methods.merging).
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import torch
+
+from editbench.core import Editor, EditorConfig, WeightDelta, check_range, register_editor
+from editbench.methods import training
+from editbench.methods.merging import MERGE_VARIANTS, merge_delta
+
+PROJECTIONS = ("gate", "up", "down")
+
+
+@dataclass(frozen=True)
+class RSFTConfig(EditorConfig):
+    layer: int = 1
+    projections: tuple[str, ...] = PROJECTIONS
+    epochs: int = 5  # E
+    max_steps_per_sample: int = 6  # K
+    tau: float = 0.1  # early-stopping loss threshold
+    lr: float = 5e-4
+    weight_decay: float = 0.0  # decay would pull the base weights, not the delta, towards zero
+    seed: int = 0  # sample order
+
+    def check(self) -> None:
+        check_range(self, "layer", self.layer >= 0, ">= 0")
+        check_range(self, "projections", bool(self.projections) and set(self.projections) <= set(PROJECTIONS),
+                    f"non-empty subset of {PROJECTIONS}")
+        check_range(self, "epochs", self.epochs >= 1, ">= 1")
+        check_range(self, "max_steps_per_sample", self.max_steps_per_sample >= 1, ">= 1")
+        check_range(self, "tau", self.tau > 0, "> 0")
+        check_range(self, "lr", self.lr > 0, "> 0")
+
+
+@dataclass(frozen=True)
+class RSFTMergeConfig(RSFTConfig):
+    alpha: float = 0.8  # weight on the base model
+    density: float = 0.2  # share of delta entries kept, by magnitude
+    merge: str = "linear"
+
+    def check(self) -> None:
+        super().check()
+        check_range(self, "alpha", 0.0 <= self.alpha <= 1.0, "[0, 1]")
+        check_range(self, "density", 0.0 < self.density <= 1.0, "(0, 1]")
+        check_range(self, "merge", self.merge in MERGE_VARIANTS, ", ".join(MERGE_VARIANTS))
+
+
+def robust_sft(lm, requests, cfg: RSFTConfig) -> tuple[dict[str, torch.Tensor], list[dict]]:
+    """Stage 1. Returns delta = theta_sft - theta_base and per-request step counts and losses."""
+    names = training.mlp_param_names(lm, cfg.layer, cfg.projections)
+    batches = [training.target_batch(lm, [r]) for r in requests]
+    order = list(range(len(requests)))
+    random.Random(cfg.seed).shuffle(order)
+    steps = [[0] * cfg.epochs for _ in requests]
+    with training.trained_in_place(lm.model, names) as params:
+        originals = training.snapshot(params)
+        opt = torch.optim.AdamW(params.values(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        for epoch in range(cfg.epochs):
+            for i in order:
+                for _ in range(cfg.max_steps_per_sample):
+                    loss = training.target_nll(lm.model, batches[i])
+                    if loss.item() < cfg.tau:
+                        break
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                    steps[i][epoch] += 1
+        with torch.no_grad():
+            final = [training.target_nll(lm.model, b).item() for b in batches]
+        deltas = training.delta_against(params, originals)
+    info = [{"steps": sum(s), "steps_per_epoch": s, "final_loss": f} for s, f in zip(steps, final)]
+    return deltas, info
+
+
+@register_editor("rsft")
+class RSFT(Editor):
+    config_class = RSFTConfig
+
+    def check_model(self, lm) -> None:
+        training.mlp_param_names(lm, self.config.layer, self.config.projections)
+
+    def edit(self, lm, requests, cache=None) -> WeightDelta:
+        deltas, info = robust_sft(lm, requests, self.config)
+        return WeightDelta(tensors=deltas, info=info)
+
+
+@register_editor("rsft_merge")
+class RSFTMerge(RSFT):
+    config_class = RSFTMergeConfig
+
+    def edit(self, lm, requests, cache=None) -> WeightDelta:
+        cfg: RSFTMergeConfig = self.config
+        deltas, info = robust_sft(lm, requests, cfg)
+        merged = {n: merge_delta(d, cfg.alpha, cfg.density, cfg.merge, cfg.seed) for n, d in deltas.items()}
+        return WeightDelta(tensors=merged, info=info)

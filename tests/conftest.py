@@ -1,0 +1,68 @@
+"""Shared fixtures: one micro world trained per session, pico models built in-session (no downloads)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory) -> Path:
+    """A fresh cache for the session, so the world build itself is exercised once per run."""
+    path = Path(os.environ.get("EDITBENCH_TEST_CACHE") or tmp_path_factory.mktemp("editbench-cache"))
+    os.environ["EDITBENCH_CACHE"] = str(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def micro_world(cache_dir) -> Path:
+    from editbench.benchmarks.world import world_config
+    from editbench.benchmarks.world_model import ensure_world
+
+    return ensure_world(world_config("micro"), log=lambda msg: None)
+
+
+@pytest.fixture
+def micro_lm(micro_world):
+    """A freshly loaded (unedited) micro world model for each test."""
+    from editbench.harness.models import load_model
+
+    return load_model(str(micro_world), hparams_key="world")
+
+
+@pytest.fixture(scope="session")
+def micro_requests(micro_world):
+    from editbench.benchmarks.registry import world_benchmark
+
+    return world_benchmark(micro_world, 12, seed=0).requests
+
+
+def pico_model(model_type: str, vocab_size: int = 64, hidden: int = 16, seed: int = 0):
+    """A randomly initialised tiny model of the given architecture."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    kwargs = {
+        "gpt2": dict(n_embd=hidden, n_layer=2, n_head=2, n_positions=64),
+        "qwen2": dict(hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=2, num_attention_heads=2,
+                      num_key_value_heads=1, max_position_embeddings=64),
+        "llama": dict(hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=2, num_attention_heads=2,
+                      num_key_value_heads=1, max_position_embeddings=64),
+    }[model_type]
+    config = AutoConfig.for_model(model_type, vocab_size=vocab_size, **kwargs)
+    return AutoModelForCausalLM.from_config(config).eval()
+
+
+def state_copy(model) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def assert_same_state(model, before: dict[str, torch.Tensor]) -> None:
+    after = model.state_dict()
+    assert before.keys() == after.keys()
+    changed = [k for k in before if not torch.equal(before[k], after[k])]
+    assert not changed, f"parameters changed: {changed[:5]}"

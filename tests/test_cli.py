@@ -1,0 +1,62 @@
+"""End to end through the command line on the micro world (few, small cases)."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from editbench.cli import main
+
+
+def test_run_and_report_end_to_end(micro_world, tmp_path, capsys):
+    out = tmp_path / "run"
+    code = main(["run", "--method", "noedit", "--method", "ft", "--world", "micro", "--edits", "3",
+                 "--checkpoints", "1,3", "--seed", "0", "--out", str(out), "--quiet"])
+    assert code == 0
+    assert "| ft |" in capsys.readouterr().out
+    for method in ("noedit", "ft"):
+        results = json.loads((out / method / "results.json").read_text())
+        assert results["schema_version"] == 1 and results["method"] == method and results["seed"] == 0
+        assert {"git_sha", "packages", "config", "model"} <= results.keys()
+        cps = results["checkpoints"]
+        assert [cp["edits"] for cp in cps] == [1, 3]
+        keys = {"edits", "reliability", "reliability_em", "generalization", "locality", "portability", "fluency",
+                "fluency_pre", "general", "edit_seconds", "eval_seconds"}
+        assert keys <= cps[0].keys()
+        assert set(cps[0]["general"]) == {"exam", "accuracy", "accuracy_pre"}
+        assert len((out / method / "edits.jsonl").read_text().splitlines()) == 3
+    ft = json.loads((out / "ft" / "results.json").read_text())["checkpoints"]
+    assert ft[0]["reliability"] == 1.0
+    assert main(["report", str(out)]) == 0
+    md = (out / "leaderboard.md").read_text()
+    assert "| noedit |" in md and "| ft |" in md and "pre-edit: exam" in md
+    assert (out / "leaderboard.csv").read_text().count("\n") == 3
+    assert (out / "reliability.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--method", "nosuch"], "unknown method 'nosuch' (valid: "),
+        (["--method", "ft", "--set", "ft.nokey=1"], "unknown key(s) nokey (valid: "),
+        (["--method", "rsft_merge", "--set", "rsft_merge.alpha=1.5"], "alpha=1.5 is out of range (valid: [0, 1])"),
+        (["--method", "ft", "--set", "ft.layer=9"], "layer index 9 is out of range (valid: 0..3)"),
+        (["--method", "ft", "--benchmark", "nosuch"], "unknown benchmark 'nosuch' (valid: world"),
+        (["--method", "lora", "--set", "lora.target_modules=[nothing]"], "match nothing"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line_and_writes_nothing(args, message, micro_world, tmp_path, capsys):
+    out = tmp_path / "run"
+    code = main(["run", *args, "--world", "micro", "--edits", "2", "--out", str(out), "--quiet"])
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("editbench:")]
+    assert code == 2
+    assert len(errors) == 1 and message in errors[0]
+    assert not out.exists()
+
+
+def test_listing_commands_and_module_entry(capsys):
+    assert main(["methods"]) == 0
+    listed = capsys.readouterr().out
+    assert all(m in listed for m in ("noedit", "ft", "rsft_merge", "lora"))
+    proc = subprocess.run([sys.executable, "-m", "editbench", "benchmarks"], capture_output=True, text=True)
+    assert proc.returncode == 0 and "world" in proc.stdout

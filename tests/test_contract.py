@@ -1,0 +1,46 @@
+"""The contract every registered editor must pass (like peft's shared tests)."""
+import pytest
+import torch
+
+from conftest import assert_same_state, state_copy
+from editbench.core import WeightDelta, editor_names, get_editor_class
+from editbench.harness.hparams import resolve_config
+from editbench.harness.metrics import edit_scores, locality_top1
+
+# Editors that must actually write the fact in (noedit is the exception by design). FT-L scores every
+# target token at the last prompt position, so on a multi-token target it can only raise reliability.
+FLIPS = {"ft", "rsft", "lora"}
+RAISES = {"ft_l"}
+
+
+def make_editor(name, lm, **over):
+    cls = get_editor_class(name)
+    config, _ = resolve_config(cls.config_class, name, lm.hparams_key, lm.model.config.model_type, overrides=over)
+    return cls(config)
+
+
+@pytest.mark.parametrize("name", editor_names())
+def test_editor_contract(name, micro_lm, micro_requests):
+    editor = make_editor(name, micro_lm)
+    editor.check_model(micro_lm)
+    request = micro_requests[0]
+    before = state_copy(micro_lm.model)
+    loc_pre = locality_top1(micro_lm, [request])
+    [row_pre] = edit_scores(micro_lm, [request], loc_pre)
+    delta = editor.edit(micro_lm, [request], cache={})
+    assert isinstance(delta, WeightDelta)
+    assert_same_state(micro_lm.model, before)  # the model is exactly as before edit()
+    delta.validate(micro_lm.model)
+    assert all(torch.isfinite(t).all() for t in delta.tensors.values())
+    assert len(delta.info) == 1
+    delta.apply(micro_lm.model)
+    [row] = edit_scores(micro_lm, [request], loc_pre)
+    if name in FLIPS:
+        assert delta.norm() > 0
+        assert row["reliability_em"] == 1.0, f"{name} did not write {request.target_new!r}"
+        assert row["locality"] >= 0.75
+    if name in RAISES:
+        assert delta.norm() > 0 and row["reliability"] > row_pre["reliability"]
+        assert row["locality"] >= 0.75
+    if name == "noedit":
+        assert delta.tensors == {} and row["locality"] == 1.0

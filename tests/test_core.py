@@ -1,0 +1,74 @@
+import pytest
+import torch
+
+from editbench.core import (
+    ConfigError, DataError, EditRequest, ExamQuestion, InvalidDeltaError, WeightDelta, editor_names,
+    get_editor_class,
+)
+
+
+def request(**over):
+    fields = dict(case_id="r1", prompt="Ada Lovelace lives in", subject="Ada Lovelace", target_new="Paris",
+                  source="file.json")
+    fields.update(over)
+    return EditRequest(**fields)
+
+
+def test_valid_request():
+    r = request(locality=(("Bob lives in", "Rome"),))
+    assert r.subject in r.prompt
+
+
+@pytest.mark.parametrize(
+    "over, field",
+    [
+        (dict(subject="Grace Hopper"), "subject"),
+        (dict(target_new=" "), "target_new"),
+        (dict(prompt=""), "prompt"),
+        (dict(locality=(("only prompt",),)), "locality"),
+        (dict(portability=(("q", ""),)), "portability"),
+        (dict(rephrase_prompts=["a list"]), "rephrase_prompts"),
+    ],
+)
+def test_bad_request_names_record_and_field(over, field):
+    with pytest.raises(DataError) as err:
+        request(**over)
+    msg = str(err.value)
+    assert "file.json" in msg and "'r1'" in msg and f"'{field}'" in msg
+    assert "\n" not in msg
+
+
+def test_exam_answer_letter_checked():
+    with pytest.raises(DataError, match="'answer'"):
+        ExamQuestion(qid="q", question="2+2?", options=("1", "2", "3", "4"), answer="E")
+    assert ExamQuestion(qid="q", question="2+2?", options=("1", "2", "3", "4"), answer="D").answer_index == 3
+
+
+def test_delta_validation_rejects_bad_updates():
+    model = torch.nn.Linear(3, 2)
+    before = model.weight.detach().clone()
+    for delta, message in [
+        ({"weight": torch.full((2, 3), float("nan"))}, "non-finite"),
+        ({"weight": torch.zeros(3, 2)}, "shape"),
+        ({"nope": torch.zeros(1)}, "unknown parameter"),
+    ]:
+        with pytest.raises(InvalidDeltaError, match=message):
+            WeightDelta(tensors=delta).apply(model)
+        assert torch.equal(model.weight, before)  # nothing applied
+    WeightDelta(tensors={"weight": torch.ones(2, 3)}).apply(model)
+    assert torch.equal(model.weight, before + 1)
+
+
+def test_registry_lists_builtins_and_rejects_unknown():
+    names = editor_names()
+    assert {"noedit", "ft", "ft_l", "rsft", "rsft_merge", "lora"} <= set(names)
+    with pytest.raises(ConfigError, match="valid: .*noedit"):
+        get_editor_class("nosuch")
+
+
+def test_config_ranges_are_checked():
+    cls = get_editor_class("rsft_merge").config_class
+    for bad in (dict(alpha=1.5), dict(density=0.0), dict(epochs=0), dict(max_steps_per_sample=0), dict(tau=0.0),
+                dict(projections=("ffn",))):
+        with pytest.raises(ConfigError, match=next(iter(bad))):
+            cls(**bad)

@@ -1,0 +1,76 @@
+import json
+
+import pytest
+import torch
+
+from editbench.core import ConfigError, Editor, EditorConfig, WeightDelta
+from editbench.harness.results import atomic_write_json
+from editbench.harness.runner import EvalSuite, SequentialRunner, plan_batches, resolve_checkpoints
+from editbench.benchmarks.registry import world_benchmark
+from editbench.methods.noedit import NoEdit
+
+
+def test_batches_are_cut_at_checkpoints():
+    batches = plan_batches(12, 5, [1, 10, 12])
+    assert [(b.start, b.stop) for b in batches] == [(0, 1), (1, 6), (6, 10), (10, 12)]
+    assert resolve_checkpoints(None, 250) == [1, 10, 100, 250]
+    assert resolve_checkpoints([10, 1], 20) == [1, 10, 20]
+    with pytest.raises(ConfigError, match="out of range"):
+        resolve_checkpoints([1, 100], 20)
+
+
+def _suite(data):
+    return EvalSuite(data.fluency_prompts[:2], 8, data.exam_name, data.exam[:12])
+
+
+def test_noedit_keeps_locality_and_exam(micro_lm, micro_world):
+    data = world_benchmark(micro_world, 4, seed=0)
+    results, rows = SequentialRunner(micro_lm, NoEdit(), data.requests, _suite(data), [1, 4], 0,
+                                     log=lambda m: None).run()
+    assert [cp["edits"] for cp in results["checkpoints"]] == [1, 4]
+    for cp in results["checkpoints"]:
+        assert cp["locality"] == 1.0
+        assert cp["general"]["accuracy"] == cp["general"]["accuracy_pre"]
+        assert cp["fluency"] == cp["fluency_pre"]
+    assert len(rows) == 4 and all(r["status"] == "ok" for r in rows)
+
+
+class NaNEditor(Editor):
+    name = "nan"
+
+    def edit(self, lm, requests, cache=None):
+        name, p = next(iter(lm.model.named_parameters()))
+        return WeightDelta(tensors={name: torch.full_like(p, float("nan"))}, info=[{} for _ in requests])
+
+
+def test_non_finite_delta_is_recorded_failed_and_not_applied(micro_lm, micro_world):
+    data = world_benchmark(micro_world, 2, seed=0)
+    before = {k: v.clone() for k, v in micro_lm.model.state_dict().items()}
+    results, rows = SequentialRunner(micro_lm, NaNEditor(EditorConfig()), data.requests, _suite(data), [2], 0,
+                                     log=lambda m: None).run()
+    assert results["failed_edits"] == 2 and rows[0]["status"] == "failed" and "non-finite" in rows[0]["error"]
+    assert all(torch.equal(before[k], v) for k, v in micro_lm.model.state_dict().items())
+
+
+def test_same_seed_same_numbers(micro_world):
+    from editbench.harness.models import load_model
+    from editbench.methods.ft import FTM, FTConfig
+
+    data = world_benchmark(micro_world, 3, seed=1)
+    runs = []
+    for _ in range(2):
+        lm = load_model(str(micro_world), hparams_key="world")
+        results, _ = SequentialRunner(lm, FTM(FTConfig(layer=1)), data.requests, _suite(data), [3], 5,
+                                      log=lambda m: None).run()
+        cp = results["checkpoints"][-1]
+        runs.append({k: cp[k] for k in ("reliability", "generalization", "locality", "fluency", "per_edit")})
+    assert runs[0] == runs[1]
+
+
+def test_atomic_write_leaves_no_partial_file(tmp_path):
+    target = tmp_path / "r.json"
+    atomic_write_json(target, {"a": 1})
+    with pytest.raises(TypeError):
+        atomic_write_json(target, {"a": object()})  # not serialisable: the old file must survive
+    assert json.loads(target.read_text()) == {"a": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["r.json"]
