@@ -7,8 +7,9 @@ SEED    ?= 0
 WORLD   ?= default
 METHODS ?= noedit ft ft_l lora rsft rsft_merge
 CHECKPOINTS ?= 1,10,100
+SWEEP_N ?= 20
 
-.PHONY: install leaderboard test bench world clean
+.PHONY: install leaderboard test bench world sweep-merge sweep-layer clean
 
 $(VENV): pyproject.toml
 	python3 -m venv .venv
@@ -27,11 +28,20 @@ leaderboard: $(VENV)
 		--edits $(N) --checkpoints $(CHECKPOINTS) --seed $(SEED) --out $(OUT)
 	$(PY) -m editbench report $(OUT)
 
+# R-SFT+Merge ablations: alpha x density, and the edited layer (N = SWEEP_N edits, one checkpoint).
+sweep-merge: $(VENV)
+	$(PY) -m editbench sweep --method rsft_merge --grid alpha=0.2,0.4,0.6,0.8 --grid density=0.1,0.2,0.5,1.0 \
+		--world $(WORLD) --edits $(SWEEP_N) --checkpoints $(SWEEP_N) --seed $(SEED) --out runs/sweep-merge --quiet
+
+sweep-layer: $(VENV)
+	$(PY) -m editbench sweep --method rsft --grid layer=0,1,2,3 \
+		--world $(WORLD) --edits $(SWEEP_N) --checkpoints $(SWEEP_N) --seed $(SEED) --out runs/sweep-layer --quiet
+
 test: $(VENV)
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q tests -m 'not bench'
 
 bench: $(VENV)
-	$(PY) -m pytest -q benchmarks_perf --benchmark-enable --benchmark-only
+	$(PY) -m pytest -q tests -m bench --benchmark-enable --benchmark-columns=min,median,mean,max,rounds
 
 clean:
 	rm -rf runs .venv

@@ -21,18 +21,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="apply N edits sequentially with each method and score them at checkpoints")
     run.add_argument("--method", action="append", required=True, help="editor name; repeat for several")
-    run.add_argument("--benchmark", default="world")
-    run.add_argument("--world", default="default", help="world size when the world model or data is used")
-    run.add_argument("--model", help="Hugging Face id or local path (default: the world model)")
-    run.add_argument("--device", default="cpu")
-    run.add_argument("--dtype", default="float32")
-    run.add_argument("--edits", type=int, default=100)
-    run.add_argument("--checkpoints", type=_csv_ints, help="e.g. 1,10,100 (the last edit is always one)")
-    run.add_argument("--seed", type=int, default=0)
-    run.add_argument("--out", type=Path, required=True, help="run directory; results go to OUT/<method>/")
-    run.add_argument("--hparams", action="append", default=[], help="YAML file (one method) or METHOD=FILE")
-    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="METHOD.KEY=VALUE")
-    run.add_argument("--quiet", action="store_true")
+    _add_run_options(run)
+
+    sweep = sub.add_parser("sweep", help="run one method over a grid of config values; tables and heat maps")
+    sweep.add_argument("--method", required=True)
+    sweep.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2,...")
+    _add_run_options(sweep)
 
     report = sub.add_parser("report", help="write leaderboard tables and plots for a run directory")
     report.add_argument("run_dir", type=Path)
@@ -56,55 +50,125 @@ def _hparams_files(items: list[str], methods: list[str]) -> dict[str, Path]:
     return files
 
 
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--benchmark", default="world")
+    parser.add_argument("--world", default="default", help="world size when the world model or data is used")
+    parser.add_argument("--model", help="Hugging Face id or local path (default: the world model)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", default="float32")
+    parser.add_argument("--edits", type=int, default=100)
+    parser.add_argument("--checkpoints", type=_csv_ints, help="e.g. 1,10,100 (the last edit is always one)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, required=True, help="output directory")
+    parser.add_argument("--hparams", action="append", default=[], help="YAML file (one method) or METHOD=FILE")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="METHOD.KEY=VALUE")
+    parser.add_argument("--quiet", action="store_true")
+
+
+class _RunContext:
+    """What every method of a run shares: the model source, the edits, the evaluation suite."""
+
+    def __init__(self, args: argparse.Namespace, methods: list[str]) -> None:
+        from editbench.benchmarks.registry import check_names, world_benchmark
+        from editbench.benchmarks.world import world_config
+        from editbench.benchmarks.world_model import ensure_world
+        from editbench.harness.hparams import parse_overrides
+        from editbench.harness.runner import EvalSuite, resolve_checkpoints
+
+        self.args = args
+        self.log = (lambda msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr))
+        if args.quiet:
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()
+        self.classes = {m: get_editor_class(m) for m in methods}
+        check_names(args.benchmark, None)
+        resolve_checkpoints(args.checkpoints, args.edits)
+        self.overrides = parse_overrides(args.overrides, methods)
+        self.files = _hparams_files(args.hparams, methods)
+        world_path = ensure_world(world_config(args.world), log=self.log)
+        self.model_path = args.model or str(world_path)
+        self.hparams_key = None if args.model else "world"
+        self.lm = self.fresh_model()
+        self.data = world_benchmark(world_path, args.edits, args.seed)
+        self.suite = EvalSuite(self.data.fluency_prompts, self.data.fluency_tokens, self.data.exam_name,
+                               self.data.exam)
+
+    def fresh_model(self):
+        from editbench.harness.models import load_model
+
+        a = self.args
+        return load_model(self.model_path, device=a.device, dtype=a.dtype, hparams_key=self.hparams_key)
+
+    def editor(self, method: str, extra: dict | None = None):
+        """The method's editor with its config resolved and checked against the model."""
+        from editbench.harness.hparams import resolve_config
+
+        cls = self.classes[method]
+        overrides = {**self.overrides.get(method, {}), **(extra or {})}
+        config, source = resolve_config(cls.config_class, method, self.lm.hparams_key,
+                                        self.lm.model.config.model_type, self.files.get(method), overrides)
+        editor = cls(config)
+        editor.check_model(self.lm)
+        self.log(f"{method}: hparams from {source}" + (f" with {overrides}" if overrides else ""))
+        return editor
+
+    def run(self, editor, out_dir: Path, first: bool) -> dict:
+        from editbench.harness.runner import SequentialRunner, write_run
+
+        lm = self.lm if first else self.fresh_model()  # each run starts from the unedited weights
+        a = self.args
+        results, edit_rows = SequentialRunner(lm, editor, self.data.requests, self.suite, a.checkpoints, a.seed,
+                                              log=self.log).run()
+        results["benchmark"] = {"name": self.data.name, "world": None if a.model else a.world}
+        write_run(out_dir, results, edit_rows)
+        return results
+
+
 def cmd_run(args: argparse.Namespace) -> int:
-    from editbench.benchmarks.registry import check_names, world_benchmark
-    from editbench.benchmarks.world import world_config
-    from editbench.benchmarks.world_model import ensure_world
-    from editbench.harness.hparams import parse_overrides, resolve_config
-    from editbench.harness.models import load_model
-    from editbench.harness.runner import EvalSuite, SequentialRunner, resolve_checkpoints, write_run
     from editbench.reports.tables import summary_table
 
-    log = (lambda msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr))
-    if args.quiet:
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()
     methods = list(dict.fromkeys(args.method))
-    classes = {m: get_editor_class(m) for m in methods}
-    check_names(args.benchmark, None)
-    resolve_checkpoints(args.checkpoints, args.edits)
-    overrides = parse_overrides(args.overrides, methods)
-    files = _hparams_files(args.hparams, methods)
-
-    world_path = ensure_world(world_config(args.world), log=log)
-    model_path = args.model or str(world_path)
-    hparams_key = None if args.model else "world"
-
-    def fresh_model():
-        return load_model(model_path, device=args.device, dtype=args.dtype, hparams_key=hparams_key)
-
-    lm = fresh_model()
-    data = world_benchmark(world_path, args.edits, args.seed)
-    suite = EvalSuite(data.fluency_prompts, data.fluency_tokens, data.exam_name, data.exam)
+    ctx = _RunContext(args, methods)
     # Every config is built and checked against the model before anything runs or is written.
-    editors = {}
-    for m in methods:
-        config, source = resolve_config(classes[m].config_class, m, lm.hparams_key, lm.model.config.model_type,
-                                        files.get(m), overrides.get(m))
-        editors[m] = classes[m](config)
-        editors[m].check_model(lm)
-        log(f"{m}: hparams from {source}")
-    all_results = []
-    for i, m in enumerate(methods):
-        if i > 0:
-            lm = fresh_model()  # each method starts from the unedited weights
-        runner = SequentialRunner(lm, editors[m], data.requests, suite, args.checkpoints, args.seed, log=log)
-        results, edit_rows = runner.run()
-        results["benchmark"] = {"name": data.name, "world": args.world if not args.model else None}
-        write_run(args.out / m, results, edit_rows)
-        all_results.append(results)
+    editors = {m: ctx.editor(m) for m in methods}
+    all_results = [ctx.run(editors[m], args.out / m, first=(i == 0)) for i, m in enumerate(methods)]
     print(summary_table(all_results))
+    return 0
+
+
+def _parse_grid(items: list[str]) -> dict[str, list]:
+    import yaml
+
+    grid = {}
+    for item in items:
+        key, sep, values = item.partition("=")
+        if not sep or not values:
+            raise ConfigError(f"--grid {item!r}: expected KEY=V1,V2,...")
+        grid[key] = [yaml.safe_load(v) for v in values.split(",")]
+    if not grid:
+        raise ConfigError("sweep needs at least one --grid KEY=V1,V2,...")
+    return grid
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    import itertools
+
+    from editbench.harness.results import atomic_write_json
+    from editbench.reports.sweep import SWEEP_FILE, write_sweep_report
+
+    grid = _parse_grid(args.grid)
+    ctx = _RunContext(args, [args.method])
+    cells = [dict(zip(grid, combo)) for combo in itertools.product(*grid.values())]
+    editors = [ctx.editor(args.method, cell) for cell in cells]  # all checked before the first run
+    spec = {"method": args.method, "keys": list(grid), "cells": []}
+    for i, (cell, editor) in enumerate(zip(cells, editors)):
+        name = "-".join(f"{k}={v}" for k, v in cell.items()).replace("/", "_")
+        ctx.run(editor, args.out / name, first=(i == 0))
+        spec["cells"].append({"dir": name, "values": cell})
+    atomic_write_json(args.out / SWEEP_FILE, spec)
+    for path in write_sweep_report(args.out):
+        print(path)
     return 0
 
 
@@ -136,7 +200,7 @@ def cmd_benchmarks(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "report": cmd_report, "methods": cmd_methods, "benchmarks": cmd_benchmarks}
+COMMANDS = {"run": cmd_run, "sweep": cmd_sweep, "report": cmd_report, "methods": cmd_methods, "benchmarks": cmd_benchmarks}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -60,3 +60,16 @@ def test_listing_commands_and_module_entry(capsys):
     assert all(m in listed for m in ("noedit", "ft", "rsft_merge", "lora"))
     proc = subprocess.run([sys.executable, "-m", "editbench", "benchmarks"], capture_output=True, text=True)
     assert proc.returncode == 0 and "world" in proc.stdout
+
+
+def test_sweep_writes_table_heatmaps_and_tradeoff(micro_world, tmp_path):
+    out = tmp_path / "sweep"
+    code = main(["sweep", "--method", "rsft_merge", "--grid", "alpha=0.0,1.0", "--grid", "density=1.0",
+                 "--world", "micro", "--edits", "2", "--checkpoints", "2", "--out", str(out), "--quiet"])
+    assert code == 0
+    table = (out / "sweep.csv").read_text().splitlines()
+    assert table[0].startswith("alpha,density,reliability") and len(table) == 3
+    rows = {line.split(",")[0]: line.split(",") for line in table[1:]}
+    assert float(rows["1.0"][2]) < float(rows["0.0"][2])  # alpha=1 keeps the base: no edit
+    for name in ("heatmap_reliability.png", "heatmap_exam_accuracy.png", "tradeoff.png", "sweep.md"):
+        assert (out / name).stat().st_size > 0

@@ -1,0 +1,35 @@
+"""A third-party editor plugs in through the `editbench.editors` entry-point group."""
+import os
+import subprocess
+import sys
+import textwrap
+
+
+def make_plugin(root):
+    (root / "toy_editbench_plugin.py").write_text(textwrap.dedent('''
+        """Toy editor from another package."""
+        from editbench.core import Editor, EditorConfig, WeightDelta, register_editor
+
+        @register_editor("toy")
+        class Toy(Editor):
+            config_class = EditorConfig
+
+            def edit(self, lm, requests, cache=None):
+                return WeightDelta(tensors={}, info=[{} for _ in requests])
+    '''))
+    dist = root / "toy_editbench_plugin-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: toy-editbench-plugin\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[editbench.editors]\ntoy = toy_editbench_plugin:Toy\n")
+
+
+def test_entry_point_editor_is_listed_and_runnable(tmp_path):
+    make_plugin(tmp_path)
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    listed = subprocess.run([sys.executable, "-m", "editbench", "methods"], capture_output=True, text=True, env=env)
+    assert listed.returncode == 0, listed.stderr
+    assert "toy" in listed.stdout and "toy_editbench_plugin" in listed.stdout
+    code = ("from editbench.core import get_editor_class; e = get_editor_class('toy')(); "
+            "print(type(e).__name__, e.edit(None, [1, 2]).info)")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert run.stdout.strip() == "Toy [{}, {}]", run.stderr
