@@ -7,7 +7,7 @@ SEED    ?= 0
 WORLD   ?= default
 METHODS ?= noedit ft ft_l lora rsft rsft_merge
 CHECKPOINTS ?= 1,10,100
-SWEEP_N ?= 20
+SWEEP_N ?= 100
 
 .PHONY: install leaderboard test bench world sweep-merge sweep-layer clean
 
