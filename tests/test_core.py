@@ -72,3 +72,7 @@ def test_config_ranges_are_checked():
                 dict(projections=("ffn",))):
         with pytest.raises(ConfigError, match=next(iter(bad))):
             cls(**bad)
+    lora = get_editor_class("lora").config_class
+    for bad in (dict(rank=0), dict(mode="sometimes"), dict(target="embeddings")):
+        with pytest.raises(ConfigError, match=next(iter(bad))):
+            lora(**bad)
