@@ -112,7 +112,7 @@ def _new_model(config: WorldConfig, vocab_size: int, seed: int):
     return Qwen2ForCausalLM(cfg)
 
 
-def train_world_model(world: World, tokenizer, log=print):
+def train_world_model(world: World, tokenizer):
     cfg = world.config
     model = _new_model(cfg, len(tokenizer), cfg.seed)
     corpus = _Corpus(world, tokenizer, cfg.seed)
@@ -173,7 +173,7 @@ def build_world(config: WorldConfig, log=print) -> Path:
     started = time.perf_counter()
     texts = [s for _, sentences in training_sentences(world) for s in sentences]
     tokenizer = train_tokenizer(texts, config.vocab_size)
-    model = train_world_model(world, tokenizer, log=log)
+    model = train_world_model(world, tokenizer)
     train_seconds = time.perf_counter() - started
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))

@@ -1,7 +1,6 @@
 """Loading causal LMs (any Hugging Face id or local path) into one handle the harness passes around."""
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,13 +28,6 @@ class LoadedModel:
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
-
-    def fingerprint(self) -> str:
-        """Identity of the current weights: name plus a hash of a few parameter slices (cheap)."""
-        h = hashlib.sha256(self.name.encode())
-        for _, p in list(self.model.named_parameters())[:: max(1, len(list(self.model.parameters())) // 8)]:
-            h.update(p.detach().flatten()[:4096].float().cpu().numpy().tobytes())
-        return h.hexdigest()[:16]
 
 
 def parse_dtype(name: str) -> torch.dtype:

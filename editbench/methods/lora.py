@@ -148,8 +148,6 @@ class LoRA(Editor):
         for n, d in deltas.items():
             if not torch.isfinite(d).all():
                 raise InvalidDeltaError(f"LoRA produced a non-finite update for '{n}'")
-        if cfg.mode == "continual":
-            state["adapter"] = adapter
         if cfg.mode == "continual":  # only now: a rejected update must not become the adapter's baseline
-            state["deltas"] = adapter_deltas
+            state["adapter"], state["deltas"] = adapter, adapter_deltas
         return WeightDelta(tensors=deltas, info=[{"steps": cfg.steps, "final_loss": final_loss} for _ in requests])
