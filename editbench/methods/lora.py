@@ -82,7 +82,8 @@ def _peft_config(lm, cfg: LoRAConfig):
         r=cfg.rank, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, target_modules=_module_names(lm, cfg),
         layers_to_transform=list(cfg.layers) if cfg.layers is not None else None,
         layers_pattern=lm.arch.layers.rsplit(".", 1)[-1] if cfg.layers is not None else None,
-        fan_in_fan_out=lm.model.config.model_type == "gpt2", bias="none",
+        # Conv1D stores [in, out]: peft must know, and the module type (not the model name) says so.
+        fan_in_fan_out=any(is_conv1d(lm.model.get_submodule(t)) for t in _targeted(lm, cfg)), bias="none",
     )
     if cfg.adalora:
         common.pop("r")
