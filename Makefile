@@ -5,11 +5,16 @@ OUT     ?= runs/leaderboard
 N       ?= 100
 SEED    ?= 0
 WORLD   ?= default
-METHODS ?= noedit ft ft_l lora rsft rsft_merge
+METHODS ?= noedit ft ft_l lora rsft rsft_merge rome memit
 CHECKPOINTS ?= 1,10,100
 SWEEP_N ?= 100
+BENCH   ?= world
+ORDERS  ?= 1
+# the regression suite: every registered editor, micro world, 20 edits, fixed seed
+REGRESS_OUT      ?= runs/regress
+REGRESS_BASELINE ?= baselines/world-micro-n20.json
 
-.PHONY: install leaderboard test bench world sweep-merge sweep-layer clean
+.PHONY: install leaderboard compare regress baseline test bench world sweep-merge sweep-layer clean
 
 $(VENV): pyproject.toml
 	python3 -m venv .venv
@@ -25,8 +30,27 @@ world: $(VENV)
 
 leaderboard: $(VENV)
 	$(PY) -m editbench run $(foreach m,$(METHODS),--method $(m)) --benchmark world --world $(WORLD) \
-		--edits $(N) --checkpoints $(CHECKPOINTS) --seed $(SEED) --out $(OUT)
+		--edits $(N) --checkpoints $(CHECKPOINTS) --seed $(SEED) --orders $(ORDERS) --out $(OUT)
 	$(PY) -m editbench report $(OUT)
+
+# e.g. make compare METHODS="rome memit rsft_merge" N=100: the same edits in the same order, each
+# method against the first, with paired bootstrap intervals of the differences.
+compare: $(VENV)
+	$(PY) -m editbench compare $(foreach m,$(METHODS),--method $(m)) --benchmark $(BENCH) --world $(WORLD) \
+		--edits $(N) --checkpoints $(CHECKPOINTS) --seed $(SEED) --out runs/compare
+
+regress: $(VENV)
+	rm -rf $(REGRESS_OUT)
+	$(PY) -m editbench run --method all --world micro --edits 20 --checkpoints 1,20 --seed 0 \
+		--out $(REGRESS_OUT) --quiet >/dev/null
+	$(PY) -m editbench regress $(REGRESS_OUT) --baseline $(REGRESS_BASELINE)
+
+# Refreshes the committed baselines on purpose (commit the result).
+baseline: $(VENV)
+	rm -rf $(REGRESS_OUT)
+	$(PY) -m editbench run --method all --world micro --edits 20 --checkpoints 1,20 --seed 0 \
+		--out $(REGRESS_OUT) --quiet >/dev/null
+	$(PY) -m editbench baseline $(REGRESS_OUT) --out $(REGRESS_BASELINE)
 
 # R-SFT+Merge ablations: alpha x density, and the edited layer (N = SWEEP_N edits, one checkpoint).
 sweep-merge: $(VENV)

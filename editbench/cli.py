@@ -20,8 +20,23 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="apply N edits sequentially with each method and score them at checkpoints")
-    run.add_argument("--method", action="append", required=True, help="editor name; repeat for several")
+    run.add_argument("--method", action="append", required=True,
+                     help="editor name; repeat for several; 'all' = every registered editor")
     _add_run_options(run)
+
+    compare = sub.add_parser("compare", help="run methods on the same edits and compare each with the first")
+    compare.add_argument("--method", action="append", required=True, help="reference method first")
+    _add_run_options(compare)
+
+    regress = sub.add_parser("regress", help="compare a run with a baseline; exit 0 ok, 1 regression, 2 bad input")
+    regress.add_argument("run_dir", type=Path)
+    regress.add_argument("--baseline", type=Path, required=True, help="baseline JSON file or another run directory")
+    regress.add_argument("--tolerances", type=Path, help="YAML of absolute tolerances per metric")
+    regress.add_argument("--tolerance", action="append", default=[], metavar="METRIC=VALUE")
+
+    baseline = sub.add_parser("baseline", help="store a run's final metrics as a baseline file for `regress`")
+    baseline.add_argument("run_dir", type=Path)
+    baseline.add_argument("--out", type=Path, required=True)
 
     sweep = sub.add_parser("sweep", help="run one method over a grid of config values; tables and heat maps")
     sweep.add_argument("--method", required=True)
@@ -59,10 +74,24 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--edits", type=int, default=100)
     parser.add_argument("--checkpoints", type=_csv_ints, help="e.g. 1,10,100 (the last edit is always one)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--orders", type=int, default=1,
+                        help="run K seeded orders of the same edits; reports give mean ± std across orders")
     parser.add_argument("--out", type=Path, required=True, help="output directory")
     parser.add_argument("--hparams", action="append", default=[], help="YAML file (one method) or METHOD=FILE")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="METHOD.KEY=VALUE")
     parser.add_argument("--quiet", action="store_true")
+
+
+def _show_library_log(quiet: bool) -> None:
+    """Messages editors log (e.g. key statistics cache hits) go to stderr unless --quiet."""
+    import logging
+
+    logger = logging.getLogger("editbench")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(logging.WARNING if quiet else logging.INFO)
 
 
 class _RunContext:
@@ -77,6 +106,7 @@ class _RunContext:
 
         self.args = args
         self.log = (lambda msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr))
+        _show_library_log(quiet=args.quiet)
         if args.quiet:
             from transformers.utils import logging as hf_logging
 
@@ -84,6 +114,8 @@ class _RunContext:
         self.classes = {m: get_editor_class(m) for m in methods}
         check_names(args.benchmark, None)
         resolve_checkpoints(args.checkpoints, args.edits)
+        if args.orders < 1:
+            raise ConfigError(f"--orders must be >= 1, got {args.orders}")
         self.overrides = parse_overrides(args.overrides, methods)
         self.files = _hparams_files(args.hparams, methods)
         world_path = ensure_world(world_config(args.world), log=self.log)
@@ -114,26 +146,99 @@ class _RunContext:
         return editor
 
     def run(self, editor, out_dir: Path, first: bool) -> dict:
+        """One method over every edit order; returns the results of order 0."""
         from editbench.harness.runner import SequentialRunner, write_run
 
-        lm = self.lm if first else self.fresh_model()  # each run starts from the unedited weights
         a = self.args
-        results, edit_rows = SequentialRunner(lm, editor, self.data.requests, self.suite, a.checkpoints, a.seed,
-                                              log=self.log).run()
-        results["benchmark"] = {"name": self.data.name, "world": None if a.model else a.world}
-        write_run(out_dir, results, edit_rows)
-        return results
+        outcomes = []
+        for order in range(a.orders):
+            lm = self.lm if first and order == 0 else self.fresh_model()  # each run starts unedited
+            requests = edit_order(self.data.requests, a.seed, order)
+            results, edit_rows = SequentialRunner(lm, editor, requests, self.suite, a.checkpoints, a.seed,
+                                                  log=self.log).run()
+            results["benchmark"] = {"name": self.data.name, "world": None if a.model else a.world}
+            results["order"] = order
+            write_run(out_dir / f"order-{order}" if a.orders > 1 else out_dir, results, edit_rows)
+            outcomes.append(results)
+        return outcomes[0]
+
+
+def edit_order(requests: list, seed: int, order: int) -> list:
+    """Order 0 is the benchmark's order; order k > 0 a shuffle seeded by (seed, k)."""
+    import random
+
+    if order == 0:
+        return list(requests)
+    shuffled = list(requests)
+    random.Random(f"editbench-order-{seed}-{order}").shuffle(shuffled)
+    return shuffled
+
+
+def _methods(names: list[str]) -> list[str]:
+    """The requested editors, 'all' expanded to every registered one (entry-point plugins included)."""
+    out: list[str] = []
+    for name in names:
+        out += editor_names() if name == "all" else [name]
+    return list(dict.fromkeys(out))
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from editbench.reports.tables import summary_table
 
-    methods = list(dict.fromkeys(args.method))
+    methods = _methods(args.method)
     ctx = _RunContext(args, methods)
     # Every config is built and checked against the model before anything runs or is written.
     editors = {m: ctx.editor(m) for m in methods}
-    all_results = [ctx.run(editors[m], args.out / m, first=(i == 0)) for i, m in enumerate(methods)]
-    print(summary_table(all_results))
+    for i, m in enumerate(methods):
+        ctx.run(editors[m], args.out / m, first=(i == 0))
+    from editbench.harness.results import find_results, load_results
+
+    print(summary_table([load_results(p) for p in find_results(args.out)
+                         if load_results(p)["method"] in methods]))
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from editbench.reports.compare import write_comparison
+    from editbench.reports.leaderboard import write_report
+
+    if len(_methods(args.method)) < 2:
+        raise ConfigError("compare needs at least two methods (the first is the reference)")
+    cmd_run(args)
+    for path in write_comparison(args.out) + write_report(args.out):
+        if path.suffix in (".md", ".html"):
+            print(path)
+    print((args.out / "comparison.md").read_text())
+    return 0
+
+
+def cmd_regress(args: argparse.Namespace) -> int:
+    from editbench.reports import regress
+
+    overrides = {}
+    for item in args.tolerance:
+        key, sep, value = item.partition("=")
+        try:
+            overrides[key] = float(value)
+        except ValueError:
+            raise ConfigError(f"--tolerance {item!r}: expected METRIC=NUMBER") from None
+        if not sep:
+            raise ConfigError(f"--tolerance {item!r}: expected METRIC=NUMBER")
+    tolerances = regress.load_tolerances(args.tolerances, overrides)
+    base = regress.load_baseline(args.baseline)
+    run = regress.summarise_run(args.run_dir)
+    regress.check_comparable(run, base)
+    findings = regress.compare(run, base, tolerances)
+    print(regress.report(findings))
+    return 1 if regress.regressed(findings) else 0
+
+
+def cmd_baseline(args: argparse.Namespace) -> int:
+    from editbench.harness.results import atomic_write_json
+    from editbench.reports.regress import summarise_run
+
+    atomic_write_json(args.out, summarise_run(args.run_dir))
+    print(args.out)
     return 0
 
 
@@ -200,7 +305,8 @@ def cmd_benchmarks(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "sweep": cmd_sweep, "report": cmd_report, "methods": cmd_methods, "benchmarks": cmd_benchmarks}
+COMMANDS = {"run": cmd_run, "compare": cmd_compare, "regress": cmd_regress, "baseline": cmd_baseline,
+            "sweep": cmd_sweep, "report": cmd_report, "methods": cmd_methods, "benchmarks": cmd_benchmarks}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -24,6 +24,8 @@ BUILTIN_EDITOR_MODULES = {
     "rsft": "editbench.methods.rsft",
     "rsft_merge": "editbench.methods.rsft",
     "lora": "editbench.methods.lora",
+    "rome": "editbench.methods.rome",
+    "memit": "editbench.methods.memit",
 }
 
 

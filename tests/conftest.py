@@ -41,7 +41,7 @@ def micro_requests(micro_world):
     return world_benchmark(micro_world, 12, seed=0).requests
 
 
-def pico_model(model_type: str, vocab_size: int = 64, hidden: int = 16, seed: int = 0):
+def pico_model(model_type: str, vocab_size: int = 64, hidden: int = 16, seed: int = 0, **extra):
     """A randomly initialised tiny model of the given architecture."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
@@ -53,6 +53,7 @@ def pico_model(model_type: str, vocab_size: int = 64, hidden: int = 16, seed: in
         "llama": dict(hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=2, num_attention_heads=2,
                       num_key_value_heads=1, max_position_embeddings=64),
     }[model_type]
+    kwargs.update(extra)
     config = AutoConfig.for_model(model_type, vocab_size=vocab_size, **kwargs)
     return AutoModelForCausalLM.from_config(config).eval()
 

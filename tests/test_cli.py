@@ -29,7 +29,7 @@ def test_run_and_report_end_to_end(micro_world, tmp_path, capsys):
     assert ft[0]["reliability"] == 1.0
     assert main(["report", str(out)]) == 0
     md = (out / "leaderboard.md").read_text()
-    assert "| noedit |" in md and "| ft |" in md and "pre-edit: exam" in md
+    assert "| noedit |" in md and "| ft |" in md and "exam: world" in md
     assert (out / "leaderboard.csv").read_text().count("\n") == 3
     assert (out / "reliability.png").read_bytes()[:4] == b"\x89PNG"
 
@@ -43,6 +43,9 @@ def test_run_and_report_end_to_end(micro_world, tmp_path, capsys):
         (["--method", "ft", "--set", "ft.layer=9"], "layer index 9 is out of range (valid: 0..3)"),
         (["--method", "ft", "--benchmark", "nosuch"], "unknown benchmark 'nosuch' (valid: world"),
         (["--method", "lora", "--set", "lora.target_modules=[nothing]"], "match nothing"),
+    (["--method", "rome", "--set", "rome.layers=[7]"], "layer index 7 is out of range (valid: 0..3)"),
+    (["--method", "memit", "--set", "memit.mom2_corpus=/nonexistent/text.txt"], "corpus file '/nonexistent/text.txt' does not exist"),
+    (["--method", "noedit", "--orders", "0"], "--orders must be >= 1"),
     ],
 )
 def test_bad_input_exits_2_with_one_line_and_writes_nothing(args, message, micro_world, tmp_path, capsys):

@@ -76,3 +76,15 @@ def test_config_ranges_are_checked():
     for bad in (dict(rank=0), dict(mode="sometimes"), dict(target="embeddings")):
         with pytest.raises(ConfigError, match=next(iter(bad))):
             lora(**bad)
+
+
+def test_every_shipped_hparams_file_builds_a_valid_config():
+    """Each YAML under editbench/hparams/<method>/ parses, has only known keys and passes range checks."""
+    from editbench.harness.hparams import HPARAMS_DIR, build_config, load_yaml
+
+    files = sorted(HPARAMS_DIR.glob("*/*.yaml"))
+    assert len(files) >= 30
+    for path in files:
+        cls = get_editor_class(path.parent.name)
+        config = build_config(cls.config_class, load_yaml(path), str(path))
+        assert isinstance(config, cls.config_class)

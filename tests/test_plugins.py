@@ -33,3 +33,28 @@ def test_entry_point_editor_is_listed_and_runnable(tmp_path):
             "print(type(e).__name__, e.edit(None, [1, 2]).info)")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert run.stdout.strip() == "Toy [{}, {}]", run.stderr
+
+
+def test_entry_point_editor_joins_the_regression_suite(tmp_path, micro_world, cache_dir):
+    """`--method all` (what `make regress` runs) includes a plugged-in editor; with no baseline entry
+    it is reported as new, not as a failure."""
+    from test_reports import fake_result, write_fake_run
+
+    make_plugin(tmp_path)
+    env = {**os.environ, "EDITBENCH_CACHE": str(cache_dir),
+           "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    code = "from editbench.cli import _methods; print(' '.join(_methods(['all'])))"
+    listed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert "toy" in listed.stdout.split() and "rome" in listed.stdout.split(), listed.stderr
+    out = tmp_path / "suite"
+    run = subprocess.run([sys.executable, "-m", "editbench", "run", "--method", "toy", "--world", "micro",
+                          "--edits", "3", "--checkpoints", "1,3", "--out", str(out), "--quiet"],
+                         capture_output=True, text=True, env=env)
+    assert run.returncode == 0, run.stderr
+    baseline_run = write_fake_run(tmp_path / "base", [fake_result("noedit", 0.0, n=3)])
+    baseline_run_results = baseline_run / "noedit" / "results.json"
+    assert baseline_run_results.exists()
+    gate = subprocess.run([sys.executable, "-m", "editbench", "regress", str(out), "--baseline", str(baseline_run)],
+                          capture_output=True, text=True, env=env)
+    assert gate.returncode == 0, gate.stdout + gate.stderr
+    assert "| toy | reliability |" in gate.stdout and "| new |" in gate.stdout

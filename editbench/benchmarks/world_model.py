@@ -16,6 +16,8 @@ from tqdm import tqdm
 
 from editbench.core import EditbenchError
 from editbench.benchmarks.world import World, WorldConfig, exam_csv, exam_questions, generate_world, training_sentences
+from editbench.harness.cache import cache_root
+from editbench.harness.corpus import WORLD_CORPUS_FILE
 from editbench.harness.models import LoadedModel, load_model
 from editbench.harness.results import atomic_write_json, atomic_write_text
 from editbench.harness.scoring import score_targets
@@ -32,10 +34,6 @@ QWEN2_PRETOKENIZE_REGEX = (
 
 class WorldBuildError(EditbenchError):
     pass
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("EDITBENCH_CACHE", Path.home() / ".cache" / "editbench"))
 
 
 def world_hash(config: WorldConfig) -> str:
@@ -201,6 +199,7 @@ def build_world(config: WorldConfig, log=print) -> Path:
                 f"(need {config.min_heldout_accuracy})"
             )
         atomic_write_json(tmp / "world.json", world.to_json())
+        write_corpus(tmp, world)
         atomic_write_text(tmp / "exam" / "world_val.csv", exam_csv(exam_questions(world)))
         atomic_write_json(tmp / "build_report.json", report)
         if target.exists():
@@ -212,12 +211,20 @@ def build_world(config: WorldConfig, log=print) -> Path:
     return target
 
 
+def write_corpus(folder: Path, world: World) -> None:
+    """The world's training text, one sentence per line: the default corpus for key statistics."""
+    texts = [s for _, sentences in training_sentences(world) for s in sentences]
+    atomic_write_text(Path(folder) / WORLD_CORPUS_FILE, "\n".join(texts) + "\n")
+
+
 def ensure_world(config: WorldConfig, log=print) -> Path:
     """The cached world folder, built first if this config has never been built."""
     target = world_dir(config)
     if (target / "build_report.json").exists():
         report = json.loads((target / "build_report.json").read_text())
         log(f"world '{config.name}' from cache {target} (held-out accuracy {report['heldout_accuracy']:.3f})")
+        if not (target / WORLD_CORPUS_FILE).exists():  # worlds built before the corpus was saved
+            write_corpus(target, load_world(target))
         return target
     return build_world(config, log=log)
 

@@ -31,7 +31,7 @@ def _coerce(config_cls: type, key: str, value: Any) -> Any:
         if option is type(None) and value is None:
             return None
         if origin is tuple and isinstance(value, (list, tuple)):
-            return tuple(value)
+            return tuple(tuple(v) if isinstance(v, list) else v for v in value)  # e.g. [[5, 10], [10, 10]]
         if origin is float and isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
         if origin is int and isinstance(value, int) and not isinstance(value, bool):

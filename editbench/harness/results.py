@@ -82,7 +82,8 @@ def find_results(run_dir: Path) -> list[Path]:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise DataError(f"{run_dir}: no such run directory")
-    paths = sorted(run_dir.glob(f"*/{RESULTS_FILE}"))
+    # <method>/results.json, or <method>/order-<k>/results.json with several edit orders
+    paths = sorted([*run_dir.glob(f"*/{RESULTS_FILE}"), *run_dir.glob(f"*/order-*/{RESULTS_FILE}")])
     if not paths:
         raise DataError(f"{run_dir}: holds no */{RESULTS_FILE}")
     return paths

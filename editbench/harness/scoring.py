@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 import torch
 
+from editbench.core import DataError
 from editbench.harness.models import LoadedModel
 
 
@@ -99,3 +100,31 @@ def sample_continuations(
             new_tokens = out[:, batch["input_ids"].shape[1] :]
             texts.extend(tok.batch_decode(new_tokens, skip_special_tokens=True))
     return texts
+
+
+FACT_TOKENS = ("subject_last", "subject_first", "last")
+
+
+def lookup_index(tokenizer, text: str, subject_start: int, subject: str, fact_token: str = "subject_last",
+                 record: str = "request") -> tuple[list[int], int]:
+    """Token ids of `text` and the index of the token that locate-then-edit methods read and write.
+
+    The subject occupies characters [subject_start, subject_start + len(subject)) of `text`; its
+    tokens are found from the tokenizer's offsets, so multi-token subjects and subjects merged with
+    a leading space are both right. `fact_token` picks the subject's last or first token, or the
+    last token of the text. The index is into the unpadded ids (see `padded_index`).
+    """
+    encoded = tokenizer(text, return_offsets_mapping=True)
+    ids = list(encoded["input_ids"])
+    if fact_token == "last":
+        return ids, len(ids) - 1
+    end = subject_start + len(subject)
+    covering = [i for i, (a, b) in enumerate(encoded["offset_mapping"]) if b > a and a < end and b > subject_start]
+    if not covering:
+        raise DataError(f"{record}: field 'subject' {subject!r} is not found in the tokens of {text!r}")
+    return ids, covering[-1] if fact_token == "subject_last" else covering[0]
+
+
+def padded_index(index: int, length: int, width: int, padding_side: str) -> int:
+    """Where position `index` of a sequence of `length` tokens lands in a batch padded to `width`."""
+    return index + (width - length if padding_side == "left" else 0)

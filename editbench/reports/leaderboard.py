@@ -1,69 +1,91 @@
-"""`editbench report RUN_DIR`: leaderboard.md / .csv and one plot per metric against the number of edits."""
+"""`editbench report RUN_DIR`: leaderboard in Markdown, CSV, JSON and one self-contained HTML page,
+plus figures (PNG and SVG): each metric against the number of edits, a radar chart per method."""
 from __future__ import annotations
 
+import base64
+import html
 from pathlib import Path
 
-from editbench.harness.results import atomic_write_text, find_results, load_results
-from editbench.reports import tables
+from editbench.harness.results import atomic_write_json, atomic_write_text, find_results, load_results
+from editbench.reports import plots, tables
+from editbench.reports.stats import CI_LEVEL, N_RESAMPLES, SCORE_COMPONENTS
 
-PLOT_METRICS = ("reliability", "generalization", "locality", "fluency", "exam_accuracy")
 
-
-def _header(results: list[dict]) -> str:
+def header_facts(results: list[dict]) -> dict:
     first = results[0]
     pre = first.get("pre", {})
-    cps = ",".join(str(cp["edits"]) for cp in first["checkpoints"])
-    return (
-        f"# editbench leaderboard\n\n"
-        f"- model: `{first['model']['name']}` ({first['model']['model_type']}, {first['model']['parameters']:,} parameters)\n"
-        f"- benchmark: {first.get('benchmark', {}).get('name')}, N = {first['n_edits']} edits, checkpoints {cps}, "
-        f"seed {first['seed']}\n"
-        f"- pre-edit: exam `{pre.get('exam')}` accuracy {tables._num(pre.get('exam_accuracy'))}, "
-        f"fluency {tables._num(pre.get('fluency'), 2)}\n"
-        f"- editbench {first['packages'].get('editbench')}, git {first.get('git_sha') or 'unknown'}\n"
+    return {
+        "model": first["model"]["name"],
+        "model_type": first["model"]["model_type"],
+        "parameters": first["model"]["parameters"],
+        "benchmark": (first.get("benchmark") or {}).get("name"),
+        "n_edits": first["n_edits"],
+        "checkpoints": [cp["edits"] for cp in first["checkpoints"]],
+        "seeds": sorted({r["seed"] for r in results}),
+        "orders": max(1, len({r.get("order", 0) for r in results})),
+        "exam": pre.get("exam"),
+        "exam_accuracy_pre": pre.get("exam_accuracy"),
+        "fluency_pre": pre.get("fluency"),
+        "editbench": first["packages"].get("editbench"),
+        "git_sha": first.get("git_sha"),
+        "methods": list(dict.fromkeys(r["method"] for r in results)),
+    }
+
+
+def _header_lines(facts: dict) -> list[str]:
+    return [
+        f"model: {facts['model']} ({facts['model_type']}, {facts['parameters']:,} parameters)",
+        f"benchmark: {facts['benchmark']}, N = {facts['n_edits']} edits, checkpoints "
+        f"{','.join(map(str, facts['checkpoints']))}, seed(s) {','.join(map(str, facts['seeds']))}, "
+        f"edit orders {facts['orders']}",
+        f"exam: {facts['exam']} (pre-edit accuracy {tables._num(facts['exam_accuracy_pre'])}), "
+        f"pre-edit fluency {tables._num(facts['fluency_pre'], 2)}",
+        f"editbench {facts['editbench']}, git {facts['git_sha'] or 'unknown'}",
+    ]
+
+
+EXPLAIN = (
+    f"score = mean of {', '.join(SCORE_COMPONENTS)} (exam retention = exam accuracy / pre-edit accuracy, capped "
+    f"at 1). [a, b] = {int(CI_LEVEL * 100)}% percentile bootstrap interval over edits ({N_RESAMPLES} seeded "
+    "resamples); ± = standard deviation across edit orders."
+)
+
+
+def _html_page(facts: dict, final: list[dict], every: list[dict], figures: list[Path]) -> str:
+    images = "".join(
+        f'<figure><img alt="{html.escape(p.stem)}" src="data:image/png;base64,'
+        f'{base64.b64encode(p.read_bytes()).decode()}"><figcaption>{html.escape(p.stem)}</figcaption></figure>'
+        for p in figures if p.suffix == ".png"
     )
-
-
-def plot_metrics(rows: list[dict], out_dir: Path) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only, no display
-    import matplotlib.pyplot as plt
-
-    paths = []
-    for metric in PLOT_METRICS:
-        fig, ax = plt.subplots(figsize=(5, 3.5))
-        for method in dict.fromkeys(r["method"] for r in rows):
-            points = [(r["edits"], r[metric]) for r in rows if r["method"] == method and r[metric] is not None]
-            if points:
-                ax.plot(*zip(*points), marker="o", label=method)
-        ax.set_xscale("log")
-        ax.set_xlabel("number of edits (T)")
-        ax.set_ylabel(metric)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        path = out_dir / f"{metric}.png"
-        tmp = path.with_name(f".{path.name}.tmp.png")
-        fig.savefig(tmp, dpi=110)
-        plt.close(fig)
-        tmp.replace(path)
-        paths.append(path)
-    return paths
+    items = "".join(f"<li>{html.escape(line)}</li>" for line in _header_lines(facts))
+    style = ("body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;font-size:13px}"
+             "td,th{border:1px solid #ccc;padding:3px 6px}figure{display:inline-block;margin:4px}")
+    return (
+        f"<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>editbench leaderboard</title>"
+        f"<style>{style}</style></head><body><h1>editbench leaderboard</h1><ul>{items}</ul>"
+        f"<p>{html.escape(EXPLAIN)}</p><h2>Final checkpoint</h2>{tables.html_table(final)}"
+        f"<h2>Every checkpoint</h2>{tables.html_table(every)}<h2>Figures</h2>{images}</body></html>\n"
+    )
 
 
 def write_report(run_dir: Path) -> list[Path]:
     run_dir = Path(run_dir)
     results = [load_results(p) for p in find_results(run_dir)]
+    facts = header_facts(results)
     final, every = tables.final_rows(results), tables.all_rows(results)
+    final.sort(key=lambda r: -(r["score"] if r["score"] is not None else -1))  # ranked by the overall score
+    figures = plots.metric_curves(every, run_dir) + plots.radar_charts(final, run_dir)
     md = (
-        _header(results)
-        + "\n## Final checkpoint\n\n" + tables.markdown(final)
-        + "\n## Every checkpoint\n\n" + tables.markdown(every)
-        + "\n" + "".join(f"![{m}]({m}.png)\n" for m in PLOT_METRICS)
+        "# editbench leaderboard\n\n" + "".join(f"- {line}\n" for line in _header_lines(facts))
+        + f"\n{EXPLAIN}\n\n## Final checkpoint (ranked by score)\n\n" + tables.markdown(final)
+        + "\n## Every checkpoint\n\n" + tables.markdown(every) + "\n"
+        + "".join(f"![{p.stem}]({p.name})\n" for p in figures if p.suffix == ".png")
     )
-    outputs = [run_dir / "leaderboard.md", run_dir / "leaderboard.csv", run_dir / "checkpoints.csv"]
+    outputs = [run_dir / n for n in ("leaderboard.md", "leaderboard.csv", "checkpoints.csv", "leaderboard.json",
+                                     "leaderboard.html")]
     atomic_write_text(outputs[0], md)
     atomic_write_text(outputs[1], tables.to_csv(final))
     atomic_write_text(outputs[2], tables.to_csv(every))
-    return outputs + plot_metrics(every, run_dir)
+    atomic_write_json(outputs[3], {"header": facts, "final": final, "checkpoints": every})
+    atomic_write_text(outputs[4], _html_page(facts, final, every, figures))
+    return outputs + figures

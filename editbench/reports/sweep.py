@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from editbench.harness.results import atomic_write_text, load_results
-from editbench.reports import tables
+from editbench.reports import plots, tables
 
 SWEEP_METRICS = ("reliability", "generalization", "locality", "exam_accuracy")
 SWEEP_FILE = "sweep.json"
@@ -21,19 +21,10 @@ def _cells(sweep_dir: Path) -> tuple[list[str], list[dict]]:
     return spec["keys"], rows
 
 
-def _save(fig, path: Path) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp{path.suffix}")
-    fig.savefig(tmp, dpi=110)
-    tmp.replace(path)
-    return path
-
-
 def write_sweep_report(sweep_dir: Path) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
+
+    plt = plots.pyplot()
 
     sweep_dir = Path(sweep_dir)
     keys, rows = _cells(sweep_dir)
@@ -74,8 +65,7 @@ def write_sweep_report(sweep_dir: Path) -> list[Path]:
             ax.grid(alpha=0.3)
         ax.set_title(f"{metric} ({rows[0]['method']}, T={rows[0]['edits']})")
         fig.tight_layout()
-        outputs.append(_save(fig, sweep_dir / f"heatmap_{metric}.png"))
-        plt.close(fig)
+        outputs += plots.save_figure(fig, sweep_dir, f"heatmap_{metric}")
 
     fig, ax = plt.subplots(figsize=(5, 4))
     for r in rows:
@@ -87,6 +77,5 @@ def write_sweep_report(sweep_dir: Path) -> list[Path]:
     ax.grid(alpha=0.3)
     ax.set_title("trade-off: reliability vs general capability")
     fig.tight_layout()
-    outputs.append(_save(fig, sweep_dir / "tradeoff.png"))
-    plt.close(fig)
+    outputs += plots.save_figure(fig, sweep_dir, "tradeoff")
     return outputs

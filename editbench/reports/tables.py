@@ -1,11 +1,21 @@
-"""Results -> rows -> Markdown / CSV tables."""
+"""Results -> rows -> Markdown / CSV / HTML tables.
+
+A row is one method at one checkpoint. Per-edit metrics carry a 95% bootstrap interval over edits
+(`<metric>_ci`); with several edit orders (`--orders K`) rows of the same method and checkpoint are
+combined into mean and standard deviation across orders (`<metric>_std`).
+"""
 from __future__ import annotations
 
 import csv
+import html
 import io
-from typing import Sequence
+from collections.abc import Sequence
+
+from editbench.reports.stats import bootstrap_ci, exam_retention, mean_std, overall_score
 
 METRIC_COLUMNS = ("reliability", "reliability_em", "generalization", "locality", "portability")
+# Metrics shown with their uncertainty (CI over edits, or std over orders), and what `regress` gates.
+UNCERTAIN = ("score", "reliability", "generalization", "locality", "portability", "fluency", "exam_accuracy")
 
 
 def _num(value, digits: int = 3) -> str:
@@ -17,14 +27,17 @@ def _signed(value) -> str:
 
 
 def checkpoint_row(result: dict, cp: dict) -> dict:
-    """One flat row: a method at one checkpoint, with changes from pre-edit for fluency and exam."""
+    """One flat row: a method at one checkpoint, with changes from pre-edit, CIs and the overall score."""
     general = cp.get("general") or {}
     fluency, fluency_pre = cp.get("fluency"), cp.get("fluency_pre")
     exam, exam_pre = general.get("accuracy"), general.get("accuracy_pre")
     edits = cp["edits"]
-    return {
+    memory = result.get("memory") or {}
+    row = {
         "method": result["method"],
         "edits": edits,
+        "order": result.get("order", 0),
+        "orders": 1,
         **{k: cp.get(k) for k in METRIC_COLUMNS},
         "fluency": fluency,
         "fluency_pre": fluency_pre,
@@ -33,43 +46,96 @@ def checkpoint_row(result: dict, cp: dict) -> dict:
         "exam_accuracy": exam,
         "exam_accuracy_pre": exam_pre,
         "exam_change": None if exam is None or exam_pre is None else exam - exam_pre,
+        "exam_retention": exam_retention(exam, exam_pre),
         "seconds_per_edit": cp["edit_seconds"] / edits if edits else None,
         "eval_seconds": cp.get("eval_seconds"),
         "failed_edits": result.get("failed_edits"),
+        "peak_rss_mb": memory.get("cpu_rss_mb"),
+        "cuda_max_allocated_mb": memory.get("cuda_max_allocated_mb"),
     }
+    row["score"] = overall_score(row)
+    per_edit = cp.get("per_edit") or []
+    for k in METRIC_COLUMNS:
+        row[f"{k}_ci"] = list(bootstrap_ci([e.get(k) for e in per_edit], seed=result.get("seed", 0)) or []) or None
+    return row
+
+
+def combine_orders(rows: Sequence[dict]) -> list[dict]:
+    """Rows of the same method and checkpoint from several edit orders -> one row of means (+ `_std`)."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["method"], r["edits"]), []).append(r)
+    out = []
+    for group in groups.values():
+        if len(group) == 1:
+            out.append(group[0])
+            continue
+        row = dict(group[0])
+        for key, value in group[0].items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and key not in ("edits", "order",
+                                                                                                "orders"):
+                row[key], std = mean_std([g.get(key) for g in group])
+                if key in UNCERTAIN:
+                    row[f"{key}_std"] = std
+        row["orders"], row["order"] = len(group), None
+        for k in METRIC_COLUMNS:
+            row[f"{k}_ci"] = None  # across orders the spread is the std, not a CI over one order's edits
+        out.append(row)
+    return out
 
 
 def final_rows(results: Sequence[dict]) -> list[dict]:
-    return [checkpoint_row(r, r["checkpoints"][-1]) for r in results if r["checkpoints"]]
+    return combine_orders([checkpoint_row(r, r["checkpoints"][-1]) for r in results if r["checkpoints"]])
 
 
 def all_rows(results: Sequence[dict]) -> list[dict]:
-    return [checkpoint_row(r, cp) for r in results for cp in r["checkpoints"]]
+    return combine_orders([checkpoint_row(r, cp) for r in results for cp in r["checkpoints"]])
+
+
+def with_spread(row: dict, key: str, digits: int = 3) -> str:
+    """'0.842 [0.78, 0.90]' (CI over edits) or '0.842 ± 0.010' (std over orders) or '0.842'."""
+    text = _num(row.get(key), digits)
+    if row.get(f"{key}_std") is not None and row.get("orders", 1) > 1:
+        return f"{text} ± {row[f'{key}_std']:.{digits}f}"
+    ci = row.get(f"{key}_ci")
+    return f"{text} [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else text
+
+
+HEADER = ["method", "T", "score", "reliability", "rel. EM", "generalization", "locality", "portability",
+          "fluency (Δ pre)", "exam acc. (Δ pre)", "s/edit", "eval s", "peak MB"]
+
+
+def _cells(r: dict) -> list[str]:
+    return [
+        r["method"], str(r["edits"]), with_spread(r, "score"), with_spread(r, "reliability"),
+        _num(r["reliability_em"]), with_spread(r, "generalization"), with_spread(r, "locality"),
+        with_spread(r, "portability"), _num(r["fluency"], 2) + _signed(r["fluency_change"]),
+        _num(r["exam_accuracy"]) + _signed(r["exam_change"]), _num(r["seconds_per_edit"], 3),
+        _num(r["eval_seconds"], 1), _num(r.get("cuda_max_allocated_mb") or r.get("peak_rss_mb"), 0),
+    ]
 
 
 def markdown(rows: Sequence[dict]) -> str:
-    header = ["method", "edits", "reliability", "rel. EM", "generalization", "locality", "portability",
-              "fluency (Δ pre)", "exam acc. (Δ pre)", "s/edit", "eval s"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for r in rows:
-        cells = [
-            r["method"], str(r["edits"]), _num(r["reliability"]), _num(r["reliability_em"]),
-            _num(r["generalization"]), _num(r["locality"]), _num(r["portability"]),
-            _num(r["fluency"], 2) + _signed(r["fluency_change"]),
-            _num(r["exam_accuracy"]) + _signed(r["exam_change"]),
-            _num(r["seconds_per_edit"], 3), _num(r["eval_seconds"], 1),
-        ]
-        lines.append("| " + " | ".join(cells) + " |")
+    lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    lines += ["| " + " | ".join(_cells(r)) + " |" for r in rows]
     return "\n".join(lines) + "\n"
+
+
+def html_table(rows: Sequence[dict]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in HEADER)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in _cells(r)) + "</tr>" for r in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def to_csv(rows: Sequence[dict]) -> str:
     if not rows:
         return ""
+    fields = list(dict.fromkeys(k for r in rows for k in r))
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+    writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
     writer.writeheader()
-    writer.writerows(rows)
+    for r in rows:
+        writer.writerow({k: (" ".join(f"{x:.6g}" for x in v) if isinstance(v, list) else v) for k, v in r.items()})
     return buf.getvalue()
 
 

@@ -1,0 +1,78 @@
+"""Forward hooks, only ever inside context managers: every hook is removed on exit, also on errors.
+
+A module's output may be a tensor or a tuple whose first item is the hidden states (decoder blocks
+in some transformers versions); both are handled.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
+
+import torch
+from torch import nn
+
+
+def _hidden(output):
+    return output[0] if isinstance(output, tuple) else output
+
+
+def _with_hidden(output, hidden: torch.Tensor):
+    return (hidden, *output[1:]) if isinstance(output, tuple) else hidden
+
+
+@dataclass
+class Captured:
+    """The input (first positional argument) and output hidden states of a module's last call."""
+
+    input: torch.Tensor | None = None
+    output: torch.Tensor | None = None
+    calls: int = field(default=0)
+
+
+@contextmanager
+def capture(module: nn.Module, detach: bool = True) -> Iterator[Captured]:
+    """Record what `module` reads and writes on each forward pass inside the block."""
+    seen = Captured()
+
+    def hook(_module, args, output):
+        x, y = args[0], _hidden(output)
+        seen.input = x.detach() if detach else x
+        seen.output = y.detach() if detach else y
+        seen.calls += 1
+
+    handle = module.register_forward_hook(hook)
+    try:
+        yield seen
+    finally:
+        handle.remove()
+
+
+@contextmanager
+def edit_output(module: nn.Module, change: Callable[[torch.Tensor], torch.Tensor]) -> Iterator[None]:
+    """Replace the module's output hidden states h by change(h) for forward passes inside the block."""
+
+    def hook(_module, _args, output):
+        return _with_hidden(output, change(_hidden(output)))
+
+    handle = module.register_forward_hook(hook)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+def add_at_positions(rows: torch.Tensor, positions: torch.Tensor, vector: torch.Tensor):
+    """A `change` for edit_output: add `vector` to the hidden state at (rows[i], positions[i]).
+
+    Out of place, so autograd can differentiate through it with respect to `vector`.
+    """
+
+    def change(hidden: torch.Tensor) -> torch.Tensor:
+        if hidden.shape[1] <= int(positions.max()):
+            return hidden  # a shorter pass (e.g. generation step) does not contain the positions
+        added = torch.zeros_like(hidden)
+        added[rows, positions] = vector.to(hidden.dtype)
+        return hidden + added
+
+    return change

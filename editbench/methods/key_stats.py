@@ -1,0 +1,143 @@
+"""Key statistics C = E[k k^T] of the inputs of MLP output projections, over a text corpus.
+
+Two caches, neither module-global: the run's own dict (passed by the runner, so a sequential run
+computes each layer's C once, on the unedited model) and files under `<cache>/key_stats`, keyed
+by model identity (name plus a weight fingerprint), layer, corpus identity, sample count, maximum
+length and precision. Statistics are always computed here; nothing precomputed is downloaded.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from editbench.core import ConfigError
+from editbench.harness.arch import get_module, mlp_proj_path
+from editbench.harness.cache import cache_root
+from editbench.harness.corpus import load_corpus
+from editbench.harness.hooks import capture
+from editbench.harness.models import LoadedModel
+from editbench.harness.scoring import pad_right
+from editbench.methods.locate import is_positive_definite, second_moment
+
+log = logging.getLogger("editbench")
+PRECISIONS = {"float32": torch.float32, "float64": torch.float64}
+
+
+@dataclass(frozen=True)
+class StatsSpec:
+    mom2_corpus: str = "world"  # 'world', a .txt/.json/.jsonl path, or hf:NAME[:CONFIG]
+    mom2_n_samples: int = 100_000  # documents (ROME and MEMIT use 100,000 Wikipedia articles)
+    mom2_max_length: int = 256  # tokens per document
+    mom2_dtype: str = "float64"
+    mom2_batch_size: int = 32
+
+
+def weight_fingerprint(model: torch.nn.Module, per_tensor: int = 4096) -> str:
+    """A cheap hash of the weights: every name, shape and dtype, and a strided sample of values."""
+    digest = hashlib.sha256()
+    for name, p in sorted(model.state_dict().items()):
+        flat = p.detach().reshape(-1)
+        step = max(1, flat.numel() // per_tensor)
+        sample = flat[::step][:per_tensor].float().cpu().numpy().tobytes()
+        digest.update(f"{name}:{tuple(p.shape)}:{p.dtype}".encode())
+        digest.update(sample)
+    return digest.hexdigest()[:16]
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-._" else "_" for c in text)[-60:]
+
+
+def _cache_file(lm: LoadedModel, fingerprint: str, layer: int, corpus_id: str, spec: StatsSpec) -> Path:
+    key = f"{lm.name}|{fingerprint}|{layer}|{corpus_id}|{spec.mom2_n_samples}|{spec.mom2_max_length}|{spec.mom2_dtype}"
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    name = f"{_slug(Path(lm.name.rstrip('/')).name)}-L{layer}-{_slug(corpus_id)}-n{spec.mom2_n_samples}-{digest}.pt"
+    return cache_root() / "key_stats" / name
+
+
+def _atomic_save(obj, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@torch.no_grad()
+def accumulate(lm: LoadedModel, layers: list[int], texts: list[str], spec: StatsSpec) -> dict[int, tuple[torch.Tensor, int]]:
+    """One pass over `texts`: per layer, the sum of k k^T over every non-padding token, and the token count."""
+    dtype = PRECISIONS[spec.mom2_dtype]
+    sums: dict[int, torch.Tensor] = {}
+    counts = dict.fromkeys(layers, 0)
+    tok = lm.tokenizer
+    with ExitStack() as stack, tqdm(total=None, unit="tok", desc="key statistics", disable=None) as bar:
+        seen = {L: stack.enter_context(capture(get_module(lm.model, mlp_proj_path(lm.model, L, "down"))))
+                for L in layers}
+        for start in range(0, len(texts), spec.mom2_batch_size):
+            chunk = texts[start : start + spec.mom2_batch_size]
+            seqs = [ids for ids in tok(chunk, truncation=True, max_length=spec.mom2_max_length).input_ids if ids]
+            if not seqs:
+                continue
+            ids, mask = pad_right(seqs, tok.pad_token_id, lm.device)
+            lm.model(input_ids=ids, attention_mask=mask)
+            keep = mask.bool()
+            for L in layers:
+                moment, n = second_moment(seen[L].input[keep], dtype)
+                sums[L] = moment if L not in sums else sums[L] + moment
+                counts[L] += n
+            bar.update(int(keep.sum()))
+    return {L: (sums[L], counts[L]) for L in layers if L in sums}
+
+
+def key_statistics(lm: LoadedModel, layers: list[int], spec: StatsSpec, run_cache: dict | None) -> dict[int, torch.Tensor]:
+    """C for each layer, from the run cache, else the disk cache, else computed in one corpus pass."""
+    run_cache = run_cache if run_cache is not None else {}
+    if spec.mom2_dtype not in PRECISIONS:
+        raise ConfigError(f"key statistics precision '{spec.mom2_dtype}' is unknown (valid: {', '.join(PRECISIONS)})")
+    found = {L: run_cache[("key_stats", L, spec)] for L in layers if ("key_stats", L, spec) in run_cache}
+    missing = [L for L in layers if L not in found]
+    if not missing:
+        return found
+    texts, corpus_id = load_corpus(spec.mom2_corpus, lm.name, spec.mom2_n_samples)
+    fingerprint = weight_fingerprint(lm.model)
+    to_compute = []
+    for L in missing:
+        path = _cache_file(lm, fingerprint, L, corpus_id, spec)
+        if path.is_file():
+            log.info(f"key statistics layer {L}: cache hit {path}")
+            found[L] = torch.load(path, map_location=lm.device)["moment"]
+        else:
+            to_compute.append(L)
+    if to_compute:
+        log.info(f"key statistics layers {to_compute}: computing over {len(texts)} documents of '{spec.mom2_corpus}'")
+        started = time.perf_counter()
+        sums = accumulate(lm, to_compute, texts, spec)
+        log.info(f"key statistics layers {to_compute}: built in {time.perf_counter() - started:.1f}s")
+        for L, (total, count) in sums.items():
+            moment = total / count
+            if not is_positive_definite(moment):
+                raise ConfigError(
+                    f"key statistics of layer {L} are singular or non-finite ({count} tokens from {len(texts)} "
+                    f"documents of '{spec.mom2_corpus}'); use more samples or a larger corpus"
+                )
+            path = _cache_file(lm, fingerprint, L, corpus_id, spec)
+            _atomic_save({"moment": moment.cpu(), "count": count, "corpus": corpus_id, "layer": L,
+                          "model": lm.name, "fingerprint": fingerprint}, path)
+            log.info(f"key statistics layer {L}: {count} tokens, saved {path}")
+            found[L] = moment
+    for L in missing:
+        run_cache[("key_stats", L, spec)] = found[L]
+    return {L: found[L] for L in layers}

@@ -1,0 +1,63 @@
+"""MEMIT (Meng et al. 2023): one closed-form update per layer for a whole batch of facts.
+
+Target hidden states z (residual stream at the last edited layer, subject's last token) come from
+`rewrite.optimise_target` on that block's output. Then for each edited layer in ascending order:
+keys K at that layer (context-template average, with earlier layers already updated), residual
+R = (Z - H) / (layers left), dW = R K^T (lam C + K K^T)^{-1} (locate.memit_solve, float64).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from editbench.core import WeightDelta, check_range, register_editor
+from editbench.harness.arch import get_module, layer_path, mlp_proj_path
+from editbench.methods import training
+from editbench.methods.key_stats import key_statistics
+from editbench.methods.locate import memit_solve
+from editbench.methods.rewrite import context_templates, optimise_target, read_at_subject
+from editbench.methods.rome import LocateConfig, LocateEditor, add_update
+
+
+@dataclass(frozen=True)
+class MEMITConfig(LocateConfig):
+    layers: tuple[int, ...] = (0, 1)
+    context_template_lengths: tuple[tuple[int, int], ...] = ((10, 5),)  # MEMIT's compute_z templates
+    mom2_update_weight: float = 15000.0  # lambda
+
+    def check(self) -> None:
+        super().check()
+        check_range(self, "mom2_update_weight", self.mom2_update_weight > 0, "> 0")
+
+
+@register_editor("memit")
+class MEMIT(LocateEditor):
+    config_class = MEMITConfig
+
+    def edit(self, lm, requests, cache=None) -> WeightDelta:
+        cfg: MEMITConfig = self.config
+        layers = list(cfg.layers)
+        block = get_module(lm.model, layer_path(lm.model, layers[-1]))
+        covs = key_statistics(lm, layers, cfg.stats_spec, cache)
+        templates = context_templates(lm, cfg.context_template_lengths, cache, cfg.template_seed)
+        targets, infos = [], []
+        for request in requests:
+            z, _, info = optimise_target(lm, block, request, templates, cfg.target_spec)
+            targets.append(z)
+            infos.append(info)
+        z_all = torch.stack(targets)  # [n, hidden]
+        names = [f"{mlp_proj_path(lm.model, L, 'down')}.weight" for L in layers]
+        with training.trained_in_place(lm.model, names) as params:
+            original = training.snapshot(params)
+            for i, layer in enumerate(layers):
+                module = self.down_proj(lm, layer)
+                keys, _ = read_at_subject(lm, module, requests, templates, cfg.fact_token)
+                _, z_now = read_at_subject(lm, block, requests, ["{}"], cfg.fact_token)
+                residual = (z_all - z_now).T / (len(layers) - i)  # [hidden, n]
+                update = memit_solve(residual, keys.T, covs[layer], cfg.mom2_update_weight)
+                add_update(module, update, f"MEMIT at layer {layer}")
+                for info in infos:
+                    info.setdefault("update_norms", []).append(round(update.norm().item(), 5))
+            deltas = training.delta_against(params, original)
+        return WeightDelta(tensors=deltas, info=infos)

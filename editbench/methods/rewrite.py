@@ -1,0 +1,149 @@
+"""Steps ROME and MEMIT share: context templates, keys at the subject, and target vectors v*.
+
+Every forward pass here pads on the right, and every position comes from `lookup_index`
+(tokenizer offsets), so the subject token is the same one however the prompt is batched.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+
+from editbench.core import EditRequest, check_range
+from editbench.harness.hooks import add_at_positions, capture, edit_output
+from editbench.harness.models import LoadedModel
+from editbench.harness.scoring import FACT_TOKENS, encode_prompt_target, lookup_index, pad_right, sample_continuations
+from editbench.methods import training
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    """How v* is optimised (names as in the ROME/MEMIT hparams files)."""
+
+    v_num_grad_steps: int = 20
+    v_lr: float = 0.5
+    v_weight_decay: float = 0.5
+    clamp_norm_factor: float = 4.0
+    kl_factor: float = 0.0625
+    early_stop_loss: float = 5e-2
+    fact_token: str = "subject_last"
+
+    def check_target(self) -> None:
+        owner = self
+        check_range(owner, "v_num_grad_steps", self.v_num_grad_steps >= 1, ">= 1")
+        check_range(owner, "v_lr", self.v_lr > 0, "> 0")
+        check_range(owner, "clamp_norm_factor", self.clamp_norm_factor > 0, "> 0")
+        check_range(owner, "kl_factor", self.kl_factor >= 0, ">= 0")
+        check_range(owner, "fact_token", self.fact_token in FACT_TOKENS, ", ".join(FACT_TOKENS))
+
+
+def context_templates(lm: LoadedModel, lengths: Sequence[Sequence[int]], run_cache: dict | None, seed: int = 0) -> list[str]:
+    """'{}' plus short prefixes the model writes itself ((length, count) pairs), cached for the run.
+
+    As in ROME, each prefix ends with '. ' and braces in generated text are blanked out.
+    """
+    key = ("context_templates", tuple(tuple(x) for x in lengths), seed)
+    if run_cache is not None and key in run_cache:
+        return run_cache[key]
+    start = lm.tokenizer.bos_token or lm.tokenizer.eos_token
+    templates = ["{}"]
+    for length, count in lengths:
+        texts = sample_continuations(lm, [start] * count, length, top_k=5, seed=seed)
+        templates += [t.replace("{", " ").replace("}", " ") + ". {}" for t in texts]
+    if run_cache is not None:
+        run_cache[key] = templates
+    return templates
+
+
+@dataclass
+class Located:
+    """Token ids of prompt texts with the lookup index of each (the subject's token)."""
+
+    ids: list[list[int]]
+    lookup: list[int]
+
+
+def locate(lm: LoadedModel, request: EditRequest, templates: Sequence[str], fact_token: str) -> Located:
+    ids, lookup = [], []
+    for template in templates:
+        prefix = template[: template.index("{}")]
+        text = template.format(request.prompt)
+        seq, idx = lookup_index(lm.tokenizer, text, len(prefix) + request.prompt.index(request.subject),
+                                request.subject, fact_token, record=f"request {request.case_id!r}")
+        ids.append(seq)
+        lookup.append(idx)
+    return Located(ids, lookup)
+
+
+@torch.no_grad()
+def read_at_subject(lm: LoadedModel, module: torch.nn.Module, requests: Sequence[EditRequest],
+                    templates: Sequence[str], fact_token: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per request, the module's input and output at the lookup token, averaged over templates: [n, d_in], [n, d_out]."""
+    located = [locate(lm, r, templates, fact_token) for r in requests]
+    seqs = [s for loc in located for s in loc.ids]
+    ids, mask = pad_right(seqs, lm.tokenizer.pad_token_id, lm.device)
+    rows = torch.arange(len(seqs), device=lm.device)
+    positions = torch.tensor([i for loc in located for i in loc.lookup], device=lm.device)
+    with capture(module) as seen:
+        lm.model(input_ids=ids, attention_mask=mask)
+    per = len(templates)
+    keys = seen.input[rows, positions].reshape(len(requests), per, -1).mean(1)
+    values = seen.output[rows, positions].reshape(len(requests), per, -1).mean(1)
+    return keys, values
+
+
+def optimise_target(lm: LoadedModel, module: torch.nn.Module, request: EditRequest, templates: Sequence[str],
+                    spec: TargetSpec) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    """v* = v + delta, where delta is added to `module`'s output at the subject token of every prompt
+    and optimised for: target NLL over the context templates + kl_factor * KL(original || edited) on
+    the next-token distribution at the subject of '{subject} is a' + v_weight_decay * |delta| / |v|^2.
+    |delta| is clamped to clamp_norm_factor * |v| after each step (ROME, MEMIT compute_v/compute_z).
+    Returns (v*, v, info); v is the output at the subject in the bare prompt.
+    """
+    tok = lm.tokenizer
+    _, target_ids = encode_prompt_target(tok, request.prompt, request.target_new)
+    rewrite = locate(lm, request, templates, spec.fact_token)
+    kl_request = EditRequest(request.case_id, f"{request.subject} is a", request.subject, request.target_new)
+    kl = locate(lm, kl_request, ["{}"], spec.fact_token)
+    seqs = [s + target_ids[:-1] for s in rewrite.ids] + kl.ids
+    ids, mask = pad_right(seqs, tok.pad_token_id, lm.device)
+    n_rewrite = len(rewrite.ids)
+    label_pos = torch.tensor([[len(s) - 1 + j for j in range(len(target_ids))] for s in rewrite.ids], device=lm.device)
+    labels = torch.tensor(target_ids, device=lm.device).expand(n_rewrite, -1)
+    rows = torch.arange(len(seqs), device=lm.device)
+    lookup = torch.tensor(rewrite.lookup + kl.lookup, device=lm.device)
+
+    with training.trained_in_place(lm.model, []):  # no weight takes gradients; flags restored after
+        with torch.no_grad(), capture(module) as seen:
+            logits = lm.model(input_ids=ids, attention_mask=mask).logits
+            v_init = seen.output[0, rewrite.lookup[0]].float().clone()
+            kl_init = torch.log_softmax(logits[n_rewrite:, :].float()[torch.arange(len(kl.ids)), kl.lookup], -1)
+        delta = torch.zeros_like(v_init, requires_grad=True)
+        opt = torch.optim.Adam([delta], lr=spec.v_lr)
+        max_norm = spec.clamp_norm_factor * v_init.norm()
+        info = {"v_steps": 0}
+        with torch.enable_grad(), edit_output(module, add_at_positions(rows, lookup, delta.expand(len(seqs), -1))):
+            for step in range(spec.v_num_grad_steps):
+                logits = lm.model(input_ids=ids, attention_mask=mask).logits.float()
+                logp = torch.log_softmax(logits[:n_rewrite], -1)
+                picked = logp[torch.arange(n_rewrite, device=lm.device)[:, None], label_pos, labels]
+                nll = -picked.mean(1).mean()
+                kl_now = torch.log_softmax(logits[n_rewrite:][torch.arange(len(kl.ids)), kl.lookup], -1)
+                kl_loss = spec.kl_factor * torch.nn.functional.kl_div(kl_now, kl_init, log_target=True,
+                                                                      reduction="batchmean")
+                decay = spec.v_weight_decay * delta.norm() / v_init.norm() ** 2
+                loss = nll + kl_loss + decay
+                info.update(v_loss=round(loss.item(), 5), v_nll=round(nll.item(), 5))
+                if loss.item() < spec.early_stop_loss or step == spec.v_num_grad_steps - 1:
+                    break
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                info["v_steps"] = step + 1
+                with torch.no_grad():
+                    if delta.norm() > max_norm:
+                        delta.mul_(max_norm / delta.norm())
+    info["delta_norm"] = round(delta.norm().item(), 5)
+    info["v_norm"] = round(v_init.norm().item(), 5)
+    return (v_init + delta).detach(), v_init, info

@@ -1,0 +1,102 @@
+"""ROME (Meng et al. 2022): a rank-one update of one MLP output projection per fact.
+
+k* = key at the subject's last token averaged over context templates; d = C^{-1} k* (or k* with
+`mom2_adjustment: false`, EasyEdit's default); v* from `rewrite.optimise_target` on the MLP output;
+dW = (v* - W k) d^T / (d^T k) with k the key of the bare prompt, so (W + dW) k = v*.
+Requests of a batch are applied one after another, each seeing the ones before it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from editbench.core import Editor, EditorConfig, InvalidDeltaError, WeightDelta, check_range, register_editor
+from editbench.harness.arch import get_module, mlp_proj_path, to_storage
+from editbench.harness.corpus import check_corpus
+from editbench.methods import training
+from editbench.methods.key_stats import PRECISIONS, StatsSpec, key_statistics
+from editbench.methods.locate import rome_direction, rome_rank_one
+from editbench.methods.rewrite import TargetSpec, context_templates, optimise_target, read_at_subject
+
+
+@dataclass(frozen=True)
+class LocateConfig(EditorConfig, TargetSpec, StatsSpec):
+    """Fields shared by ROME and MEMIT: v* optimisation (TargetSpec), key statistics (StatsSpec)."""
+
+    layers: tuple[int, ...] = (1,)
+    context_template_lengths: tuple[tuple[int, int], ...] = ((5, 10), (10, 10))  # (tokens, how many)
+    template_seed: int = 0
+
+    def check(self) -> None:
+        self.check_target()
+        check_range(self, "layers", bool(self.layers) and all(L >= 0 for L in self.layers)
+                    and list(self.layers) == sorted(set(self.layers)), "non-empty, ascending, >= 0")
+        check_range(self, "mom2_n_samples", self.mom2_n_samples >= 1, ">= 1")
+        check_range(self, "mom2_max_length", self.mom2_max_length >= 1, ">= 1")
+        check_range(self, "mom2_dtype", self.mom2_dtype in PRECISIONS, ", ".join(PRECISIONS))
+
+    @property
+    def target_spec(self) -> TargetSpec:
+        return TargetSpec(**{f: getattr(self, f) for f in TargetSpec.__dataclass_fields__})
+
+    @property
+    def stats_spec(self) -> StatsSpec:
+        return StatsSpec(**{f: getattr(self, f) for f in StatsSpec.__dataclass_fields__})
+
+
+class LocateEditor(Editor):
+    config_class = LocateConfig
+
+    def check_model(self, lm) -> None:
+        for layer in self.config.layers:  # raises ConfigError for a bad layer or module path
+            get_module(lm.model, mlp_proj_path(lm.model, layer, "down"))
+        if getattr(self.config, "mom2_adjustment", True):  # MEMIT always needs C; ROME only with the adjustment
+            check_corpus(self.config.mom2_corpus, lm.name)
+
+    def down_proj(self, lm, layer: int):
+        return get_module(lm.model, mlp_proj_path(lm.model, layer, "down"))
+
+
+def add_update(module, update_out_in: torch.Tensor, what: str) -> None:
+    """Add an [out, in] update to the module's weight in place, refusing non-finite values."""
+    if not torch.isfinite(update_out_in).all():
+        raise InvalidDeltaError(f"{what} produced a non-finite update")
+    with torch.no_grad():
+        module.weight.add_(to_storage(module, update_out_in.to(module.weight.dtype)))
+
+
+@dataclass(frozen=True)
+class ROMEConfig(LocateConfig):
+    layers: tuple[int, ...] = (1,)
+    mom2_adjustment: bool = True  # use C^{-1} k* as in the original ROME; false = EasyEdit default
+
+    def check(self) -> None:
+        super().check()
+        check_range(self, "layers", len(self.layers) == 1, "exactly one layer")
+
+
+@register_editor("rome")
+class ROME(LocateEditor):
+    config_class = ROMEConfig
+
+    def edit(self, lm, requests, cache=None) -> WeightDelta:
+        cfg: ROMEConfig = self.config
+        layer = cfg.layers[0]
+        module = self.down_proj(lm, layer)
+        name = f"{mlp_proj_path(lm.model, layer, 'down')}.weight"
+        cov = key_statistics(lm, [layer], cfg.stats_spec, cache)[layer] if cfg.mom2_adjustment else None
+        templates = context_templates(lm, cfg.context_template_lengths, cache, cfg.template_seed)
+        infos = []
+        with training.trained_in_place(lm.model, [name]) as params:
+            original = training.snapshot(params)
+            for request in requests:
+                k_star, _ = read_at_subject(lm, module, [request], templates, cfg.fact_token)
+                v_star, _, info = optimise_target(lm, module, request, templates, cfg.target_spec)
+                k, v_now = read_at_subject(lm, module, [request], ["{}"], cfg.fact_token)
+                direction = rome_direction(k_star[0], cov)
+                update = rome_rank_one(v_star, v_now[0], k[0], direction)
+                add_update(module, update, f"ROME on request {request.case_id!r}")
+                infos.append({**info, "update_norm": round(update.norm().item(), 5)})
+            deltas = training.delta_against(params, original)
+        return WeightDelta(tensors=deltas, info=infos)

@@ -1,0 +1,145 @@
+"""Reports from hand-made results: every file, self-contained HTML, bootstrap invariants, orders,
+comparisons, and the regression gate's exit codes."""
+import json
+from html.parser import HTMLParser
+
+import pytest
+
+from editbench.cli import main
+from editbench.harness.results import SCHEMA_VERSION
+from editbench.harness.runner import write_run
+from editbench.reports import tables
+from editbench.reports.compare import comparison_rows
+from editbench.reports.leaderboard import write_report
+from editbench.reports.stats import bootstrap_ci, exam_retention, overall_score, paired_diff_ci
+
+N = 10
+
+
+def fake_result(method, reliability, locality=1.0, n=N, seed=0, order=0, exam=0.9, schema=SCHEMA_VERSION):
+    """A results.json as the runner writes it: checkpoints 1 and n, per-edit rows for the last one."""
+    def checkpoint(edits, rel):
+        per_edit = [{"case_id": f"c{i}", "reliability": float(i < round(rel * edits)), "reliability_em": None,
+                     "generalization": rel, "locality": locality, "portability": None} for i in range(edits)]
+        return {"edits": edits, "reliability": sum(e["reliability"] for e in per_edit) / edits,
+                "reliability_em": None, "generalization": rel, "locality": locality, "portability": None,
+                "fluency": 4.0, "fluency_pre": 4.2, "general": {"exam": "world", "accuracy": exam, "accuracy_pre": 1.0},
+                "edit_seconds": 0.5 * edits, "eval_seconds": 0.2, "per_edit": per_edit}
+    return {
+        "schema_version": schema, "method": method, "config": {}, "n_edits": n, "seed": seed, "order": order,
+        "model": {"name": "toy-model", "hparams_key": "world", "model_type": "qwen2", "parameters": 1000},
+        "git_sha": "abc123", "packages": {"editbench": "0.1.0"}, "created": "2026-11-25",
+        "pre": {"fluency": 4.2, "exam": "world", "exam_accuracy": 1.0, "seconds": 0.1}, "failed_edits": 0,
+        "memory": {"cpu_rss_mb": 100.0, "cuda_max_allocated_mb": None},
+        "benchmark": {"name": "world", "world": "micro"},
+        "checkpoints": [checkpoint(1, 1.0), checkpoint(n, reliability)],
+    }
+
+
+def write_fake_run(root, results):
+    for r in results:
+        sub = root / r["method"] / (f"order-{r['order']}" if r.get("order") is not None and
+                                    any(x.get("order") for x in results if x["method"] == r["method"]) else "")
+        write_run(sub, r, [])
+    return root
+
+
+class _Html(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.sources, self.tables = [], 0
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        self.tables += tag == "table"
+        for key in ("src", "href"):
+            if key in attrs:
+                self.sources.append(attrs[key])
+
+
+def test_report_writes_every_format_and_a_self_contained_page(tmp_path):
+    run = write_fake_run(tmp_path, [fake_result("alpha", 0.8), fake_result("beta", 0.4, locality=0.5)])
+    outputs = {p.name for p in write_report(run)}
+    for name in ("leaderboard.md", "leaderboard.csv", "checkpoints.csv", "leaderboard.json", "leaderboard.html",
+                 "reliability.png", "reliability.svg", "locality.png", "score.svg", "radar_alpha.png",
+                 "radar_beta.svg"):
+        assert name in outputs and (run / name).stat().st_size > 0, name
+    md = (run / "leaderboard.md").read_text()
+    assert "toy-model" in md and "N = 10" in md and "seed(s) 0" in md and "git abc123" in md and "exam: world" in md
+    assert md.index("| alpha") < md.index("| beta")  # ranked by score
+    parser = _Html()
+    parser.feed((run / "leaderboard.html").read_text())
+    assert parser.tables == 2 and parser.sources
+    assert all(s.startswith("data:image/png;base64,") for s in parser.sources)
+    board = json.loads((run / "leaderboard.json").read_text())
+    alpha = next(r for r in board["final"] if r["method"] == "alpha")
+    assert alpha["reliability"] == pytest.approx(0.8)
+    lo, hi = alpha["reliability_ci"]
+    assert lo < 0.8 < hi
+    assert alpha["score"] == pytest.approx((0.8 + 0.8 + 1.0 + 0.9) / 4)
+
+
+def test_bootstrap_intervals():
+    assert bootstrap_ci([0.7] * 50) == (pytest.approx(0.7), pytest.approx(0.7))
+    assert bootstrap_ci([]) is None
+    sample = [1.0] * 120 + [0.0] * 280  # Bernoulli, p = 0.3, n = 400: normal-theory half width 0.045
+    lo, hi = bootstrap_ci(sample)
+    assert lo < 0.3 < hi
+    assert 0.07 < hi - lo < 0.11
+    assert bootstrap_ci(sample, seed=1) != bootstrap_ci(sample, seed=2)  # seeded, and the seed matters
+    assert bootstrap_ci(sample, seed=3) == bootstrap_ci(sample, seed=3)
+    mean_diff, (dlo, dhi) = paired_diff_ci([0.0] * 30, [1.0] * 30)
+    assert mean_diff == 1.0 and dlo == dhi == 1.0
+    assert exam_retention(0.9, 0.6) == 1.0 and exam_retention(0.3, 0.6) == 0.5 and exam_retention(None, 1) is None
+    assert overall_score({"reliability": 1.0, "locality": 0.5}) == 0.75
+
+
+def test_orders_are_combined_into_mean_and_std(tmp_path):
+    results = [fake_result("alpha", 0.6, order=0), fake_result("alpha", 0.8, order=1)]
+    [row] = tables.final_rows(results)
+    assert row["orders"] == 2 and row["reliability"] == pytest.approx(0.7)
+    assert row["reliability_std"] == pytest.approx(0.1414, abs=1e-3)
+    assert "0.700 ± 0.141" in tables.markdown([row])
+    run = write_fake_run(tmp_path, results)
+    assert (run / "alpha" / "order-1" / "results.json").exists()
+    write_report(run)
+    assert "edit orders 2" in (run / "leaderboard.md").read_text()
+
+
+def test_comparison_marks_differences_whose_interval_excludes_zero():
+    rows = comparison_rows([fake_result("ref", 0.1), fake_result("same", 0.1), fake_result("better", 1.0)])
+    same, better = rows
+    assert same["reliability_diff"] == 0 and not same["reliability_significant"]
+    assert better["reliability_diff"] == pytest.approx(0.9) and better["reliability_significant"]
+    assert better["exam_accuracy_diff"] == 0
+
+
+def test_regress_exit_codes(tmp_path, capsys):
+    base_run = write_fake_run(tmp_path / "base", [fake_result("alpha", 0.8), fake_result("beta", 0.5)])
+    baseline = tmp_path / "baseline.json"
+    assert main(["baseline", str(base_run), "--out", str(baseline)]) == 0
+    same = write_fake_run(tmp_path / "same", [fake_result("alpha", 0.8), fake_result("beta", 0.5),
+                                               fake_result("gamma", 0.3)])
+    assert main(["regress", str(same), "--baseline", str(baseline)]) == 0
+    out = capsys.readouterr().out
+    assert "| gamma | reliability |" in out and "new" in out and "no regression" in out
+    worse = write_fake_run(tmp_path / "worse", [fake_result("alpha", 0.6), fake_result("beta", 0.5)])
+    assert main(["regress", str(worse), "--baseline", str(baseline)]) == 1
+    out = capsys.readouterr().out
+    assert "| alpha | reliability | 0.800 | 0.600 | -0.200 | 0.01 | regressed |" in out
+    # a loose enough tolerance lets the same drop pass; a run directory works as the baseline too
+    assert main(["regress", str(worse), "--baseline", str(base_run), "--tolerance", "reliability=0.25",
+                 "--tolerance", "generalization=0.25"]) == 0
+    capsys.readouterr()
+    other_n = write_fake_run(tmp_path / "other-n", [fake_result("alpha", 0.8, n=20)])
+    assert main(["regress", str(other_n), "--baseline", str(baseline)]) == 2
+    assert "differ in 'n_edits'" in capsys.readouterr().err
+    assert main(["regress", str(same), "--baseline", str(tmp_path / "missing.json")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    old = json.loads(baseline.read_text())
+    old["schema_version"] = 0
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    assert main(["regress", str(same), "--baseline", str(tmp_path / "old.json")]) == 2
+    assert "schema_version" in capsys.readouterr().err
+    assert main(["regress", str(same), "--baseline", str(baseline), "--tolerance", "speed=1"]) == 2
+    assert "unknown metric" in capsys.readouterr().err
