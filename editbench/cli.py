@@ -66,12 +66,23 @@ def _hparams_files(items: list[str], methods: list[str]) -> dict[str, Path]:
 
 
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--benchmark", default="world")
+    parser.add_argument("--benchmark", default="world", help="world (default), zsre, counterfact, wikibigedit, "
+                        "knowedit, mquake")
+    parser.add_argument("--data", help="the benchmark's JSON/JSONL file (or a Hugging Face dataset id)")
+    parser.add_argument("--limit", type=int, help="take the first N records (after --shuffle)")
+    parser.add_argument("--shuffle", action="store_true", help="shuffle records with --seed before --limit")
+    parser.add_argument("--on-bad-record", default="fail", choices=("fail", "skip"),
+                        help="a record that cannot become an edit: stop (default) or skip and count it")
+    parser.add_argument("--exam", help="world, ceval or mmlu (default: world with the world model, else none)")
+    parser.add_argument("--exam-dir", type=Path, help="C-Eval / MMLU folder (dev/, val/, subject_mapping.json)")
+    parser.add_argument("--exam-shots", type=int, default=5, help="k-shot examples from dev (letter mode)")
+    parser.add_argument("--exam-limit", type=int, help="K questions per subject (seeded), for cheap checkpoints")
+    parser.add_argument("--exam-mode", choices=("letter", "cloze"), help="default: letter for ceval/mmlu")
     parser.add_argument("--world", default="default", help="world size when the world model or data is used")
     parser.add_argument("--model", help="Hugging Face id or local path (default: the world model)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32")
-    parser.add_argument("--edits", type=int, default=100)
+    parser.add_argument("--edits", type=int, help="number of edits (default: 100 on the world, else every record)")
     parser.add_argument("--checkpoints", type=_csv_ints, help="e.g. 1,10,100 (the last edit is always one)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--orders", type=int, default=1,
@@ -98,7 +109,7 @@ class _RunContext:
     """What every method of a run shares: the model source, the edits, the evaluation suite."""
 
     def __init__(self, args: argparse.Namespace, methods: list[str]) -> None:
-        from editbench.benchmarks.registry import check_names, world_benchmark
+        from editbench.benchmarks import registry
         from editbench.benchmarks.world import world_config
         from editbench.benchmarks.world_model import ensure_world
         from editbench.harness.hparams import parse_overrides
@@ -112,19 +123,38 @@ class _RunContext:
 
             hf_logging.disable_progress_bar()
         self.classes = {m: get_editor_class(m) for m in methods}
-        check_names(args.benchmark, None)
-        resolve_checkpoints(args.checkpoints, args.edits)
+        exam_name = args.exam or ("world" if args.model is None else None)
+        registry.check_names(args.benchmark, exam_name)
         if args.orders < 1:
             raise ConfigError(f"--orders must be >= 1, got {args.orders}")
+        if args.benchmark != "world" and not args.data:
+            raise ConfigError(f"benchmark '{args.benchmark}' needs --data FILE (e.g. ../shared/data/zsre/zsre_3k.json)")
         self.overrides = parse_overrides(args.overrides, methods)
         self.files = _hparams_files(args.hparams, methods)
-        world_path = ensure_world(world_config(args.world), log=self.log)
+        uses_world = args.model is None or args.benchmark == "world" or exam_name == "world"
+        world_path = ensure_world(world_config(args.world), log=self.log) if uses_world else None
+        if args.benchmark == "world":
+            data = registry.world_benchmark(world_path, 100 if args.edits is None else args.edits, args.seed)
+        else:
+            data = registry.dataset_benchmark(args.benchmark, args.data, args.limit, args.shuffle, args.seed,
+                                              args.on_bad_record)
+            if data.skipped:
+                self.log(f"{len(data.skipped)} record(s) skipped, first: {data.skipped[0]}")
+            if args.edits is not None:
+                if args.edits > len(data.requests):
+                    raise ConfigError(f"--edits {args.edits} exceeds the {len(data.requests)} edits loaded from "
+                                      f"{data.source}")
+                data.requests = data.requests[: args.edits]
+        exam = registry.exam_for_run(exam_name, args.exam_dir, world_path, args.exam_shots, args.exam_limit,
+                                     args.seed, args.exam_mode)
+        self.data = registry.with_exam(data, exam)
+        self.n_edits = len(self.data.requests)
+        resolve_checkpoints(args.checkpoints, self.n_edits)
         self.model_path = args.model or str(world_path)
         self.hparams_key = None if args.model else "world"
         self.lm = self.fresh_model()
-        self.data = world_benchmark(world_path, args.edits, args.seed)
         self.suite = EvalSuite(self.data.fluency_prompts, self.data.fluency_tokens, self.data.exam_name,
-                               self.data.exam)
+                               self.data.exam, self.data.exam_mode, self.data.exam_shots)
 
     def fresh_model(self):
         from editbench.harness.models import load_model
@@ -156,7 +186,11 @@ class _RunContext:
             requests = edit_order(self.data.requests, a.seed, order)
             results, edit_rows = SequentialRunner(lm, editor, requests, self.suite, a.checkpoints, a.seed,
                                                   log=self.log).run()
-            results["benchmark"] = {"name": self.data.name, "world": None if a.model else a.world}
+            results["benchmark"] = {
+                "name": self.data.name, "world": None if a.model else a.world, "source": self.data.source,
+                "records": self.data.total_records, "skipped_records": len(self.data.skipped),
+                "limit": a.limit, "shuffle": a.shuffle,
+            }
             results["order"] = order
             write_run(out_dir / f"order-{order}" if a.orders > 1 else out_dir, results, edit_rows)
             outcomes.append(results)
@@ -195,6 +229,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     print(summary_table([load_results(p) for p in find_results(args.out)
                          if load_results(p)["method"] in methods]))
+    if ctx.data.skipped:
+        print(f"{len(ctx.data.skipped)} of {ctx.data.total_records} records of {ctx.data.source} skipped "
+              "(--on-bad-record skip)")
     return 0
 
 

@@ -99,6 +99,10 @@ class ExamQuestion:
     answer: str
     subject: str = ""
     category: str = ""
+    # Letter scoring: the whole prompt (instructions, k-shot examples, this question, the answer cue)
+    # and what joins the cue to the letter (" " after "Answer:", "" after C-Eval's "答案：").
+    prompt: str = ""
+    letter_sep: str = " "
 
     def __post_init__(self) -> None:
         where = f"exam question {self.qid!r}"

@@ -23,7 +23,7 @@ def test_run_and_report_end_to_end(micro_world, tmp_path, capsys):
         keys = {"edits", "reliability", "reliability_em", "generalization", "locality", "portability", "fluency",
                 "fluency_pre", "general", "edit_seconds", "eval_seconds"}
         assert keys <= cps[0].keys()
-        assert set(cps[0]["general"]) == {"exam", "accuracy", "accuracy_pre"}
+        assert {"exam", "accuracy", "accuracy_pre", "by_category", "by_category_pre"} == set(cps[0]["general"])
         assert len((out / method / "edits.jsonl").read_text().splitlines()) == 3
     ft = json.loads((out / "ft" / "results.json").read_text())["checkpoints"]
     assert ft[0]["reliability"] == 1.0

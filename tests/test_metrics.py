@@ -88,8 +88,32 @@ def test_exam_picks_highest_likelihood_option(toy_lm):
     # After "ab" the shift model continues " !\"#...": option "!\"" is the likely one.
     q = ExamQuestion(qid="1", question="ab", options=("zz", "!\"", "qq", "a"), answer="B")
     wrong = ExamQuestion(qid="2", question="ab", options=("zz", "!\"", "qq", "a"), answer="A")
-    assert metrics.exam_predictions(toy_lm, [q, wrong]) == [1, 1]
+    assert metrics.exam_predictions(toy_lm, metrics.prepare_exam(toy_lm, [q, wrong], "cloze")) == [1, 1]
     assert metrics.exam_accuracy(toy_lm, [q, wrong]) == 0.5
+
+
+def _letter_question(qid, answer, cue_char, sep="", category="STEM"):
+    return ExamQuestion(qid=qid, question="q", options=("w", "x", "y", "z"), answer=answer, category=category,
+                        prompt=f"question {qid}\nA. w\nB. x\nC. y\nD. z\nAnswer" + cue_char, letter_sep=sep)
+
+
+def test_letter_scoring_reads_the_answer_letter_after_the_cue(toy_lm):
+    """The shift model writes chr(last + 1) next: a cue ending in '@' plants 'A', 'A' plants 'B', and so on.
+    With the planted letter equal to the answer every question is right; one letter off, every one is wrong."""
+    planted = [_letter_question(str(i), a, chr(ord(a) - 1)) for i, a in enumerate("ABCDDCBA")]
+    prepared = metrics.prepare_exam(toy_lm, planted, "letter")
+    assert prepared.letter_ids[0] == [ord(c) for c in "ABCD"]
+    assert metrics.exam_scores(toy_lm, prepared)["accuracy"] == 1.0
+    off_by_one = [_letter_question(str(i), a, chr(ord(a) - 2), category="Other") for i, a in enumerate("BCD")]
+    scores = metrics.exam_scores(toy_lm, metrics.prepare_exam(toy_lm, planted[:2] + off_by_one, "letter"))
+    assert scores["accuracy"] == pytest.approx(2 / 5)
+    assert scores["by_category"] == {"Other": 0.0, "STEM": 1.0}
+    # with a space separator the one-character tokenizer starts every letter with the same ' ' token:
+    # letter scoring cannot tell the options apart, and says so
+    with pytest.raises(Exception, match="distinct tokens"):
+        metrics.prepare_exam(toy_lm, [_letter_question("s", "A", "@", sep=" ")], "letter")
+    with pytest.raises(Exception, match="no letter-mode prompt"):
+        metrics.prepare_exam(toy_lm, [ExamQuestion(qid="n", question="q", options=("a", "b"), answer="A")], "letter")
 
 
 def test_aggregate_skips_missing():

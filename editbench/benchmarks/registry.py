@@ -1,20 +1,29 @@
 """Named benchmarks (edit datasets) and exams, and what a run draws from them."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from editbench.core import ConfigError, EditRequest, ExamQuestion
 from editbench.benchmarks import world as world_gen
-from editbench.benchmarks.exams import load_ceval_csv
+from editbench.benchmarks.editdata import LOADERS, load_edits
+from editbench.benchmarks.exams import Exam, load_ceval_csv, load_exam
 from editbench.benchmarks.world_model import load_world
+from editbench.core import ConfigError, EditRequest, ExamQuestion
 
 BENCHMARKS = {
     "world": "synthetic knowledge world: counterfactual edits of facts the world model learned (embedded default)",
+    "zsre": "ZsRE question answering edits (MEND/ROME layout: subject, src, rephrase, alt, answers, loc, loc_ans)",
+    "counterfact": "CounterFact counterfactual edits (flat EasyEdit layout or the original ROME requested_rewrite)",
+    "wikibigedit": "WikiBigEdit real-world knowledge updates (prompt, subject, target_new, rephrase, locality)",
+    "knowedit": "KnowEdit (subject, prompt, target_new, ground_truth, portability{...}, locality{...})",
+    "mquake": "MQuAKE multi-hop: requested rewrites are edits, multi-hop questions portability pairs",
 }
 EXAMS = {
     "world": "multiple choice over the world's never-edited facts (C-Eval CSV layout, cloze scoring)",
+    "ceval": "C-Eval: 52 subjects, val scored, dev k-shot, letter scoring, per-category accuracy (--exam-dir)",
+    "mmlu": "MMLU: 57 subjects, header-less CSVs, val scored, dev k-shot, letter scoring (--exam-dir)",
 }
+assert set(BENCHMARKS) == {"world", *LOADERS}
 
 
 @dataclass
@@ -25,6 +34,11 @@ class BenchmarkData:
     fluency_tokens: int
     exam_name: str
     exam: list[ExamQuestion]
+    exam_mode: str = "cloze"
+    exam_shots: int = 0
+    source: str = ""
+    total_records: int = 0
+    skipped: list[str] = field(default_factory=list)
 
 
 def check_names(benchmark: str, exam: str | None) -> None:
@@ -34,10 +48,50 @@ def check_names(benchmark: str, exam: str | None) -> None:
         raise ConfigError(f"unknown exam '{exam}' (valid: {', '.join(EXAMS)})")
 
 
+def world_exam(world_path: Path) -> Exam:
+    questions = load_ceval_csv(Path(world_path) / "exam" / "world_val.csv", subject="world", category="world")
+    return Exam(name="world", mode="cloze", questions=questions, subjects=1)
+
+
 def world_benchmark(world_path: Path, n_edits: int, seed: int) -> BenchmarkData:
     world = load_world(world_path)
     requests = world_gen.make_requests(world, n_edits, seed)
+    exam = world_exam(world_path)
     return BenchmarkData(
         name="world", requests=requests, fluency_prompts=world_gen.fluency_prompts(requests), fluency_tokens=24,
-        exam_name="world", exam=load_ceval_csv(Path(world_path) / "exam" / "world_val.csv", subject="world"),
+        exam_name="world", exam=exam.questions, source=f"world:{world.config.name}", total_records=len(requests),
     )
+
+
+def dataset_benchmark(name: str, data: str, limit: int | None, shuffle: bool, seed: int,
+                      on_bad_record: str) -> BenchmarkData:
+    loaded = load_edits(name, data, limit=limit, shuffle=shuffle, seed=seed, on_bad_record=on_bad_record)
+    # CounterFact's original layout brings generation prompts; otherwise the model continues edit prompts
+    fluency = loaded.fluency_prompts or [r.prompt for r in loaded.requests[:8]]
+    return BenchmarkData(name=name, requests=loaded.requests, fluency_prompts=fluency, fluency_tokens=24,
+                         exam_name="", exam=[], source=loaded.source, total_records=loaded.total_records,
+                         skipped=loaded.skipped)
+
+
+def with_exam(data: BenchmarkData, exam: Exam | None) -> BenchmarkData:
+    if exam is None:
+        data.exam_name, data.exam, data.exam_mode, data.exam_shots = "", [], "cloze", 0
+    else:
+        data.exam_name, data.exam, data.exam_mode, data.exam_shots = exam.name, exam.questions, exam.mode, exam.shots
+    return data
+
+
+def exam_for_run(name: str | None, exam_dir: Path | None, world_path: Path | None, shots: int,
+                 limit: int | None, seed: int, mode: str | None) -> Exam | None:
+    if name is None:
+        return None
+    if name == "world":
+        if world_path is None:
+            raise ConfigError("exam 'world' needs the world (it is built with the world model)")
+        exam = world_exam(world_path)
+        if mode not in (None, "cloze"):
+            raise ConfigError("exam 'world' is scored in cloze mode only (its questions have no letter prompts)")
+        return exam
+    if exam_dir is None:
+        raise ConfigError(f"exam '{name}' needs --exam-dir (the folder with dev/ val/ and subject_mapping.json)")
+    return load_exam(name, exam_dir, shots=shots, limit_per_subject=limit, seed=seed, mode=mode)

@@ -9,9 +9,13 @@ import re
 from collections import Counter
 from typing import Sequence
 
-from editbench.core import EditRequest, ExamQuestion
+from dataclasses import dataclass, field
+
+import torch
+
+from editbench.core import ConfigError, EditRequest, ExamQuestion
 from editbench.harness.models import LoadedModel
-from editbench.harness.scoring import TargetScore, score_targets
+from editbench.harness.scoring import TargetScore, pad_right, score_targets
 
 
 def mean(values: Sequence[float]) -> float | None:
@@ -100,8 +104,68 @@ def fluency(texts: Sequence[str]) -> float | None:
 # --------------------------------------------------------------------------- general capability
 
 
-def exam_predictions(lm: LoadedModel, questions: Sequence[ExamQuestion]) -> list[int]:
-    """Cloze scoring: the option whose text has the highest total log-likelihood after the question."""
+EXAM_MODES = ("letter", "cloze")
+
+
+@dataclass
+class PreparedExam:
+    """An exam tokenised once per run, then scored at every checkpoint."""
+
+    mode: str
+    questions: list[ExamQuestion]
+    prompt_ids: list[list[int]] = field(default_factory=list)  # letter mode
+    letter_ids: list[list[int]] = field(default_factory=list)  # letter mode: the token of each option letter
+
+
+def _letter_token(tokenizer, prompt: str, prompt_ids: list[int], letter: str, sep: str) -> int:
+    """The first token the model would write for `sep + letter` after `prompt` (split off the joint encoding)."""
+    full = tokenizer(prompt + sep + letter).input_ids
+    if full[: len(prompt_ids)] == prompt_ids and len(full) > len(prompt_ids):
+        return full[len(prompt_ids)]
+    return tokenizer(sep + letter, add_special_tokens=False).input_ids[0]
+
+
+def prepare_exam(lm: LoadedModel, questions: Sequence[ExamQuestion], mode: str = "cloze") -> PreparedExam:
+    if mode not in EXAM_MODES:
+        raise ConfigError(f"exam mode {mode!r} is unknown (valid: {', '.join(EXAM_MODES)})")
+    prepared = PreparedExam(mode, list(questions))
+    if mode == "letter":
+        for q in questions:
+            if not q.prompt:
+                raise ConfigError(f"exam question {q.qid!r} has no letter-mode prompt; use cloze scoring")
+            ids = lm.tokenizer(q.prompt).input_ids
+            letters = [_letter_token(lm.tokenizer, q.prompt, ids, letter, q.letter_sep)
+                       for letter in "ABCDEFGH"[: len(q.options)]]
+            if len(set(letters)) < len(letters):
+                raise ConfigError(f"exam question {q.qid!r}: the option letters do not start with distinct tokens "
+                                  f"for this tokenizer ({letters}); use --exam-mode cloze")
+            prepared.prompt_ids.append(ids)
+            prepared.letter_ids.append(letters)
+    return prepared
+
+
+@torch.no_grad()
+def _letter_predictions(lm: LoadedModel, prepared: PreparedExam, batch_size: int = 8) -> list[int]:
+    """Argmax over the option letters' next-token logits after each prompt (C-Eval/MMLU reference scoring).
+
+    Prompts longer than the model's context keep their last tokens (the question and answer cue).
+    """
+    limit = getattr(getattr(lm.model, "config", None), "max_position_embeddings", None)
+    seqs = [ids[-limit:] if limit else ids for ids in prepared.prompt_ids]
+    order = sorted(range(len(seqs)), key=lambda i: -len(seqs[i]))
+    preds = [0] * len(seqs)
+    for start in range(0, len(order), batch_size):
+        chunk = order[start : start + batch_size]
+        ids, mask = pad_right([seqs[i] for i in chunk], lm.tokenizer.pad_token_id, lm.device)
+        logits = lm.model(input_ids=ids, attention_mask=mask).logits
+        for row, i in enumerate(chunk):
+            last = logits[row, len(seqs[i]) - 1]
+            preds[i] = int(last[torch.tensor(prepared.letter_ids[i], device=last.device)].argmax())
+    return preds
+
+
+def _cloze_predictions(lm: LoadedModel, questions: Sequence[ExamQuestion]) -> list[int]:
+    """The option whose text has the highest total log-likelihood after the question."""
     pairs = [(q.question, opt) for q in questions for opt in q.options]
     scores = score_targets(lm, pairs) if pairs else []
     preds, pos = [], 0
@@ -112,6 +176,20 @@ def exam_predictions(lm: LoadedModel, questions: Sequence[ExamQuestion]) -> list
     return preds
 
 
-def exam_accuracy(lm: LoadedModel, questions: Sequence[ExamQuestion]) -> float | None:
-    preds = exam_predictions(lm, questions)
-    return mean([float(p == q.answer_index) for p, q in zip(preds, questions)])
+def exam_predictions(lm: LoadedModel, prepared: PreparedExam) -> list[int]:
+    if prepared.mode == "letter":
+        return _letter_predictions(lm, prepared)
+    return _cloze_predictions(lm, prepared.questions)
+
+
+def exam_scores(lm: LoadedModel, prepared: PreparedExam) -> dict:
+    """Accuracy overall (mean over questions) and per category."""
+    hits = [float(p == q.answer_index) for p, q in zip(exam_predictions(lm, prepared), prepared.questions)]
+    by_category: dict[str, list[float]] = {}
+    for hit, q in zip(hits, prepared.questions):
+        by_category.setdefault(q.category or "-", []).append(hit)
+    return {"accuracy": mean(hits), "by_category": {c: mean(v) for c, v in sorted(by_category.items())}}
+
+
+def exam_accuracy(lm: LoadedModel, questions: Sequence[ExamQuestion], mode: str = "cloze") -> float | None:
+    return exam_scores(lm, prepare_exam(lm, questions, mode))["accuracy"]

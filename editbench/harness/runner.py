@@ -37,6 +37,8 @@ class EvalSuite:
     fluency_tokens: int
     exam_name: str
     exam: list[ExamQuestion]
+    exam_mode: str = "cloze"  # 'letter' (next-token logits of A-D) or 'cloze' (option log-likelihood)
+    exam_shots: int = 0
 
 
 def seed_everything(seed: int) -> None:
@@ -100,6 +102,7 @@ class SequentialRunner:
         self.log = log
         # Caches belong to the run (key statistics, context templates), never to a module.
         self.cache: dict = {}
+        self._prepared_exam = None
 
     def _fluency(self) -> float | None:
         if not self.suite.fluency_prompts:
@@ -107,16 +110,20 @@ class SequentialRunner:
         texts = sample_continuations(self.lm, self.suite.fluency_prompts, self.suite.fluency_tokens, seed=self.seed)
         return metrics.fluency(texts)
 
-    def _exam(self) -> float | None:
-        return metrics.exam_accuracy(self.lm, self.suite.exam) if self.suite.exam else None
+    def _exam(self) -> dict:
+        if self._prepared_exam is None:
+            return {"accuracy": None, "by_category": {}}
+        return metrics.exam_scores(self.lm, self._prepared_exam)
 
     def run(self) -> tuple[dict, list[dict]]:
         seed_everything(self.seed)
         t0 = time.perf_counter()
+        if self.suite.exam:  # tokenised once; scored pre-edit and at every checkpoint
+            self._prepared_exam = metrics.prepare_exam(self.lm, self.suite.exam, self.suite.exam_mode)
         locality_pre = metrics.locality_top1(self.lm, self.requests)
         fluency_pre, exam_pre = self._fluency(), self._exam()
         pre_seconds = time.perf_counter() - t0
-        self.log(f"pre-edit: fluency={fluency_pre} exam={exam_pre} ({pre_seconds:.1f}s)")
+        self.log(f"pre-edit: fluency={_fmt(fluency_pre)} exam={_fmt(exam_pre['accuracy'])} ({pre_seconds:.1f}s)")
 
         edit_rows: list[dict] = []
         checkpoint_rows: list[dict] = []
@@ -155,8 +162,11 @@ class SequentialRunner:
             "git_sha": git_sha(),
             "packages": package_versions(),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "pre": {"fluency": fluency_pre, "exam": self.suite.exam_name, "exam_accuracy": exam_pre,
-                    "seconds": round(pre_seconds, 3)},
+            "pre": {"fluency": fluency_pre, "exam": self.suite.exam_name, "exam_accuracy": exam_pre["accuracy"],
+                    "exam_by_category": exam_pre["by_category"], "exam_mode": self.suite.exam_mode,
+                    "exam_shots": self.suite.exam_shots, "seconds": round(pre_seconds, 3)},
+            # which questions the exam used (with --exam-limit, a seeded subset per subject)
+            "exam_questions": [q.qid for q in self.suite.exam],
             "failed_edits": sum(r["status"] == "failed" for r in edit_rows),
             "memory": peak_memory_mb(self.lm.device),
             "checkpoints": checkpoint_rows,
@@ -174,7 +184,9 @@ class SequentialRunner:
             **scores,
             "fluency": fluency_now,
             "fluency_pre": fluency_pre,
-            "general": {"exam": self.suite.exam_name, "accuracy": exam_now, "accuracy_pre": exam_pre},
+            "general": {"exam": self.suite.exam_name, "accuracy": exam_now["accuracy"],
+                        "accuracy_pre": exam_pre["accuracy"], "by_category": exam_now["by_category"],
+                        "by_category_pre": exam_pre["by_category"]},
             "edit_seconds": round(edit_seconds, 3),
             "eval_seconds": round(eval_seconds, 3),
             # Per-edit retention scores let reports bootstrap confidence intervals over edits.
@@ -182,7 +194,7 @@ class SequentialRunner:
         }
         self.log(
             f"T={done}: " + " ".join(f"{k}={_fmt(v)}" for k, v in scores.items())
-            + f" fluency={_fmt(fluency_now)} exam={_fmt(exam_now)} edit_s={edit_seconds:.1f} eval_s={eval_seconds:.1f}"
+            + f" fluency={_fmt(fluency_now)} exam={_fmt(exam_now['accuracy'])} edit_s={edit_seconds:.1f} eval_s={eval_seconds:.1f}"
         )
         return row
 
