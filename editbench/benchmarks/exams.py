@@ -9,12 +9,12 @@ reference evaluation.
 from __future__ import annotations
 
 import csv
-import json
 import random
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from editbench.core import ConfigError, DataError, ExamQuestion
+from editbench.harness.results import read_json
 
 CEVAL_COLUMNS = ("id", "question", "A", "B", "C", "D", "answer")
 MMLU_COLUMNS = ("question", "A", "B", "C", "D", "answer")
@@ -90,12 +90,7 @@ def load_ceval_csv(path: Path, subject: str = "", category: str = "") -> list[Ex
 
 def _mapping(directory: Path) -> dict[str, tuple[str, str]]:
     path = directory / "subject_mapping.json"
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file (the subject -> category mapping is required)") from None
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    raw = read_json(path, "no such file (the subject -> category mapping is required)")
     out = {}
     for subject, value in raw.items():
         if isinstance(value, dict) and isinstance(value.get("category"), str):

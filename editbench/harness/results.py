@@ -59,15 +59,21 @@ def package_versions() -> dict[str, str | None]:
     return versions
 
 
+def read_json(path: Path, missing: str = "no such file") -> Any:
+    """Parse a JSON file; a missing file or bad JSON is a one-line DataError naming the file."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(f"{path}: {missing}") from None
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+
+
 def load_results(path: Path) -> dict:
     """Read one results.json, checking the schema version."""
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such results file") from None
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    data = read_json(path, "no such results file")
     if data.get("schema_version") != SCHEMA_VERSION:
         raise DataError(
             f"{path}: field 'schema_version' is {data.get('schema_version')!r}, this editbench reads {SCHEMA_VERSION}"

@@ -5,14 +5,13 @@ Exit codes of `editbench regress`: 0 nothing regressed, 1 something regressed, 2
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
 from editbench.core import DataError
-from editbench.harness.results import SCHEMA_VERSION, find_results, load_results
+from editbench.harness.results import SCHEMA_VERSION, find_results, load_results, read_json
 from editbench.reports import tables
 
 BASELINE_KIND = "editbench-baseline"
@@ -58,12 +57,7 @@ def load_baseline(path: Path) -> dict:
     path = Path(path)
     if path.is_dir():
         return summarise_run(path)
-    if not path.is_file():
-        raise DataError(f"baseline {path} does not exist")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise DataError(f"baseline {path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    data = read_json(path, "baseline does not exist")
     if data.get("kind") != BASELINE_KIND:
         raise DataError(f"baseline {path}: field 'kind' is {data.get('kind')!r}, expected {BASELINE_KIND!r}")
     if data.get("schema_version") != SCHEMA_VERSION:
