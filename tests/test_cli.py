@@ -46,6 +46,9 @@ def test_run_and_report_end_to_end(micro_world, tmp_path, capsys):
     (["--method", "rome", "--set", "rome.layers=[7]"], "layer index 7 is out of range (valid: 0..3)"),
     (["--method", "memit", "--set", "memit.mom2_corpus=/nonexistent/text.txt"], "corpus file '/nonexistent/text.txt' does not exist"),
     (["--method", "noedit", "--orders", "0"], "--orders must be >= 1"),
+    (["--method", "noedit", "--benchmark", "zsre"], "benchmark 'zsre' needs --data FILE"),
+    (["--method", "noedit", "--benchmark", "zsre", "--data", "/nonexistent.json"], "'/nonexistent.json' does not exist"),
+    (["--method", "noedit", "--exam", "ceval"], "exam 'ceval' needs --exam-dir"),
     ],
 )
 def test_bad_input_exits_2_with_one_line_and_writes_nothing(args, message, micro_world, tmp_path, capsys):
@@ -60,9 +63,11 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(args, message, micro
 def test_listing_commands_and_module_entry(capsys):
     assert main(["methods"]) == 0
     listed = capsys.readouterr().out
-    assert all(m in listed for m in ("noedit", "ft", "rsft_merge", "lora"))
+    assert all(m in listed.split() for m in ("noedit", "ft", "ft_l", "rsft", "rsft_merge", "lora", "rome", "memit"))
     proc = subprocess.run([sys.executable, "-m", "editbench", "benchmarks"], capture_output=True, text=True)
-    assert proc.returncode == 0 and "world" in proc.stdout
+    assert proc.returncode == 0
+    names = [line.split()[0] for line in proc.stdout.splitlines() if line.startswith("  ")]
+    assert names == ["world", "zsre", "counterfact", "wikibigedit", "knowedit", "mquake", "world", "ceval", "mmlu"]
 
 
 def test_sweep_writes_table_heatmaps_and_tradeoff(micro_world, tmp_path):

@@ -80,16 +80,21 @@ def check_corpus(spec: str, model_dir: str | None) -> None:
         raise ConfigError(f"corpus file '{source}' does not exist")
 
 
-def load_corpus(spec: str, model_dir: str | None, n_samples: int, seed: int = 0) -> tuple[list[str], str]:
-    """Up to n_samples documents (a seeded sample) and an identity string that changes with the content."""
+def corpus_identity(spec: str, model_dir: str | None) -> str:
+    """A name for cache keys that changes with a file's content (hub corpora: their id)."""
     source = corpus_source(spec, model_dir)
     if isinstance(source, Path):
-        texts = _file_texts(source)
-        identity = f"{source.name}-{hashlib.sha256(source.read_bytes()).hexdigest()[:12]}"
-    else:
-        texts, identity = _hub_texts(source), source.replace("/", "_").replace(":", "_")
+        check_corpus(spec, model_dir)
+        return f"{source.name}-{hashlib.sha256(source.read_bytes()).hexdigest()[:12]}"
+    return source.replace("/", "_").replace(":", "_")
+
+
+def load_corpus(spec: str, model_dir: str | None, n_samples: int, seed: int = 0) -> list[str]:
+    """Up to n_samples documents of the corpus, a seeded sample."""
+    source = corpus_source(spec, model_dir)
+    texts = _file_texts(source) if isinstance(source, Path) else _hub_texts(source)
     if not texts:
         raise DataError(f"corpus '{spec}' holds no text")
     order = list(range(len(texts)))
     random.Random(seed).shuffle(order)
-    return [texts[i] for i in order[:n_samples]], identity
+    return [texts[i] for i in order[:n_samples]]

@@ -22,7 +22,7 @@ from tqdm import tqdm
 from editbench.core import ConfigError
 from editbench.harness.arch import get_module, mlp_proj_path
 from editbench.harness.cache import cache_root
-from editbench.harness.corpus import load_corpus
+from editbench.harness.corpus import corpus_identity, load_corpus
 from editbench.harness.hooks import capture
 from editbench.harness.models import LoadedModel
 from editbench.harness.scoring import pad_right
@@ -111,7 +111,7 @@ def key_statistics(lm: LoadedModel, layers: list[int], spec: StatsSpec, run_cach
     missing = [L for L in layers if L not in found]
     if not missing:
         return found
-    texts, corpus_id = load_corpus(spec.mom2_corpus, lm.name, spec.mom2_n_samples)
+    corpus_id = corpus_identity(spec.mom2_corpus, lm.name)
     fingerprint = weight_fingerprint(lm.model)
     to_compute = []
     for L in missing:
@@ -122,6 +122,7 @@ def key_statistics(lm: LoadedModel, layers: list[int], spec: StatsSpec, run_cach
         else:
             to_compute.append(L)
     if to_compute:
+        texts = load_corpus(spec.mom2_corpus, lm.name, spec.mom2_n_samples)
         log.info(f"key statistics layers {to_compute}: computing over {len(texts)} documents of '{spec.mom2_corpus}'")
         started = time.perf_counter()
         sums = accumulate(lm, to_compute, texts, spec)
