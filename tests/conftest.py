@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+# The real data is read in place, never copied: ../shared/data next to the repository, or $EDITBENCH_DATA.
+SHARED_DATA = Path(os.environ.get("EDITBENCH_DATA") or Path(__file__).resolve().parents[1].parent / "shared" / "data")
 
 
 @pytest.fixture(scope="session")

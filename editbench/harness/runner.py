@@ -75,11 +75,40 @@ def plan_batches(n_edits: int, batch_size: int, checkpoints: Sequence[int]) -> l
     return batches
 
 
-def peak_memory_mb(device: torch.device) -> dict[str, float | None]:
-    rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    rss_mb = rss_kb / 1024 if sys.platform != "darwin" else rss_kb / 2**20
+def reset_peak_memory(device: torch.device) -> bool:
+    """Start a fresh peak for this run, so methods run in one process each get their own figure.
+
+    Linux resets the peak resident set size (VmHWM) on writing 5 to /proc/self/clear_refs; elsewhere
+    the process-wide peak (ru_maxrss) is all there is, and the results say so.
+    """
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _vm_hwm_kb() -> int | None:
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def peak_memory_mb(device: torch.device, since_reset: bool = False) -> dict:
+    hwm_kb, scope = (_vm_hwm_kb() if since_reset else None), "run"
+    if hwm_kb is None:
+        rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        hwm_kb, scope = (rss_kb if sys.platform != "darwin" else rss_kb / 1024), "process"
     cuda = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
-    return {"cpu_rss_mb": round(rss_mb, 1), "cuda_max_allocated_mb": cuda}
+    return {"cpu_rss_mb": round(hwm_kb / 1024, 1), "cuda_max_allocated_mb": cuda, "cpu_rss_scope": scope}
 
 
 class SequentialRunner:
@@ -117,6 +146,7 @@ class SequentialRunner:
 
     def run(self) -> tuple[dict, list[dict]]:
         seed_everything(self.seed)
+        peak_reset = reset_peak_memory(self.lm.device)
         t0 = time.perf_counter()
         if self.suite.exam:  # tokenised once; scored pre-edit and at every checkpoint
             self._prepared_exam = metrics.prepare_exam(self.lm, self.suite.exam, self.suite.exam_mode)
@@ -168,7 +198,7 @@ class SequentialRunner:
             # which questions the exam used (with --exam-limit, a seeded subset per subject)
             "exam_questions": [q.qid for q in self.suite.exam],
             "failed_edits": sum(r["status"] == "failed" for r in edit_rows),
-            "memory": peak_memory_mb(self.lm.device),
+            "memory": peak_memory_mb(self.lm.device, since_reset=peak_reset),
             "checkpoints": checkpoint_rows,
         }
         return results, edit_rows
