@@ -239,10 +239,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from editbench.reports.compare import write_comparison
     from editbench.reports.leaderboard import write_report
 
-    if len(_methods(args.method)) < 2:
+    methods = _methods(args.method)
+    if len(methods) < 2:
         raise ConfigError("compare needs at least two methods (the first is the reference)")
     cmd_run(args)
-    for path in write_comparison(args.out) + write_report(args.out):
+    for path in write_comparison(args.out, methods) + write_report(args.out):
         if path.suffix in (".md", ".html"):
             print(path)
     print((args.out / "comparison.md").read_text())

@@ -81,3 +81,15 @@ def test_sweep_writes_table_heatmaps_and_tradeoff(micro_world, tmp_path):
     assert float(rows["1.0"][2]) < float(rows["0.0"][2])  # alpha=1 keeps the base: no edit
     for name in ("heatmap_reliability.png", "heatmap_exam_accuracy.png", "tradeoff.png", "sweep.md"):
         assert (out / name).stat().st_size > 0
+
+
+def test_compare_runs_methods_on_the_same_edits(micro_world, tmp_path, capsys):
+    out = tmp_path / "cmp"
+    code = main(["compare", "--method", "noedit", "--method", "ft", "--world", "micro", "--edits", "3",
+                 "--checkpoints", "3", "--out", str(out), "--quiet"])
+    assert code == 0
+    [row] = json.loads((out / "comparison.json").read_text())
+    assert (row["method"], row["reference"]) == ("ft", "noedit")
+    assert row["reliability_diff"] > 0 and row["reliability"] == row["reliability_ref"] + row["reliability_diff"]
+    assert "| ft | noedit | 3 |" in capsys.readouterr().out
+    assert (out / "leaderboard.html").exists()

@@ -107,8 +107,10 @@ def test_orders_are_combined_into_mean_and_std(tmp_path):
 
 
 def test_comparison_marks_differences_whose_interval_excludes_zero():
-    rows = comparison_rows([fake_result("ref", 0.1), fake_result("same", 0.1), fake_result("better", 1.0)])
+    results = [fake_result("better", 1.0), fake_result("ref", 0.1), fake_result("same", 0.1)]
+    rows = comparison_rows(results, ["ref", "same", "better"])  # the reference is the first method named
     same, better = rows
+    assert same["reference"] == "ref" and better["method"] == "better"
     assert same["reliability_diff"] == 0 and not same["reliability_significant"]
     assert better["reliability_diff"] == pytest.approx(0.9) and better["reliability_significant"]
     assert better["exam_accuracy_diff"] == 0

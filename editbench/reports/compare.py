@@ -13,9 +13,14 @@ PER_EDIT = ("reliability", "generalization", "locality", "portability")
 WHOLE_MODEL = ("fluency", "exam_accuracy")
 
 
-def comparison_rows(results: list[dict]) -> list[dict]:
+def comparison_rows(results: list[dict], methods: list[str] | None = None) -> list[dict]:
+    """Rows of every method against the reference: the first of `methods` (default: the first result)."""
     by_method = {r["method"]: r for r in results if r.get("order", 0) == 0}
-    reference, *others = list(by_method.values())
+    names = [m for m in (methods or by_method) if m in by_method]
+    missing = [m for m in (methods or []) if m not in by_method]
+    if missing or len(names) < 2:
+        raise DataError(f"comparison needs results of at least two methods (missing: {', '.join(missing) or '-'})")
+    reference, *others = [by_method[m] for m in names]
     ref_cp = reference["checkpoints"][-1]
     ref_row = tables.checkpoint_row(reference, ref_cp)
     rows = []
@@ -63,10 +68,10 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_comparison(run_dir: Path) -> list[Path]:
+def write_comparison(run_dir: Path, methods: list[str] | None = None) -> list[Path]:
     run_dir = Path(run_dir)
     results = [load_results(p) for p in find_results(run_dir)]
-    rows = comparison_rows(results)
+    rows = comparison_rows(results, methods)
     text = (
         f"# editbench comparison (reference: {rows[0]['reference'] if rows else results[0]['method']})\n\n"
         f"Per-edit metrics: method vs reference, difference, {int(CI_LEVEL * 100)}% paired bootstrap interval over "
