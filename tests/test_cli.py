@@ -94,3 +94,19 @@ def test_compare_runs_methods_on_the_same_edits(micro_world, tmp_path, capsys):
     assert row["reliability"] == pytest.approx(row["reliability_ref"] + row["reliability_diff"])
     assert "| ft | noedit | 3 |" in capsys.readouterr().out
     assert (out / "leaderboard.html").exists()
+
+
+def test_orders_run_seeded_shuffles_of_the_same_edits(micro_world, tmp_path):
+    out = tmp_path / "orders"
+    args = ["run", "--method", "noedit", "--world", "micro", "--edits", "4", "--checkpoints", "4", "--orders", "2",
+            "--out", str(out), "--quiet"]
+    assert main(args) == 0
+    orders = [[json.loads(line)["case_id"] for line in (out / "noedit" / f"order-{k}" / "edits.jsonl").open()]
+              for k in (0, 1)]
+    assert sorted(orders[0]) == sorted(orders[1]) and orders[0] != orders[1]
+    assert json.loads((out / "noedit" / "order-1" / "results.json").read_text())["order"] == 1
+    assert main(args[:-3] + ["--out", str(tmp_path / "again"), "--quiet"]) == 0  # the same seed, the same orders
+    again = [json.loads(line)["case_id"] for line in (tmp_path / "again" / "noedit" / "order-1" / "edits.jsonl").open()]
+    assert again == orders[1]
+    assert main(["report", str(out)]) == 0
+    assert "edit orders 2" in (out / "leaderboard.md").read_text()
