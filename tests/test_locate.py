@@ -175,8 +175,11 @@ def test_rome_writes_v_star_at_the_key(model_type, config, micro_world, micro_re
     assert model_type != "gpt2" or module.weight.shape[0] == module.weight.shape[1]
     spec = TargetSpec(v_num_grad_steps=5)
     k, v_now = read_at_subject(lm, module, [request], ["{}"], "subject_last")
-    v_star, v_init, _ = optimise_target(lm, module, request, ["{}"], spec)
-    assert torch.allclose(v_init.double(), v_now[0], atol=1e-6)
+    target = optimise_target(lm, module, request, ["{}"], spec)
+    v_star = target.value
+    # the unedited pass of the optimisation reads the same key and value as a separate read
+    assert torch.allclose(target.init.double(), v_now[0], atol=1e-6)
+    assert torch.allclose(target.input_bare.double(), k[0], atol=1e-6)
     cov = _spd(k.shape[1], 5)
     update = rome_rank_one(v_star, v_now[0], k[0], rome_direction(k[0] + 0.1, cov))
     add_update(module, update, "test")

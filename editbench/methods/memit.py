@@ -43,9 +43,9 @@ class MEMIT(LocateEditor):
         templates = context_templates(lm, cfg.context_template_lengths, cache, cfg.template_seed)
         targets, infos = [], []
         for request in requests:
-            z, _, info = optimise_target(lm, block, request, templates, cfg.target_spec)
-            targets.append(z)
-            infos.append(info)
+            target = optimise_target(lm, block, request, templates, cfg.target_spec)
+            targets.append(target.value)
+            infos.append(target.info)
         z_all = torch.stack(targets)  # [n, hidden]
         names = [f"{mlp_proj_path(lm.model, L, 'down')}.weight" for L in layers]
         with training.trained_in_place(lm.model, names) as params:

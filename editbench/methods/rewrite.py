@@ -93,14 +93,28 @@ def read_at_subject(lm: LoadedModel, module: torch.nn.Module, requests: Sequence
     return keys, values
 
 
+@dataclass
+class Target:
+    """The result of `optimise_target`, with what the unedited pass read at the subject on the way."""
+
+    value: torch.Tensor  # v* = v + delta
+    init: torch.Tensor  # v: the module's output at the subject in the bare prompt
+    input_mean: torch.Tensor  # the module's input at the subject, averaged over the templates (ROME's k*)
+    input_bare: torch.Tensor  # the module's input at the subject in the bare prompt (ROME's k)
+    info: dict
+
+
 def optimise_target(lm: LoadedModel, module: torch.nn.Module, request: EditRequest, templates: Sequence[str],
-                    spec: TargetSpec) -> tuple[torch.Tensor, torch.Tensor, dict]:
+                    spec: TargetSpec) -> Target:
     """v* = v + delta, where delta is added to `module`'s output at the subject token of every prompt
     and optimised for: target NLL over the context templates + kl_factor * KL(original || edited) on
     the next-token distribution at the subject of '{subject} is a' + v_weight_decay * |delta| / |v|^2.
     |delta| is clamped to clamp_norm_factor * |v| after each step (ROME, MEMIT compute_v/compute_z).
-    Returns (v*, v, info); v is the output at the subject in the bare prompt.
+    templates[0] must be the bare prompt '{}'. A causal model's state at the subject does not depend on
+    the target tokens after it, so the first (unedited) pass also gives the keys ROME needs.
     """
+    if templates[0] != "{}":
+        raise ValueError("optimise_target needs the bare prompt '{}' as the first template")
     tok = lm.tokenizer
     _, target_ids = encode_prompt_target(tok, request.prompt, request.target_new)
     rewrite = locate(lm, request, templates, spec.fact_token)
@@ -118,6 +132,7 @@ def optimise_target(lm: LoadedModel, module: torch.nn.Module, request: EditReque
         with torch.no_grad(), capture(module) as seen:
             logits = lm.model(input_ids=ids, attention_mask=mask).logits
             v_init = seen.output[0, rewrite.lookup[0]].float().clone()
+            keys = seen.input[torch.arange(n_rewrite, device=lm.device), torch.tensor(rewrite.lookup, device=lm.device)]
             kl_init = torch.log_softmax(logits[n_rewrite:, :].float()[torch.arange(len(kl.ids)), kl.lookup], -1)
         delta = torch.zeros_like(v_init, requires_grad=True)
         opt = torch.optim.Adam([delta], lr=spec.v_lr)
@@ -146,4 +161,4 @@ def optimise_target(lm: LoadedModel, module: torch.nn.Module, request: EditReque
                         delta.mul_(max_norm / delta.norm())
     info["delta_norm"] = round(delta.norm().item(), 5)
     info["v_norm"] = round(v_init.norm().item(), 5)
-    return (v_init + delta).detach(), v_init, info
+    return Target((v_init + delta).detach(), v_init, keys.mean(0), keys[0], info)

@@ -17,7 +17,7 @@ from editbench.harness.corpus import check_corpus
 from editbench.methods import training
 from editbench.methods.key_stats import PRECISIONS, StatsSpec, key_statistics
 from editbench.methods.locate import rome_direction, rome_rank_one
-from editbench.methods.rewrite import TargetSpec, context_templates, optimise_target, read_at_subject
+from editbench.methods.rewrite import TargetSpec, context_templates, optimise_target
 
 
 @dataclass(frozen=True)
@@ -90,13 +90,11 @@ class ROME(LocateEditor):
         infos = []
         with training.trained_in_place(lm.model, [name]) as params:
             original = training.snapshot(params)
-            for request in requests:
-                k_star, _ = read_at_subject(lm, module, [request], templates, cfg.fact_token)
-                v_star, _, info = optimise_target(lm, module, request, templates, cfg.target_spec)
-                k, v_now = read_at_subject(lm, module, [request], ["{}"], cfg.fact_token)
-                direction = rome_direction(k_star[0], cov)
-                update = rome_rank_one(v_star, v_now[0], k[0], direction)
+            for request in requests:  # one at a time: each sees the updates before it
+                target = optimise_target(lm, module, request, templates, cfg.target_spec)
+                direction = rome_direction(target.input_mean, cov)  # from k*, the template-averaged key
+                update = rome_rank_one(target.value, target.init, target.input_bare, direction)
                 add_update(module, update, f"ROME on request {request.case_id!r}")
-                infos.append({**info, "update_norm": round(update.norm().item(), 5)})
+                infos.append({**target.info, "update_norm": round(update.norm().item(), 5)})
             deltas = training.delta_against(params, original)
         return WeightDelta(tensors=deltas, info=infos)
