@@ -107,7 +107,7 @@ class Target:
 def optimise_target(lm: LoadedModel, module: torch.nn.Module, request: EditRequest, templates: Sequence[str],
                     spec: TargetSpec) -> Target:
     """v* = v + delta, where delta is added to `module`'s output at the subject token of every prompt
-    and optimised for: target NLL over the context templates + kl_factor * KL(original || edited) on
+    and optimised for: target NLL over the context templates + kl_factor * KL(edited || original) on
     the next-token distribution at the subject of '{subject} is a' + v_weight_decay * |delta| / |v|^2.
     |delta| is clamped to clamp_norm_factor * |v| after each step (ROME, MEMIT compute_v/compute_z).
     templates[0] must be the bare prompt '{}'. A causal model's state at the subject does not depend on
@@ -145,7 +145,8 @@ def optimise_target(lm: LoadedModel, module: torch.nn.Module, request: EditReque
                 picked = logp[torch.arange(n_rewrite, device=lm.device)[:, None], label_pos, labels]
                 nll = -picked.mean(1).mean()
                 kl_now = torch.log_softmax(logits[n_rewrite:][torch.arange(len(kl.ids)), kl.lookup], -1)
-                kl_loss = spec.kl_factor * torch.nn.functional.kl_div(kl_now, kl_init, log_target=True,
+                # kl_div(input, target) is KL(target || input): KL(edited || original), as ROME computes it
+                kl_loss = spec.kl_factor * torch.nn.functional.kl_div(kl_init, kl_now, log_target=True,
                                                                       reduction="batchmean")
                 decay = spec.v_weight_decay * delta.norm() / v_init.norm() ** 2
                 loss = nll + kl_loss + decay
