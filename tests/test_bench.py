@@ -45,3 +45,18 @@ def test_evaluation_speed(benchmark, micro_lm, micro_world):
     rows = benchmark(edit_scores, micro_lm, data.requests, None)
     assert len(rows) == 20
     assert exam_accuracy(micro_lm, data.exam) > 0.9
+
+
+def test_ceval_letter_exam_speed(benchmark, micro_lm):
+    """Scoring one C-Eval question per subject (52, 5-shot letter prompts) on the micro world model."""
+    from conftest import SHARED_DATA
+
+    from editbench.benchmarks.exams import load_exam
+    from editbench.harness.metrics import exam_scores, prepare_exam
+
+    if not (SHARED_DATA / "ceval").is_dir():
+        pytest.skip(f"real data folder {SHARED_DATA} is absent")
+    exam = load_exam("ceval", SHARED_DATA / "ceval", shots=5, limit_per_subject=1, seed=0)
+    prepared = prepare_exam(micro_lm, exam.questions, exam.mode)
+    scores = benchmark.pedantic(exam_scores, args=(micro_lm, prepared), rounds=3, iterations=1)
+    assert len(exam.questions) == 52 and 0.0 <= scores["accuracy"] <= 1.0

@@ -145,3 +145,23 @@ def test_zsre_with_ceval_end_to_end_on_the_micro_world(micro_world, tmp_path, ca
     assert general["exam"] == "ceval" and set(general["by_category"]) == {"STEM", "Social Sciences", "Humanities",
                                                                           "Other"}
     assert 0.0 <= general["accuracy"] <= 1.0
+
+
+def test_hub_ids_fail_clearly_when_offline():
+    """A dataset id (not a local file) goes to the hub; offline that is one line saying what to pass instead.
+    The offline switches make `datasets` fail at once instead of retrying for half a minute."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "from editbench.benchmarks.editdata import load_edits\n"
+        "from editbench.harness.corpus import load_corpus\n"
+        "for call in (lambda: load_edits('zsre', 'someorg/zsre'), lambda: load_corpus('hf:wikitext', None, 5)):\n"
+        "    try:\n        call()\n    except Exception as exc:\n        print(type(exc).__name__, exc)\n"
+    )
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120).stdout
+    lines = out.strip().splitlines()
+    assert lines[0].startswith("ConfigError cannot load 'someorg/zsre'") and "pass a local JSON/JSONL file" in lines[0]
+    assert lines[1].startswith("ConfigError cannot load corpus 'hf:wikitext'") and "local .txt/.jsonl" in lines[1]
