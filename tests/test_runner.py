@@ -74,3 +74,15 @@ def test_atomic_write_leaves_no_partial_file(tmp_path):
         atomic_write_json(target, {"a": object()})  # not serialisable: the old file must survive
     assert json.loads(target.read_text()) == {"a": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["r.json"]
+
+
+def test_atomic_files_get_the_permissions_a_plain_write_would(tmp_path):
+    import os
+    import stat
+
+    from editbench.harness.results import plain_mode
+
+    atomic_write_json(tmp_path / "r.json", {"a": 1})
+    (tmp_path / "plain.json").write_text("{}")
+    mode = stat.S_IMODE(os.stat(tmp_path / "r.json").st_mode)
+    assert mode == stat.S_IMODE(os.stat(tmp_path / "plain.json").st_mode) == plain_mode()

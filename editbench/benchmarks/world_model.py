@@ -19,7 +19,7 @@ from editbench.benchmarks.world import World, WorldConfig, exam_csv, exam_questi
 from editbench.harness.cache import cache_root
 from editbench.harness.corpus import WORLD_CORPUS_FILE
 from editbench.harness.models import LoadedModel, load_model
-from editbench.harness.results import atomic_write_json, atomic_write_text
+from editbench.harness.results import atomic_write_json, atomic_write_text, plain_mode
 from editbench.harness.scoring import score_targets
 
 WORLD_FORMAT_VERSION = 1  # bump when the generator or training changes what a config produces
@@ -204,6 +204,7 @@ def build_world(config: WorldConfig, log=print) -> Path:
         atomic_write_json(tmp / "build_report.json", report)
         if target.exists():
             shutil.rmtree(target)
+        os.chmod(tmp, plain_mode(directory=True))  # mkdtemp makes the folder private
         os.replace(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -8,7 +8,9 @@ import subprocess
 import tempfile
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any
 
 from editbench.core import DataError
 
@@ -17,18 +19,33 @@ RESULTS_FILE = "results.json"
 EDITS_FILE = "edits.jsonl"
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write to a temp file in the same folder, then rename: readers never see half a file."""
+def plain_mode(directory: bool = False) -> int:
+    """The permissions open()/mkdir() would give under the current umask (mkstemp/mkdtemp make private ones)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return (0o777 if directory else 0o666) & ~mask
+
+
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """A temp path in the target's folder, renamed onto `path` if the block succeeds and removed if not:
+    readers never see half a file. It keeps the suffix, so writers that go by extension still work."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
+        yield Path(tmp)
+        os.chmod(tmp, plain_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:

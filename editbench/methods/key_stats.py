@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
-import tempfile
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -25,6 +23,7 @@ from editbench.harness.cache import cache_root
 from editbench.harness.corpus import corpus_identity, load_corpus
 from editbench.harness.hooks import capture
 from editbench.harness.models import LoadedModel
+from editbench.harness.results import atomic_path
 from editbench.harness.scoring import pad_right
 from editbench.methods.locate import is_positive_definite, second_moment
 
@@ -62,18 +61,6 @@ def _cache_file(lm: LoadedModel, fingerprint: str, layer: int, corpus_id: str, s
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
     name = f"{_slug(Path(lm.name.rstrip('/')).name)}-L{layer}-{_slug(corpus_id)}-n{spec.mom2_n_samples}-{digest}.pt"
     return cache_root() / "key_stats" / name
-
-
-def _atomic_save(obj, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 @torch.no_grad()
@@ -135,8 +122,9 @@ def key_statistics(lm: LoadedModel, layers: list[int], spec: StatsSpec, run_cach
                     f"documents of '{spec.mom2_corpus}'); use more samples or a larger corpus"
                 )
             path = _cache_file(lm, fingerprint, L, corpus_id, spec)
-            _atomic_save({"moment": moment.cpu(), "count": count, "corpus": corpus_id, "layer": L,
-                          "model": lm.name, "fingerprint": fingerprint}, path)
+            with atomic_path(path) as tmp:
+                torch.save({"moment": moment.cpu(), "count": count, "corpus": corpus_id, "layer": L,
+                            "model": lm.name, "fingerprint": fingerprint}, tmp)
             log.info(f"key statistics layer {L}: {count} tokens, saved {path}")
             found[L] = moment
     for L in missing:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from editbench.harness.results import atomic_path
+
 CURVE_METRICS = ("score", "reliability", "generalization", "locality", "portability", "fluency", "exam_accuracy")
 RADAR_AXES = ("reliability", "generalization", "locality", "fluency", "exam_accuracy")
 
@@ -23,9 +25,8 @@ def save_figure(fig, out_dir: Path, stem: str) -> list[Path]:
     paths = []
     for suffix in (".png", ".svg"):
         path = Path(out_dir) / f"{stem}{suffix}"
-        tmp = path.with_name(f".{path.name}.tmp{suffix}")
-        fig.savefig(tmp, dpi=110)
-        tmp.replace(path)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=110)
         paths.append(path)
     pyplot().close(fig)
     return paths
