@@ -227,8 +227,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         ctx.run(editors[m], args.out / m, first=(i == 0))
     from editbench.harness.results import find_results, load_results
 
-    print(summary_table([load_results(p) for p in find_results(args.out)
-                         if load_results(p)["method"] in methods]))
+    results = [load_results(p) for p in find_results(args.out)]  # every order of every method
+    print(summary_table([r for r in results if r["method"] in methods]))
     if ctx.data.skipped:
         print(f"{len(ctx.data.skipped)} of {ctx.data.total_records} records of {ctx.data.source} skipped "
               "(--on-bad-record skip)")
