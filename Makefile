@@ -7,14 +7,17 @@ SEED    ?= 0
 WORLD   ?= default
 METHODS ?= noedit ft ft_l lora rsft rsft_merge rome memit
 CHECKPOINTS ?= 1,10,100
+PROTOCOL ?= sequential
 SWEEP_N ?= 100
 BENCH   ?= world
 ORDERS  ?= 1
 # the regression suite: every registered editor, micro world, 20 edits, fixed seed
 REGRESS_OUT      ?= runs/regress
 REGRESS_BASELINE ?= baselines/world-micro-n20.json
+# make regress compares the working tree with this commit, both run here (see README)
+REGRESS_REF      ?= HEAD
 
-.PHONY: install leaderboard compare regress baseline test bench world sweep-merge sweep-layer clean
+.PHONY: paper tune install leaderboard compare regress regress-baseline baseline test bench world sweep-merge sweep-layer clean
 
 $(VENV): pyproject.toml
 	python3 -m venv .venv
@@ -30,8 +33,23 @@ world: $(VENV)
 
 leaderboard: $(VENV)
 	$(PY) -m editbench run $(foreach m,$(METHODS),--method $(m)) --benchmark world --world $(WORLD) \
-		--edits $(N) --checkpoints $(CHECKPOINTS) --seed $(SEED) --orders $(ORDERS) --out $(OUT)
+		--edits $(N) --checkpoints $(CHECKPOINTS) --seed $(SEED) --orders $(ORDERS) --protocol $(PROTOCOL) --out $(OUT)
 	$(PY) -m editbench report $(OUT)
+
+# The seed paper's comparison (arXiv 2506.12384) on the world, all at once (--protocol batch, N = 100):
+# the methods; R-SFT+Merge's delta weight x density (its Figure 2; delta_weight 0.2 and 0.8 are the
+# two readings of its alpha = 0.8); R-SFT's edited layer (its Table 6). Reports under runs/paper/.
+PAPER_N ?= 100
+paper: $(VENV)
+	$(PY) -m editbench run $(foreach m,noedit ft lora rsft rsft_merge rome memit,--method $(m)) --protocol batch \
+		--world $(WORLD) --edits $(PAPER_N) --checkpoints $(PAPER_N) --seed $(SEED) --out runs/paper/methods --quiet
+	$(PY) -m editbench report runs/paper/methods >/dev/null
+	$(PY) -m editbench sweep --method rsft_merge --grid delta_weight=0.2,0.8 --grid density=0.2,0.5,1.0 \
+		--protocol batch --world $(WORLD) --edits $(PAPER_N) --checkpoints $(PAPER_N) --seed $(SEED) \
+		--out runs/paper/merge --quiet >/dev/null
+	$(PY) -m editbench sweep --method rsft --grid layer=0,1,2,3 --protocol batch --world $(WORLD) \
+		--edits $(PAPER_N) --checkpoints $(PAPER_N) --seed $(SEED) --out runs/paper/layers --quiet >/dev/null
+	@cat runs/paper/methods/leaderboard.md runs/paper/merge/sweep.md runs/paper/layers/sweep.md
 
 # e.g. make compare METHODS="rome memit rsft_merge" N=100: the same edits in the same order, each
 # method against the first, with paired bootstrap intervals of the differences.
@@ -41,20 +59,51 @@ compare: $(VENV)
 
 regress: $(VENV)
 	rm -rf $(REGRESS_OUT)
-	$(PY) -m editbench run --method all --world micro --edits 20 --checkpoints 1,20 --seed 0 \
+	$(PY) -m editbench regress $(REGRESS_OUT) --against $(REGRESS_REF)
+
+# The same suite against the committed baseline file: only meaningful on the same world weights
+# (the baseline records their sha256; another fingerprint is refused with exit 2).
+regress-baseline: $(VENV)
+	rm -rf $(REGRESS_OUT)
+	OMP_NUM_THREADS=1 $(PY) -m editbench run --method all --world micro --edits 20 --checkpoints 20 --seed 0 \
 		--out $(REGRESS_OUT) --quiet >/dev/null
 	$(PY) -m editbench regress $(REGRESS_OUT) --baseline $(REGRESS_BASELINE)
 
 # Refreshes the committed baselines on purpose (commit the result).
 baseline: $(VENV)
 	rm -rf $(REGRESS_OUT)
-	$(PY) -m editbench run --method all --world micro --edits 20 --checkpoints 1,20 --seed 0 \
+	OMP_NUM_THREADS=1 $(PY) -m editbench run --method all --world micro --edits 20 --checkpoints 20 --seed 0 \
 		--out $(REGRESS_OUT) --quiet >/dev/null
 	$(PY) -m editbench baseline $(REGRESS_OUT) --out $(REGRESS_BASELINE)
 
+# Re-tunes every world YAML on the dev split (people disjoint from the leaderboard's edits), at the
+# leaderboard's protocol and N, with the same budget of cells for every method; each YAML records its
+# provenance. TUNE_PROTOCOL=batch writes <method>/world-batch.yaml instead (used by make paper).
+TUNE_N        ?= 100
+TUNE_BUDGET   ?= 4
+TUNE_PROTOCOL ?= sequential
+TUNE_SUFFIX   := $(if $(filter batch,$(TUNE_PROTOCOL)),-batch,)
+TUNE_GRIDS = \
+	"ft       --grid layer=0,1 --grid lr=1e-4,5e-4" \
+	"ft_l     --grid layer=0,1 --grid lr=1e-4,5e-4" \
+	"lora     --grid lr=5e-4,2e-3 --grid steps=20,40" \
+	"rsft     --grid layer=0,1 --grid lr=1e-4,5e-4" \
+	"rsft_merge --grid delta_weight=0.2,0.8 --grid density=0.2,1.0" \
+	"rome     --grid layers=[0],[1] --grid clamp_norm_factor=0.75,4" \
+	"memit    --grid layers=[0,1],[1,2] --grid mom2_update_weight=1000,10000"
+TUNE_METHODS ?= ft ft_l lora rsft rsft_merge rome memit
+
+tune: $(VENV)
+	@for spec in $(TUNE_GRIDS); do set -- $$spec; m=$$1; shift; \
+	  case " $(TUNE_METHODS) " in *" $$m "*) ;; *) continue;; esac; \
+	  $(PY) -m editbench tune --method $$m "$$@" --budget $(TUNE_BUDGET) --protocol $(TUNE_PROTOCOL) \
+	    --world $(WORLD) --split dev --edits $(TUNE_N) --checkpoints $(TUNE_N) --seed $(SEED) \
+	    --out runs/tune-$(TUNE_PROTOCOL)/$$m --write editbench/hparams/$$m/world$(TUNE_SUFFIX).yaml --quiet || exit 1; \
+	done
+
 # R-SFT+Merge ablations: alpha x density, and the edited layer (N = SWEEP_N edits, one checkpoint).
 sweep-merge: $(VENV)
-	$(PY) -m editbench sweep --method rsft_merge --grid alpha=0.2,0.4,0.6,0.8 --grid density=0.1,0.2,0.5,1.0 \
+	$(PY) -m editbench sweep --method rsft_merge --grid delta_weight=0.2,0.4,0.6,0.8 --grid density=0.1,0.2,0.5,1.0 \
 		--world $(WORLD) --edits $(SWEEP_N) --checkpoints $(SWEEP_N) --seed $(SEED) --out runs/sweep-merge --quiet
 
 sweep-layer: $(VENV)

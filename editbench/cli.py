@@ -28,9 +28,17 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--method", action="append", required=True, help="reference method first")
     _add_run_options(compare)
 
-    regress = sub.add_parser("regress", help="compare a run with a baseline; exit 0 ok, 1 regression, 2 bad input")
-    regress.add_argument("run_dir", type=Path)
-    regress.add_argument("--baseline", type=Path, required=True, help="baseline JSON file or another run directory")
+    regress = sub.add_parser("regress", help="compare a run with a baseline, or this tree with a commit; exit 0 "
+                             "ok, 1 regression, 2 bad input")
+    regress.add_argument("run_dir", type=Path, nargs="?", help="a run directory (with --baseline), or where "
+                         "--against writes the working tree's run (default: a temporary folder)")
+    gate = regress.add_mutually_exclusive_group(required=True)
+    gate.add_argument("--baseline", type=Path, help="baseline JSON file or another run directory (same weights)")
+    gate.add_argument("--against", metavar="GIT_REF", help="run the suite at this commit (temporary worktree) and "
+                      "in the working tree, on this machine, and compare them edit by edit")
+    regress.add_argument("--suite", help="the `editbench run` options of the suite for --against, as one string "
+                         "(--suite='--method ft --world micro --edits 20'); default: --method all --world micro --edits 20 "
+                         "--checkpoints 20 --seed 0")
     regress.add_argument("--tolerances", type=Path, help="YAML of absolute tolerances per metric")
     regress.add_argument("--tolerance", action="append", default=[], metavar="METRIC=VALUE")
 
@@ -42,6 +50,16 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--method", required=True)
     sweep.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2,...")
     _add_run_options(sweep)
+
+    tune = sub.add_parser("tune", help="choose one method's hyper-parameters on the world's dev split (never the "
+                          "leaderboard's edits), same budget for every method; writes a YAML with provenance")
+    tune.add_argument("--method", required=True)
+    tune.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2,...")
+    tune.add_argument("--budget", type=int, default=16, help="cells at most (a seeded sample when the grid is "
+                      "larger); default 16")
+    tune.add_argument("--write", type=Path, help="write the chosen YAML here (e.g. "
+                      "editbench/hparams/METHOD/world.yaml)")
+    _add_run_options(tune)
 
     report = sub.add_parser("report", help="write leaderboard tables and plots for a run directory")
     report.add_argument("run_dir", type=Path)
@@ -78,6 +96,13 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--exam-shots", type=int, default=5, help="k-shot examples from dev (letter mode)")
     parser.add_argument("--exam-limit", type=int, help="K questions per subject (seeded), for cheap checkpoints")
     parser.add_argument("--exam-mode", choices=("letter", "cloze"), help="default: letter for ceval/mmlu")
+    parser.add_argument("--exam-split", help="split scored (default: MMLU test when present, else val; C-Eval val)")
+    parser.add_argument("--protocol", default="sequential", choices=("sequential", "batch"),
+                        help="sequential: batches of the method's batch_size, never reset (default); batch: for "
+                             "each checkpoint T, the first T edits in one call from the unedited weights")
+    parser.add_argument("--split", default="edit", choices=("edit", "dev"),
+                        help="world edits: 'edit' (the leaderboard's pool, default) or 'dev' (the disjoint "
+                             "tuning pool)")
     parser.add_argument("--world", default="default", help="world size when the world model or data is used")
     parser.add_argument("--model", help="Hugging Face id or local path (default: the world model)")
     parser.add_argument("--device", default="cpu")
@@ -113,6 +138,7 @@ class _RunContext:
         from editbench.benchmarks.world import world_config
         from editbench.benchmarks.world_model import ensure_world
         from editbench.harness.hparams import parse_overrides
+        from editbench.harness.protocols import get_protocol
         from editbench.harness.runner import EvalSuite, resolve_checkpoints
 
         self.args = args
@@ -123,6 +149,7 @@ class _RunContext:
 
             hf_logging.disable_progress_bar()
         self.classes = {m: get_editor_class(m) for m in methods}
+        self.protocol = get_protocol(args.protocol)
         exam_name = args.exam or ("world" if args.model is None else None)
         registry.check_names(args.benchmark, exam_name)
         if args.orders < 1:
@@ -134,7 +161,8 @@ class _RunContext:
         uses_world = args.model is None or args.benchmark == "world" or exam_name == "world"
         world_path = ensure_world(world_config(args.world), log=self.log) if uses_world else None
         if args.benchmark == "world":
-            data = registry.world_benchmark(world_path, 100 if args.edits is None else args.edits, args.seed)
+            data = registry.world_benchmark(world_path, 100 if args.edits is None else args.edits, args.seed,
+                                            args.split)
         else:
             data = registry.dataset_benchmark(args.benchmark, args.data, args.limit, args.shuffle, args.seed,
                                               args.on_bad_record)
@@ -146,7 +174,7 @@ class _RunContext:
                                       f"{data.source}")
                 data.requests = data.requests[: args.edits]
         exam = registry.exam_for_run(exam_name, args.exam_dir, world_path, args.exam_shots, args.exam_limit,
-                                     args.seed, args.exam_mode)
+                                     args.seed, args.exam_mode, args.exam_split)
         self.data = registry.with_exam(data, exam)
         self.n_edits = len(self.data.requests)
         resolve_checkpoints(args.checkpoints, self.n_edits)
@@ -169,7 +197,8 @@ class _RunContext:
         cls = self.classes[method]
         overrides = {**self.overrides.get(method, {}), **(extra or {})}
         config, source = resolve_config(cls.config_class, method, self.lm.hparams_key,
-                                        self.lm.model.config.model_type, self.files.get(method), overrides)
+                                        self.lm.model.config.model_type, self.files.get(method), overrides,
+                                        protocol=self.protocol.name)
         editor = cls(config)
         editor.check_model(self.lm)
         self.log(f"{method}: hparams from {source}" + (f" with {overrides}" if overrides else ""))
@@ -177,19 +206,19 @@ class _RunContext:
 
     def run(self, editor, out_dir: Path, first: bool) -> dict:
         """One method over every edit order; returns the results of order 0."""
-        from editbench.harness.runner import SequentialRunner, write_run
+        from editbench.harness.runner import Runner, write_run
 
         a = self.args
         outcomes = []
         for order in range(a.orders):
             lm = self.lm if first and order == 0 else self.fresh_model()  # each run starts unedited
             requests = edit_order(self.data.requests, a.seed, order)
-            results, edit_rows = SequentialRunner(lm, editor, requests, self.suite, a.checkpoints, a.seed,
-                                                  log=self.log).run()
+            results, edit_rows = Runner(lm, editor, requests, self.suite, a.checkpoints, a.seed, log=self.log,
+                                        protocol=self.protocol).run()
             results["benchmark"] = {
                 "name": self.data.name, "world": None if a.model else a.world, "source": self.data.source,
                 "records": self.data.total_records, "skipped_records": len(self.data.skipped),
-                "limit": a.limit, "shuffle": a.shuffle,
+                "limit": a.limit, "shuffle": a.shuffle, "split": a.split if a.model is None else None,
             }
             results["order"] = order
             write_run(out_dir / f"order-{order}" if a.orders > 1 else out_dir, results, edit_rows)
@@ -251,6 +280,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_regress(args: argparse.Namespace) -> int:
+    import shlex
+    import tempfile
+
     from editbench.reports import regress
 
     overrides = {}
@@ -263,11 +295,24 @@ def cmd_regress(args: argparse.Namespace) -> int:
         if not sep:
             raise ConfigError(f"--tolerance {item!r}: expected METRIC=NUMBER")
     tolerances = regress.load_tolerances(args.tolerances, overrides)
-    base = regress.load_baseline(args.baseline)
-    run = regress.summarise_run(args.run_dir)
-    regress.check_comparable(run, base)
+    if args.baseline is not None:
+        if args.run_dir is None:
+            raise ConfigError("regress --baseline needs the run directory to judge")
+        base = regress.load_baseline(args.baseline)
+        run = regress.summarise_run(args.run_dir)
+    else:
+        suite = shlex.split(args.suite) if args.suite else list(regress.DEFAULT_SUITE)
+        log = lambda msg: print(msg, file=sys.stderr)  # noqa: E731
+        out = args.run_dir or Path(tempfile.mkdtemp(prefix="editbench-regress-")) / "run"
+        if out.exists() and any(out.iterdir()):
+            raise ConfigError(f"{out} is not empty; name an empty or new folder for the working tree's run")
+        run, base = regress.against(args.against, suite, out, log)
+    regress.check_comparable(run, base, same_weights=args.baseline is not None)
+    if run.get("fingerprint") != base.get("fingerprint"):
+        print(f"note: the reference's model weights differ (sha256 {str(base.get('fingerprint'))[:16]} -> "
+              f"{str(run.get('fingerprint'))[:16]}): the change rebuilt the world", file=sys.stderr)
     findings = regress.compare(run, base, tolerances)
-    print(regress.report(findings))
+    print(regress.report(findings, same=regress.identical(run, base)))
     return 1 if regress.regressed(findings) else 0
 
 
@@ -280,15 +325,31 @@ def cmd_baseline(args: argparse.Namespace) -> int:
     return 0
 
 
+def _split_top_level(text: str) -> list[str]:
+    """'[0,1],[1,2]' -> ['[0,1]', '[1,2]']: commas inside brackets belong to the value."""
+    parts, depth, current = [], 0, ""
+    for ch in text:
+        if ch in "[(":
+            depth += 1
+        elif ch in "])":
+            depth -= 1
+        if ch == "," and depth == 0:
+            parts.append(current)
+            current = ""
+        else:
+            current += ch
+    return parts + [current]
+
+
 def _parse_grid(items: list[str]) -> dict[str, list]:
-    import yaml
+    from editbench.harness.hparams import parse_value
 
     grid = {}
     for item in items:
         key, sep, values = item.partition("=")
         if not sep or not values:
             raise ConfigError(f"--grid {item!r}: expected KEY=V1,V2,...")
-        grid[key] = [yaml.safe_load(v) for v in values.split(",")]
+        grid[key] = [parse_value(v) for v in _split_top_level(values)]
     if not grid:
         raise ConfigError("sweep needs at least one --grid KEY=V1,V2,...")
     return grid
@@ -312,6 +373,47 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     atomic_write_json(args.out / SWEEP_FILE, spec)
     for path in write_sweep_report(args.out):
         print(path)
+    return 0
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from editbench import tuning
+    from editbench.harness.hparams import hparams_file, load_yaml
+    from editbench.harness.results import atomic_write_json, load_results
+    from editbench.reports.tables import final_rows
+
+    if args.model is not None or args.benchmark != "world":
+        raise ConfigError("tune runs on the world's dev split (--benchmark world, no --model)")
+    if args.split != "dev":
+        raise ConfigError("tune draws its edits from the dev split only (--split dev); the leaderboard's "
+                          "edits are never used for tuning")
+    grid = _parse_grid(args.grid)
+    cells = tuning.plan_cells(grid, args.budget, args.seed)
+    ctx = _RunContext(args, [args.method])
+    editors = [ctx.editor(args.method, cell) for cell in cells]  # all checked before the first run
+    scored = []
+    for i, (cell, editor) in enumerate(zip(cells, editors)):
+        name = "-".join(f"{k}={v}" for k, v in cell.items()).replace("/", "_")
+        ctx.run(editor, args.out / name, first=(i == 0))
+        cell_results = [load_results(p) for p in sorted((args.out / name).glob("**/results.json"))]
+        [row] = final_rows(cell_results)  # one row: orders are combined into their mean
+        scored.append((cell, row["score"]))
+        print(f"{args.method} {name}: score {row['score']}", file=sys.stderr)
+    chosen, score = tuning.best_cell(scored)
+    first = cell_results[0]
+    run = {"budget": args.budget, "protocol": args.protocol, "n_edits": ctx.n_edits,
+           "checkpoints": [cp["edits"] for cp in first["checkpoints"]], "world": args.world,
+           "fingerprint": first["model"].get("fingerprint"), "seed": args.seed, "git_sha": first.get("git_sha")}
+    provenance = tuning.provenance_block(grid, cells, scored, chosen, score, run)
+    base_file = hparams_file(args.method, "world", ctx.lm.model.config.model_type, args.protocol)
+    base_values = load_yaml(base_file) if base_file else {}
+    text = tuning.tuned_yaml(args.method, base_values, chosen, provenance)
+    atomic_write_json(args.out / "tune.json", provenance)
+    (args.out / "tuned.yaml").write_text(text, encoding="utf-8")
+    if args.write:
+        tuning.write_tuned(args.write, text)
+    print(f"{args.method}: chose {chosen} (dev score {score:.4f} over {len(cells)} cells)")
+    print(args.write or args.out / "tuned.yaml")
     return 0
 
 
@@ -344,7 +446,7 @@ def cmd_benchmarks(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"run": cmd_run, "compare": cmd_compare, "regress": cmd_regress, "baseline": cmd_baseline,
-            "sweep": cmd_sweep, "report": cmd_report, "methods": cmd_methods, "benchmarks": cmd_benchmarks}
+            "sweep": cmd_sweep, "tune": cmd_tune, "report": cmd_report, "methods": cmd_methods, "benchmarks": cmd_benchmarks}
 
 
 def main(argv: list[str] | None = None) -> int:

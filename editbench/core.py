@@ -190,11 +190,18 @@ class Editor(abc.ABC):
         Called before a run starts, so a bad setting fails before anything is computed or written.
         """
 
+    def reset_state(self) -> None:
+        """Forget whatever this editor keeps across `edit` calls (a continual adapter, a cumulative
+        merge's fine-tuned weights). The runner calls it when a run starts and whenever its protocol
+        puts the weights back to θ₀. Editors without cross-call state need not override it."""
+
     @abc.abstractmethod
     def edit(self, lm: Any, requests: Sequence[EditRequest], cache: dict | None = None) -> WeightDelta:
         """Return the update that writes `requests` into `lm.model` (lm: harness.models.LoadedModel).
 
-        `cache` is owned by the caller (the runner) and survives across calls of one run.
+        `cache` is owned by the caller (the runner) and survives across calls of one run; it holds
+        what depends only on the unedited model (key statistics, context templates). State that
+        depends on earlier edits belongs to the editor itself (see `reset_state`).
         """
 
 

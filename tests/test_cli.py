@@ -39,7 +39,7 @@ def test_run_and_report_end_to_end(micro_world, tmp_path, capsys):
     [
         (["--method", "nosuch"], "unknown method 'nosuch' (valid: "),
         (["--method", "ft", "--set", "ft.nokey=1"], "unknown key(s) nokey (valid: "),
-        (["--method", "rsft_merge", "--set", "rsft_merge.alpha=1.5"], "alpha=1.5 is out of range (valid: [0, 1])"),
+        (["--method", "rsft_merge", "--set", "rsft_merge.delta_weight=1.5"], "delta_weight=1.5 is out of range (valid: [0, 1])"),
         (["--method", "ft", "--set", "ft.layer=9"], "layer index 9 is out of range (valid: 0..3)"),
         (["--method", "ft", "--benchmark", "nosuch"], "unknown benchmark 'nosuch' (valid: world"),
         (["--method", "lora", "--set", "lora.target_modules=[nothing]"], "match nothing"),
@@ -72,13 +72,13 @@ def test_listing_commands_and_module_entry(capsys):
 
 def test_sweep_writes_table_heatmaps_and_tradeoff(micro_world, tmp_path):
     out = tmp_path / "sweep"
-    code = main(["sweep", "--method", "rsft_merge", "--grid", "alpha=0.0,1.0", "--grid", "density=1.0",
+    code = main(["sweep", "--method", "rsft_merge", "--grid", "delta_weight=0.0,1.0", "--grid", "density=1.0",
                  "--world", "micro", "--edits", "2", "--checkpoints", "2", "--out", str(out), "--quiet"])
     assert code == 0
     table = (out / "sweep.csv").read_text().splitlines()
-    assert table[0].startswith("alpha,density,reliability") and len(table) == 3
+    assert table[0].startswith("delta_weight,density,reliability") and len(table) == 3
     rows = {line.split(",")[0]: line.split(",") for line in table[1:]}
-    assert float(rows["1.0"][2]) < float(rows["0.0"][2])  # alpha=1 keeps the base: no edit
+    assert float(rows["0.0"][2]) < float(rows["1.0"][2])  # delta_weight 0 keeps the base: no edit
     for name in ("heatmap_reliability.png", "heatmap_exam_accuracy.png", "tradeoff.png", "sweep.md"):
         assert (out / name).stat().st_size > 0
 

@@ -68,7 +68,7 @@ def test_registry_lists_builtins_and_rejects_unknown():
 
 def test_config_ranges_are_checked():
     cls = get_editor_class("rsft_merge").config_class
-    for bad in (dict(alpha=1.5), dict(density=0.0), dict(epochs=0), dict(max_steps_per_sample=0), dict(tau=0.0),
+    for bad in (dict(delta_weight=1.5), dict(merge_scope="global"), dict(density=0.0), dict(epochs=0), dict(max_steps_per_sample=0), dict(tau=0.0),
                 dict(projections=("ffn",))):
         with pytest.raises(ConfigError, match=next(iter(bad))):
             cls(**bad)

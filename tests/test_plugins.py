@@ -1,4 +1,5 @@
 """A third-party editor plugs in through the `editbench.editors` entry-point group."""
+import json
 import os
 import subprocess
 import sys
@@ -51,7 +52,9 @@ def test_entry_point_editor_joins_the_regression_suite(tmp_path, micro_world, ca
                           "--edits", "3", "--checkpoints", "1,3", "--out", str(out), "--quiet"],
                          capture_output=True, text=True, env=env)
     assert run.returncode == 0, run.stderr
-    baseline_run = write_fake_run(tmp_path / "base", [fake_result("noedit", 0.0, n=3)])
+    base = fake_result("noedit", 0.0, n=3)
+    base["model"]["fingerprint"] = json.loads((micro_world / "build_report.json").read_text())["weights_sha256"]
+    baseline_run = write_fake_run(tmp_path / "base", [base])
     baseline_run_results = baseline_run / "noedit" / "results.json"
     assert baseline_run_results.exists()
     gate = subprocess.run([sys.executable, "-m", "editbench", "regress", str(out), "--baseline", str(baseline_run)],

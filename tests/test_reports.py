@@ -23,6 +23,7 @@ def fake_result(method, reliability, locality=1.0, n=N, seed=0, order=0, exam=0.
                      "generalization": rel, "locality": locality, "portability": None} for i in range(edits)]
         return {"edits": edits, "reliability": sum(e["reliability"] for e in per_edit) / edits,
                 "reliability_em": None, "generalization": rel, "locality": locality, "portability": None,
+                "reliability_gain": rel, "generalization_gain": rel,
                 "fluency": 4.0, "fluency_pre": 4.2, "general": {"exam": "world", "accuracy": exam, "accuracy_pre": 1.0},
                 "edit_seconds": 0.5 * edits, "eval_seconds": 0.2, "per_edit": per_edit}
     return {
@@ -76,7 +77,8 @@ def test_report_writes_every_format_and_a_self_contained_page(tmp_path):
     assert alpha["reliability"] == pytest.approx(0.8)
     lo, hi = alpha["reliability_ci"]
     assert lo < 0.8 < hi
-    assert alpha["score"] == pytest.approx((0.8 + 0.8 + 1.0 + 0.9) / 4)
+    edit, keep = (0.8 + 0.8) / 2, (1.0 + 0.9) / 2  # gains; locality and exam retention
+    assert alpha["score"] == pytest.approx(2 * edit * keep / (edit + keep))
 
 
 def test_bootstrap_intervals():
@@ -91,7 +93,14 @@ def test_bootstrap_intervals():
     mean_diff, (dlo, dhi) = paired_diff_ci([0.0] * 30, [1.0] * 30)
     assert mean_diff == 1.0 and dlo == dhi == 1.0
     assert exam_retention(0.9, 0.6) == 1.0 and exam_retention(0.3, 0.6) == 0.5 and exam_retention(None, 1) is None
-    assert overall_score({"reliability": 1.0, "locality": 0.5}) == 0.75
+    # harmonic mean of edit success (gains) and preservation: doing nothing scores 0 however much it keeps
+    assert overall_score({"reliability_gain": 1.0, "generalization_gain": 0.5, "locality": 0.5}) == pytest.approx(
+        2 * 0.75 * 0.5 / 1.25)
+    assert overall_score({"reliability_gain": 0.0, "generalization_gain": 0.0, "locality": 1.0,
+                          "exam_retention": 1.0}) == 0.0
+    assert overall_score({"reliability_gain": 1.0, "generalization_gain": 1.0, "locality": 0.0,
+                          "exam_retention": 0.0}) == 0.0
+    assert overall_score({"locality": 0.5}) == 0.5 and overall_score({}) is None
 
 
 def test_orders_are_combined_into_mean_and_std(tmp_path):
@@ -128,7 +137,10 @@ def test_regress_exit_codes(tmp_path, capsys):
     worse = write_fake_run(tmp_path / "worse", [fake_result("alpha", 0.6), fake_result("beta", 0.5)])
     assert main(["regress", str(worse), "--baseline", str(baseline)]) == 1
     out = capsys.readouterr().out
-    assert "| alpha | reliability | 0.800 | 0.600 | -0.200 | 0.01 | regressed |" in out
+    # every edit's generalization fell: a paired interval of [-0.2, -0.2] is a regression
+    assert "| alpha | generalization | 0.800 | 0.600 | -0.200 | [-0.200, -0.200] | 0.05 | regressed |" in out
+    # 2 of 10 edits lost reliability: a mean drop of 0.2 whose interval reaches 0 is not (yet) significant
+    assert "REGRESSION in alpha/generalization:" in out and "alpha/reliability" not in out
     # a loose enough tolerance lets the same drop pass; a run directory works as the baseline too
     assert main(["regress", str(worse), "--baseline", str(base_run), "--tolerance", "reliability=0.25",
                  "--tolerance", "generalization=0.25"]) == 0

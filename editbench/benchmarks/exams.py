@@ -3,8 +3,14 @@
 C-Eval: `<dir>/{dev,val}/<subject>_<split>.csv` with header `id,question,A,B,C,D,answer[,explanation]`;
 MMLU: the same folders, CSVs without a header (question,A,B,C,D,answer). Both need
 `<dir>/subject_mapping.json` ({subject: {"name", "category"}} or C-Eval's {subject: [en, zh, category]}).
-`val` is scored; `dev` gives the k-shot examples of letter-mode prompts, formatted as in each exam's
-reference evaluation.
+The scored split is `--exam-split` (default: MMLU `test` when the folder has it, as published MMLU
+numbers and lm-evaluation-harness use; C-Eval `val`, whose test answers are not public); `dev`
+gives the k-shot examples of letter-mode prompts. Prompt formats (pinned byte for byte by tests):
+- MMLU: lm-evaluation-harness's `mmlu` task: description "The following are multiple choice
+  questions (with answers) about {subject}.\n\n", each question `question.strip()` then
+  "\nA. ..\nB. ..\nC. ..\nD. ..\nAnswer:", shots answered with " X" and joined by "\n\n".
+- C-Eval: C-Eval's own evaluator (ceval/ceval-exam): "以下是中国关于{name}考试的单项选择题，请选出其中的
+  正确答案。\n\n", the same question block with "\n答案：" and the letter right after it.
 """
 from __future__ import annotations
 
@@ -25,6 +31,7 @@ EXAM_MODES = ("letter", "cloze")
 class ExamFormat:
     header: bool  # CSV has a header row
     default_mode: str
+    default_splits: tuple[str, ...]  # the first of these the folder has is scored
     instruction: str  # formatted with the subject's display name
     answer_cue: str
     letter_sep: str
@@ -32,9 +39,9 @@ class ExamFormat:
 
 FORMATS = {
     # C-Eval's official prompt (ceval/ceval-exam evaluator), answer letter right after "答案："
-    "ceval": ExamFormat(True, "letter", "以下是中国关于{name}考试的单项选择题，请选出其中的正确答案。\n\n", "答案：", ""),
+    "ceval": ExamFormat(True, "letter", ("val",), "以下是中国关于{name}考试的单项选择题，请选出其中的正确答案。\n\n", "答案：", ""),
     # MMLU's reference prompt (hendrycks/test), " A" after "Answer:"
-    "mmlu": ExamFormat(False, "letter", "The following are multiple choice questions (with answers) about {name}.\n\n",
+    "mmlu": ExamFormat(False, "letter", ("test", "val"), "The following are multiple choice questions (with answers) about {name}.\n\n",
                        "Answer:", " "),
 }
 
@@ -46,6 +53,7 @@ class Exam:
     questions: list[ExamQuestion]
     shots: int = 0
     subjects: int = 0
+    split: str = ""
 
 
 def load_exam_csv(path: Path, subject: str = "", category: str = "", header: bool = True) -> list[ExamQuestion]:
@@ -110,14 +118,15 @@ def _split_file(directory: Path, subject: str, split: str) -> Path:
 def letter_prompt(fmt: ExamFormat, name: str, shots: list[ExamQuestion], question: ExamQuestion) -> str:
     def block(q: ExamQuestion, with_answer: bool) -> str:
         options = "".join(f"\n{letter}. {text}" for letter, text in zip("ABCD", q.options))
-        return f"{q.question}{options}\n{fmt.answer_cue}" + (f"{fmt.letter_sep}{q.answer}\n\n" if with_answer else "")
+        return f"{q.question.strip()}{options}\n{fmt.answer_cue}" + (f"{fmt.letter_sep}{q.answer}\n\n" if with_answer else "")
 
     return fmt.instruction.format(name=name) + "".join(block(s, True) for s in shots) + block(question, False)
 
 
 def load_exam(name: str, directory: Path, shots: int = 5, limit_per_subject: int | None = None, seed: int = 0,
-              mode: str | None = None, split: str = "val") -> Exam:
-    """A C-Eval or MMLU directory: every subject of the mapping, `split` scored, `dev` as k-shot examples."""
+              mode: str | None = None, split: str | None = None) -> Exam:
+    """A C-Eval or MMLU directory: every subject of the mapping, `split` scored (None: the exam's
+    default, see the module doc), `dev` as k-shot examples."""
     if name not in FORMATS:
         raise ConfigError(f"unknown exam '{name}' (valid: world, {', '.join(FORMATS)})")
     fmt = FORMATS[name]
@@ -129,6 +138,12 @@ def load_exam(name: str, directory: Path, shots: int = 5, limit_per_subject: int
     directory = Path(directory)
     if not directory.is_dir():
         raise ConfigError(f"exam directory '{directory}' does not exist")
+    if split is None:
+        split = next((s for s in fmt.default_splits if (directory / s).is_dir()), fmt.default_splits[-1])
+    if split == "dev":
+        raise ConfigError("--exam-split dev: dev holds the k-shot examples and cannot be scored")
+    if not (directory / split).is_dir() and not list(directory.glob(f"*_{split}.csv")):
+        raise ConfigError(f"exam directory '{directory}' has no '{split}' split")
     questions = []
     mapping = _mapping(directory)
     for subject, (display, category) in sorted(mapping.items()):
@@ -143,4 +158,4 @@ def load_exam(name: str, directory: Path, shots: int = 5, limit_per_subject: int
             prompt = letter_prompt(fmt, display, examples, q) if mode == "letter" else ""
             questions.append(replace(q, prompt=prompt, letter_sep=fmt.letter_sep))
     return Exam(name=name, mode=mode, questions=questions, shots=shots if mode == "letter" else 0,
-                subjects=len(mapping))
+                subjects=len(mapping), split=split)

@@ -24,6 +24,9 @@ EXAMS = {
     "mmlu": "MMLU: 57 subjects, header-less CSVs, val scored, dev k-shot, letter scoring (--exam-dir)",
 }
 assert set(BENCHMARKS) == {"world", *LOADERS}
+# Fluency texts are this many tokens, prompt included: ROME's generate_fast(max_out_len=100). It fits
+# the world model's 256-token context as it is, so the world uses it too.
+FLUENCY_TOKENS = 100
 
 
 @dataclass
@@ -53,12 +56,14 @@ def world_exam(world_path: Path) -> Exam:
     return Exam(name="world", mode="cloze", questions=questions, subjects=1)
 
 
-def world_benchmark(world_path: Path, n_edits: int, seed: int) -> BenchmarkData:
+def world_benchmark(world_path: Path, n_edits: int, seed: int, split: str = "edit") -> BenchmarkData:
+    """The world's edits: split 'edit' is the leaderboard's pool, 'dev' the disjoint tuning pool."""
     world = load_world(world_path)
-    requests = world_gen.make_requests(world, n_edits, seed)
+    requests = world_gen.make_requests(world, n_edits, seed, split)
     exam = world_exam(world_path)
     return BenchmarkData(
-        name="world", requests=requests, fluency_prompts=world_gen.fluency_prompts(requests), fluency_tokens=24,
+        name="world", requests=requests, fluency_prompts=world_gen.fluency_prompts(requests),
+        fluency_tokens=FLUENCY_TOKENS,
         exam_name="world", exam=exam.questions, source=f"world:{world.config.name}", total_records=len(requests),
     )
 
@@ -68,7 +73,7 @@ def dataset_benchmark(name: str, data: str, limit: int | None, shuffle: bool, se
     loaded = load_edits(name, data, limit=limit, shuffle=shuffle, seed=seed, on_bad_record=on_bad_record)
     # CounterFact's original layout brings generation prompts; otherwise the model continues edit prompts
     fluency = loaded.fluency_prompts or [r.prompt for r in loaded.requests[:8]]
-    return BenchmarkData(name=name, requests=loaded.requests, fluency_prompts=fluency, fluency_tokens=24,
+    return BenchmarkData(name=name, requests=loaded.requests, fluency_prompts=fluency, fluency_tokens=FLUENCY_TOKENS,
                          exam_name="", exam=[], source=loaded.source, total_records=loaded.total_records,
                          skipped=loaded.skipped)
 
@@ -82,7 +87,7 @@ def with_exam(data: BenchmarkData, exam: Exam | None) -> BenchmarkData:
 
 
 def exam_for_run(name: str | None, exam_dir: Path | None, world_path: Path | None, shots: int,
-                 limit: int | None, seed: int, mode: str | None) -> Exam | None:
+                 limit: int | None, seed: int, mode: str | None, split: str | None = None) -> Exam | None:
     if name is None:
         return None
     if name == "world":
@@ -94,4 +99,4 @@ def exam_for_run(name: str | None, exam_dir: Path | None, world_path: Path | Non
         return exam
     if exam_dir is None:
         raise ConfigError(f"exam '{name}' needs --exam-dir (the folder with dev/ val/ and subject_mapping.json)")
-    return load_exam(name, exam_dir, shots=shots, limit_per_subject=limit, seed=seed, mode=mode)
+    return load_exam(name, exam_dir, shots=shots, limit_per_subject=limit, seed=seed, mode=mode, split=split)

@@ -2,7 +2,8 @@
 
 Every fact is stated in training text under a subset of its relation's templates; the other
 templates are held out and serve as paraphrases the model has never seen with that subject.
-Entities are split into three pools: facts to edit, facts to check locality on, facts for the exam.
+Entities are split into four pools: facts to edit (the leaderboard's), a disjoint dev pool for
+tuning hyper-parameters, facts to check locality on, and facts for the exam.
 """
 from __future__ import annotations
 
@@ -71,7 +72,8 @@ class WorldConfig:
     n_entities: int = 180
     relations: tuple[str, ...] = ("city", "profession", "language", "employer", "instrument")
     train_templates_per_fact: int = 4
-    pool_shares: tuple[float, float, float] = (0.6, 0.2, 0.2)  # edit, locality, exam
+    # edit (leaderboard), dev (tuning; never reported), locality, exam
+    pool_shares: tuple[float, float, float, float] = (0.45, 0.15, 0.2, 0.2)
     # model
     vocab_size: int = 1024
     hidden_size: int = 128
@@ -104,6 +106,9 @@ def world_config(size: str) -> WorldConfig:
     if size not in WORLD_SIZES:
         raise ConfigError(f"unknown world size '{size}' (valid: {', '.join(WORLD_SIZES)})")
     return WORLD_SIZES[size]
+
+
+EDIT_POOLS = ("edit", "dev")  # edits are drawn from one of these: the leaderboard's, or tuning's
 
 
 @dataclass(frozen=True)
@@ -170,10 +175,9 @@ def generate_world(config: WorldConfig) -> World:
             facts.append(Fact(len(facts), subject, relation, obj, train, heldout))
     shuffled = entities[:]
     rng.shuffle(shuffled)
-    n_edit = int(len(shuffled) * config.pool_shares[0])
-    n_loc = int(len(shuffled) * config.pool_shares[1])
-    pools = {"edit": shuffled[:n_edit], "locality": shuffled[n_edit : n_edit + n_loc],
-             "exam": shuffled[n_edit + n_loc :]}
+    sizes = [int(len(shuffled) * share) for share in config.pool_shares[:3]]
+    bounds = [0, sizes[0], sizes[0] + sizes[1], sum(sizes), len(shuffled)]
+    pools = {name: shuffled[bounds[i] : bounds[i + 1]] for i, name in enumerate(EDIT_POOLS + ("locality", "exam"))}
     return World(config=config, entities=entities, facts=facts, pools=pools)
 
 
@@ -191,13 +195,17 @@ def training_sentences(world: World) -> list[tuple[str, list[str]]]:
 # --------------------------------------------------------------------------- edit requests
 
 
-def make_requests(world: World, n_edits: int, seed: int) -> list[EditRequest]:
+def make_requests(world: World, n_edits: int, seed: int, pool_name: str = "edit") -> list[EditRequest]:
     """N counterfactual edits: a new object of the same relation, prompts from training templates,
-    rephrases from the fact's held-out templates, locality pairs from the locality pool."""
+    rephrases from the fact's held-out templates, locality pairs from the locality pool.
+    `pool_name` 'edit' gives the leaderboard's edits, 'dev' the disjoint tuning split."""
+    if pool_name not in EDIT_POOLS:
+        raise ConfigError(f"unknown edit pool '{pool_name}' (valid: {', '.join(EDIT_POOLS)})")
     rng = random.Random(seed)
-    pool = world.facts_of("edit")
+    pool = world.facts_of(pool_name)
     if n_edits > len(pool):
-        raise ConfigError(f"--edits {n_edits} exceeds the {len(pool)} editable facts of world '{world.config.name}'")
+        raise ConfigError(f"--edits {n_edits} exceeds the {len(pool)} facts of the '{pool_name}' pool of world "
+                          f"'{world.config.name}'")
     locality_facts = world.facts_of("locality")
     requests = []
     for fact in rng.sample(pool, n_edits):
@@ -206,7 +214,7 @@ def make_requests(world: World, n_edits: int, seed: int) -> list[EditRequest]:
         other = rng.choice([f for f in locality_facts if f.relation != fact.relation] or locality_facts)
         requests.append(
             EditRequest(
-                case_id=f"world-{fact.fid}",
+                case_id=f"world-{fact.fid}" if pool_name == "edit" else f"world-{pool_name}-{fact.fid}",
                 prompt=fact.prompt(rng.choice(fact.train_templates)),
                 subject=fact.subject,
                 target_new=rng.choice(objects),

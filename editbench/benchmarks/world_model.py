@@ -1,11 +1,15 @@
 """Builds (or loads from cache) the tokenizer and tiny Qwen2 model that know a synthetic world."""
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import os
+import platform
 import random
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import asdict
@@ -18,11 +22,22 @@ from editbench.core import EditbenchError
 from editbench.benchmarks.world import World, WorldConfig, exam_csv, exam_questions, generate_world, training_sentences
 from editbench.harness.cache import cache_root
 from editbench.harness.corpus import WORLD_CORPUS_FILE
-from editbench.harness.models import LoadedModel, load_model
+from editbench.harness.models import LoadedModel, load_model, weights_sha256
 from editbench.harness.results import atomic_write_json, atomic_write_text, plain_mode
 from editbench.harness.scoring import score_targets
 
-WORLD_FORMAT_VERSION = 1  # bump when the generator or training changes what a config produces
+WORLD_FORMAT_VERSION = 2  # bump when the generator or training changes what a config produces
+# The world is trained in a child process with one thread and pinned kernels, so the same config gives
+# bit-identical weights on any x86-64 CPU with AVX2, whatever its core count (measured: with default
+# settings the weights differ between 1 and 2 threads and between AVX2 and AVX-512 kernels).
+# - one intra-op thread: OpenMP-parallel reductions in ATen sum in a thread-count-dependent order;
+# - MKL_CBWR=AVX2: MKL's conditional numerical reproducibility, the same GEMM code path on every CPU
+#   that has AVX2 (MKL would otherwise pick AVX-512 kernels where present);
+# - ATEN_CPU_CAPABILITY=avx2: ATen's own vectorised kernels at the same width everywhere.
+# torch.use_deterministic_algorithms and disabling oneDNN were measured too: neither changed a bit.
+REPRODUCIBLE_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "MKL_CBWR": "AVX2",
+                    "ATEN_CPU_CAPABILITY": "avx2"}
+UNSET_FOR_BUILD = ("MKL_ENABLE_INSTRUCTIONS",)  # would override MKL_CBWR's code path
 EOS = "<|endoftext|>"
 # transformers 5 loads any qwen2 folder's tokenizer as Qwen2Tokenizer, which rebuilds the BPE with
 # its own normalizer and pre-tokenizer. Training ours with exactly that pipeline makes the
@@ -164,8 +179,42 @@ def check_tokenizer_roundtrip(path: Path, tokenizer, texts: list[str]) -> None:
             )
 
 
+def reproducible_process() -> bool:
+    """True in a process started with REPRODUCIBLE_ENV (the settings must be in place before torch
+    first calls MKL or picks its kernels, so they cannot be switched on inside a running process)."""
+    return all(os.environ.get(k) == v for k, v in REPRODUCIBLE_ENV.items()) and not any(
+        os.environ.get(k) for k in UNSET_FOR_BUILD)
+
+
+def build_environment() -> dict:
+    """What the weights of a world depend on besides its config: recorded in build_report.json."""
+    return {
+        "torch": torch.__version__, "threads": torch.get_num_threads(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(), "machine": platform.machine(),
+        **{k: os.environ.get(k) for k in ("MKL_CBWR", "ATEN_CPU_CAPABILITY")},
+    }
+
+
 def build_world(config: WorldConfig, log=print) -> Path:
-    """Generate, train and check; write everything into a temp folder and rename it into the cache."""
+    """Build the world in a child process with REPRODUCIBLE_ENV (see there); returns its folder."""
+    if reproducible_process():
+        return build_world_here(config, log=log)
+    env = {k: v for k, v in os.environ.items() if k not in UNSET_FOR_BUILD}
+    env.update(REPRODUCIBLE_ENV)
+    cmd = [sys.executable, "-m", "editbench.benchmarks.world_model", json.dumps(asdict(config))]
+    log(f"world '{config.name}': building in a child process (1 thread, MKL_CBWR=AVX2) for reproducible weights")
+    proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=None, text=True)
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode != 0:  # the child's last line is its one-line error
+        raise WorldBuildError(lines[-1] if lines else f"world build exited with code {proc.returncode}")
+    for line in lines:
+        log(line)
+    return world_dir(config)
+
+
+def build_world_here(config: WorldConfig, log=print) -> Path:
+    """Generate, train and check in this process; write into a temp folder and rename it into the cache."""
+    torch.set_num_threads(1)
     target = world_dir(config)
     world = generate_world(config)
     started = time.perf_counter()
@@ -184,11 +233,12 @@ def build_world(config: WorldConfig, log=print) -> Path:
         report = {
             "world": config.name, "hash": world_hash(config), "parameters": sum(p.numel() for p in model.parameters()),
             "facts": len(world.facts), "build_seconds": round(train_seconds, 1), **accuracy,
+            "weights_sha256": weights_sha256(lm.model), "build_environment": build_environment(),
         }
         log(
             f"world '{config.name}': {report['parameters']:,} parameters, {report['facts']} facts, trained in "
             f"{train_seconds:.0f}s; train-template accuracy {accuracy['train_accuracy']:.3f}, held-out paraphrase "
-            f"accuracy {accuracy['heldout_accuracy']:.3f}"
+            f"accuracy {accuracy['heldout_accuracy']:.3f}; weights sha256 {report['weights_sha256'][:16]}"
         )
         if accuracy["train_accuracy"] < config.min_train_accuracy or (
             accuracy["heldout_accuracy"] < config.min_heldout_accuracy
@@ -232,3 +282,22 @@ def ensure_world(config: WorldConfig, log=print) -> Path:
 
 def load_world(path: Path) -> World:
     return World.from_json(json.loads((Path(path) / "world.json").read_text()))
+
+
+def _main(argv: list[str] | None = None) -> int:
+    """Child-process entry of `build_world`: one JSON WorldConfig; log lines on stdout, error last."""
+    parser = argparse.ArgumentParser(description="build one world in this process (used by build_world)")
+    parser.add_argument("config_json")
+    args = parser.parse_args(argv)
+    raw = json.loads(args.config_json)
+    config = WorldConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
+    try:
+        build_world_here(config, log=lambda msg: print(msg, flush=True))
+    except EditbenchError as exc:
+        print(str(exc), flush=True)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main())

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from pathlib import Path
@@ -14,9 +15,11 @@ from editbench.core import ConfigError, EditorConfig
 HPARAMS_DIR = Path(__file__).resolve().parent.parent / "hparams"
 
 
-def hparams_file(method: str, hparams_key: str, model_type: str) -> Path | None:
-    """The method's YAML for this model: by model name first, then by architecture."""
-    for key in (hparams_key, model_type):
+def hparams_file(method: str, hparams_key: str, model_type: str, protocol: str | None = None) -> Path | None:
+    """The method's YAML for this model: by model name first (`<name>-<protocol>.yaml` where the best
+    settings differ between protocols, e.g. world-batch.yaml), then by architecture."""
+    keys = ([f"{hparams_key}-{protocol}"] if protocol else []) + [hparams_key, model_type]
+    for key in keys:
         path = HPARAMS_DIR / method / f"{key}.yaml"
         if path.exists():
             return path
@@ -41,7 +44,13 @@ def _coerce(config_cls: type, key: str, value: Any) -> Any:
     raise ConfigError(f"{config_cls.__name__}.{key}: {value!r} is not of type {hint}")
 
 
+# A YAML may carry this mapping: where its values come from (a reference's file, or `editbench tune`'s
+# grid, split, budget and chosen cell). It documents the file and never reaches the config.
+PROVENANCE_KEY = "provenance"
+
+
 def build_config(config_cls: type[EditorConfig], values: dict[str, Any], source: str) -> EditorConfig:
+    values = {k: v for k, v in values.items() if k != PROVENANCE_KEY}
     valid = [f.name for f in dataclasses.fields(config_cls)]
     unknown = [k for k in values if k not in valid]
     if unknown:
@@ -61,6 +70,18 @@ def load_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
+_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+
+
+def parse_value(raw: str) -> Any:
+    """A command-line value read as YAML, except that numbers in any notation are numbers (YAML 1.1
+    reads '1e-4' as a string)."""
+    value = yaml.safe_load(raw)
+    if isinstance(value, str) and _NUMBER.match(value.strip()):
+        return float(value)
+    return value
+
+
 def parse_overrides(items: list[str], methods: list[str]) -> dict[str, dict[str, Any]]:
     """`METHOD.KEY=VALUE` strings -> {method: {key: value}}; values are read as YAML scalars/lists."""
     out: dict[str, dict[str, Any]] = {}
@@ -71,16 +92,16 @@ def parse_overrides(items: list[str], methods: list[str]) -> dict[str, dict[str,
             raise ConfigError(f"--set {item!r}: expected METHOD.KEY=VALUE")
         if method not in methods:
             raise ConfigError(f"--set {item!r}: method '{method}' is not in this run (running: {', '.join(methods)})")
-        out.setdefault(method, {})[key] = yaml.safe_load(raw)
+        out.setdefault(method, {})[key] = parse_value(raw)
     return out
 
 
 def resolve_config(
     config_cls: type[EditorConfig], method: str, hparams_key: str, model_type: str,
-    explicit_file: Path | None = None, overrides: dict[str, Any] | None = None,
+    explicit_file: Path | None = None, overrides: dict[str, Any] | None = None, protocol: str | None = None,
 ) -> tuple[EditorConfig, str]:
     """Config from the chosen YAML (or the dataclass defaults when a method has none) plus overrides."""
-    path = explicit_file or hparams_file(method, hparams_key, model_type)
+    path = explicit_file or hparams_file(method, hparams_key, model_type, protocol)
     values = load_yaml(path) if path else {}
     values.update(overrides or {})
     source = str(path) if path else f"{method} defaults"

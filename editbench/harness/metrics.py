@@ -36,18 +36,40 @@ def _grouped(lm: LoadedModel, groups: list[list[tuple[str, str]]]) -> list[list[
     return out
 
 
+def _gain(now: float | None, pre: float | None) -> float | None:
+    """How much of the room left before the edit was gained: (x - x0) / (1 - x0), floored at 0.
+
+    An edit whose answer was already right before (x0 = 1) counts as gained when it still is.
+    """
+    if now is None or pre is None:
+        return None
+    return now if pre >= 1.0 else max(0.0, (now - pre) / (1.0 - pre))
+
+
+def _mean_logprob(score: TargetScore) -> float:
+    return sum(score.logprobs) / len(score.logprobs)
+
+
 def edit_scores(
-    lm: LoadedModel, requests: Sequence[EditRequest], locality_pre: list[list[list[int]]] | None
+    lm: LoadedModel, requests: Sequence[EditRequest], locality_pre: list[list[list[int]]] | None,
+    pre_rows: Sequence[dict] | None = None,
 ) -> list[dict]:
-    """Per-edit reliability, reliability_em, generalization, locality and portability.
+    """Per-edit scores (each defined in the README's metrics table):
 
     - reliability: mean over target tokens of [top-1 == target_new token] after the prompt.
-    - generalization: the same on each rephrase prompt, averaged over rephrases.
-    - locality: share of locality-answer positions whose top-1 equals the pre-edit top-1.
-    - portability: token accuracy on the portability pairs.
+    - reliability_em: 1 if every target token is top-1.
+    - efficacy (CounterFact's ES, as ROME computes it): 1 if the mean per-token log-probability of
+      target_new after the prompt is above that of target_true; None without target_true.
+    - generalization: reliability on each rephrase prompt, averaged over rephrases.
+    - locality: per locality pair, the share of its answer positions whose top-1 equals the pre-edit
+      top-1; then the mean over pairs (EasyEdit: per prompt, then over prompts).
+    - portability: token accuracy per portability pair, averaged over pairs.
+    - reliability_gain / generalization_gain: `_gain` against the same edit's pre-edit value
+      (`pre_rows`, scores of the unedited model), so free credit on multi-token names does not count.
     A metric the record has no data for is None.
     """
     rel = _grouped(lm, [[(r.prompt, r.target_new)] for r in requests])
+    true = _grouped(lm, [[(r.prompt, r.target_true)] if r.target_true else [] for r in requests])
     gen = _grouped(lm, [[(p, r.target_new) for p in r.rephrase_prompts] for r in requests])
     port = _grouped(lm, [list(r.portability) for r in requests])
     loc_now = locality_top1(lm, requests)
@@ -55,18 +77,21 @@ def edit_scores(
     for i, r in enumerate(requests):
         loc = None
         if locality_pre is not None and r.locality:
-            hits = [a == b for pre, now in zip(locality_pre[i], loc_now[i]) for a, b in zip(pre, now)]
-            loc = mean(hits)
-        rows.append(
-            {
-                "case_id": r.case_id,
-                "reliability": rel[i][0].token_accuracy,
-                "reliability_em": float(rel[i][0].exact),
-                "generalization": mean([s.token_accuracy for s in gen[i]]),
-                "locality": loc,
-                "portability": mean([s.token_accuracy for s in port[i]]),
-            }
-        )
+            per_pair = [mean([a == b for a, b in zip(pre, now)]) for pre, now in zip(locality_pre[i], loc_now[i])]
+            loc = mean(per_pair)
+        row = {
+            "case_id": r.case_id,
+            "reliability": rel[i][0].token_accuracy,
+            "reliability_em": float(rel[i][0].exact),
+            "efficacy": float(_mean_logprob(rel[i][0]) > _mean_logprob(true[i][0])) if true[i] else None,
+            "generalization": mean([s.token_accuracy for s in gen[i]]),
+            "locality": loc,
+            "portability": mean([s.token_accuracy for s in port[i]]),
+        }
+        pre = pre_rows[i] if pre_rows is not None else {}
+        row["reliability_gain"] = _gain(row["reliability"], pre.get("reliability"))
+        row["generalization_gain"] = _gain(row["generalization"], pre.get("generalization"))
+        rows.append(row)
     return rows
 
 
@@ -82,12 +107,23 @@ def aggregate(rows: Sequence[dict], keys: Sequence[str]) -> dict[str, float | No
 
 # --------------------------------------------------------------------------- fluency
 
-_WORD = re.compile(r"\w+|[^\w\s]")
+
+def _word_tokenizer():
+    """nltk.word_tokenize without its downloaded punkt model: an untrained Punkt sentence splitter
+    (the same algorithm without learned abbreviations), then NLTK's Treebank-style word tokenizer
+    on each sentence, as word_tokenize does."""
+    from nltk.tokenize import NLTKWordTokenizer, PunktSentenceTokenizer
+
+    sentences, words = PunktSentenceTokenizer(), NLTKWordTokenizer()
+    return lambda text: [w for sent in sentences.tokenize(text) for w in words.tokenize(sent)]
 
 
-def ngram_entropy(text: str, ns: Sequence[int] = (2, 3), weights: Sequence[float] = (2 / 3, 4 / 3)) -> float:
-    """ROME's fluency: mean over n of weight_n * entropy (bits) of the text's word n-gram distribution."""
-    words = _WORD.findall(text.lower())
+def ngram_entropy(text: str, ns: Sequence[int] = (2, 3), weights: Sequence[float] = (2 / 3, 4 / 3),
+                  tokenize=None) -> float:
+    """ROME's `compute_n_gram_entropy` (experiments/py/eval_utils_counterfact.py): for each n, the
+    entropy in bits of the text's word n-gram frequency distribution (`compute_freq`: nltk words,
+    case kept), times its weight; the arithmetic mean over n."""
+    words = (tokenize or _word_tokenizer())(text)
     terms = []
     for n, w in zip(ns, weights):
         grams = Counter(tuple(words[i : i + n]) for i in range(len(words) - n + 1))
@@ -98,7 +134,9 @@ def ngram_entropy(text: str, ns: Sequence[int] = (2, 3), weights: Sequence[float
 
 
 def fluency(texts: Sequence[str]) -> float | None:
-    return mean([ngram_entropy(t) for t in texts])
+    """Mean n-gram entropy over texts (ROME's `n_gram_entropy`, agg='arith')."""
+    tokenize = _word_tokenizer()
+    return mean([ngram_entropy(t, tokenize=tokenize) for t in texts])
 
 
 # --------------------------------------------------------------------------- general capability

@@ -1,8 +1,9 @@
 """Loading causal LMs (any Hugging Face id or local path) into one handle the harness passes around."""
 from __future__ import annotations
 
+import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -20,6 +21,13 @@ class LoadedModel:
     tokenizer: object
     name: str  # Hugging Face id or local path, as given
     hparams_key: str  # which hparams file fits this model (e.g. 'world', 'gpt2-xl', 'qwen2')
+    _fingerprint: str | None = field(default=None, repr=False)
+
+    def fingerprint(self) -> str:
+        """sha256 of the weights as loaded (first call; call it before editing). Cached on this handle."""
+        if self._fingerprint is None:
+            self._fingerprint = weights_sha256(self.model)
+        return self._fingerprint
 
     @property
     def arch(self) -> ArchSpec:
@@ -28,6 +36,19 @@ class LoadedModel:
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
+
+
+def weights_sha256(model: nn.Module) -> str:
+    """sha256 over every tensor of the state dict in name order: name, dtype, shape and raw bytes.
+
+    Independent of the file format, so the same weights give the same hash however they were saved.
+    """
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        t = tensor.detach().contiguous().cpu()
+        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()
 
 
 def parse_dtype(name: str) -> torch.dtype:

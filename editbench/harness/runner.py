@@ -1,4 +1,8 @@
-"""The sequential runner: N edits in batches without resetting weights, evaluated at checkpoints."""
+"""The runner: N edits handed to an editor step by step as a protocol says, scored at checkpoints.
+
+It never names a method or a protocol: the protocol (harness/protocols.py) lists the editor calls,
+whether θ₀ is restored before each, and which end at a checkpoint; the editor keeps its own state.
+"""
 from __future__ import annotations
 
 import dataclasses
@@ -24,9 +28,11 @@ from editbench.harness.results import (
     git_sha,
     package_versions,
 )
-from editbench.harness.scoring import sample_continuations
+from editbench.harness.protocols import Protocol, Sequential
+from editbench.harness.scoring import generate_texts
 
-EDIT_METRICS = ("reliability", "reliability_em", "generalization", "locality", "portability")
+EDIT_METRICS = ("reliability", "reliability_em", "efficacy", "generalization", "locality", "portability",
+                "reliability_gain", "generalization_gain")
 
 
 @dataclass
@@ -34,7 +40,7 @@ class EvalSuite:
     """What is measured besides the edits themselves: fluency prompts and a general-capability exam."""
 
     fluency_prompts: list[str]
-    fluency_tokens: int
+    fluency_tokens: int  # total length of each scored text, prompt included (ROME: 100)
     exam_name: str
     exam: list[ExamQuestion]
     exam_mode: str = "cloze"  # 'letter' (next-token logits of A-D) or 'cloze' (option log-likelihood)
@@ -65,14 +71,28 @@ def resolve_checkpoints(checkpoints: Sequence[int] | None, n_edits: int) -> list
 
 
 def plan_batches(n_edits: int, batch_size: int, checkpoints: Sequence[int]) -> list[range]:
-    """Consecutive batches of at most batch_size, cut at checkpoints so each is evaluated at exactly T edits."""
-    batches, start = [], 0
-    for stop_at in checkpoints:
-        while start < stop_at:
-            end = min(start + batch_size, stop_at)
-            batches.append(range(start, end))
-            start = end
-    return batches
+    """The sequential protocol's batches: at most batch_size, cut at checkpoints."""
+    return [step.indices for step in Sequential().steps(checkpoints, batch_size)]
+
+
+class BaseWeights:
+    """The unedited value of every parameter any update touched, kept so θ₀ can be restored bit for bit."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.model = model
+        self.saved: dict[str, torch.Tensor] = {}
+
+    def remember(self, names) -> None:
+        params = dict(self.model.named_parameters())
+        for name in names:
+            if name not in self.saved and name in params:
+                self.saved[name] = params[name].detach().clone()
+
+    @torch.no_grad()
+    def restore(self) -> None:
+        params = dict(self.model.named_parameters())
+        for name, value in self.saved.items():
+            params[name].copy_(value)
 
 
 def reset_peak_memory(device: torch.device) -> bool:
@@ -111,7 +131,7 @@ def peak_memory_mb(device: torch.device, since_reset: bool = False) -> dict:
     return {"cpu_rss_mb": round(hwm_kb / 1024, 1), "cuda_max_allocated_mb": cuda, "cpu_rss_scope": scope}
 
 
-class SequentialRunner:
+class Runner:
     def __init__(
         self,
         lm: LoadedModel,
@@ -121,9 +141,11 @@ class SequentialRunner:
         checkpoints: Sequence[int] | None = None,
         seed: int = 0,
         log: Callable[[str], None] = print,
+        protocol: Protocol | None = None,
     ) -> None:
         self.lm = lm
         self.editor = editor
+        self.protocol = protocol or Sequential()
         self.requests = list(requests)
         self.suite = suite
         self.checkpoints = resolve_checkpoints(checkpoints, len(self.requests))
@@ -136,7 +158,7 @@ class SequentialRunner:
     def _fluency(self) -> float | None:
         if not self.suite.fluency_prompts:
             return None
-        texts = sample_continuations(self.lm, self.suite.fluency_prompts, self.suite.fluency_tokens, seed=self.seed)
+        texts = generate_texts(self.lm, self.suite.fluency_prompts, self.suite.fluency_tokens, seed=self.seed)
         return metrics.fluency(texts)
 
     def _exam(self) -> dict:
@@ -147,52 +169,69 @@ class SequentialRunner:
     def run(self) -> tuple[dict, list[dict]]:
         seed_everything(self.seed)
         peak_reset = reset_peak_memory(self.lm.device)
+        fingerprint = self.lm.fingerprint()  # of the unedited weights
+        self.editor.reset_state()
         t0 = time.perf_counter()
         if self.suite.exam:  # tokenised once; scored pre-edit and at every checkpoint
             self._prepared_exam = metrics.prepare_exam(self.lm, self.suite.exam, self.suite.exam_mode)
         locality_pre = metrics.locality_top1(self.lm, self.requests)
+        # the unedited model's own scores on every edit, for the gains (free credit is not an edit)
+        pre_rows = metrics.edit_scores(self.lm, self.requests, None)
         fluency_pre, exam_pre = self._fluency(), self._exam()
         pre_seconds = time.perf_counter() - t0
         self.log(f"pre-edit: fluency={_fmt(fluency_pre)} exam={_fmt(exam_pre['accuracy'])} ({pre_seconds:.1f}s)")
 
+        base = BaseWeights(self.lm.model)
         edit_rows: list[dict] = []
         checkpoint_rows: list[dict] = []
         edit_seconds = 0.0
-        batches = plan_batches(len(self.requests), self.editor.config.batch_size, self.checkpoints)
-        for batch_no, idx in enumerate(batches):
+        steps = self.protocol.steps(self.checkpoints, self.editor.config.batch_size)
+        for step_no, step in enumerate(steps):
+            idx = step.indices
+            if step.reset:  # back to θ₀, and the editor forgets what it kept
+                base.restore()
+                self.editor.reset_state()
+                edit_seconds = 0.0
             batch = [self.requests[i] for i in idx]
             t_edit = time.perf_counter()
             error = None
             try:
                 delta = self.editor.edit(self.lm, batch, self.cache)
+                delta.validate(self.lm.model)
+                base.remember(delta.tensors)
                 delta.apply(self.lm.model)  # validates first: a bad delta is never applied
             except EditbenchError as exc:
                 error, delta = str(exc), None
-                self.log(f"edit batch {batch_no} failed: {error}")
+                self.log(f"edit step {step_no} failed: {error}")
             edit_seconds += time.perf_counter() - t_edit
-            immediate = metrics.edit_scores(self.lm, batch, [locality_pre[i] for i in idx])
+            immediate = metrics.edit_scores(self.lm, batch, [locality_pre[i] for i in idx], [pre_rows[i] for i in idx])
             for j, row in enumerate(immediate):
                 info = delta.info[j] if delta is not None and j < len(delta.info) else {}
                 edit_rows.append(
-                    {"index": idx[j], "batch": batch_no, "status": "failed" if error else "ok", "error": error,
+                    {"index": idx[j], "batch": step_no, "status": "failed" if error else "ok", "error": error,
                      **{f"immediate_{k}": row[k] for k in EDIT_METRICS}, "case_id": row["case_id"], **info}
                 )
-            done = idx.stop
-            if done in self.checkpoints:
-                checkpoint_rows.append(self._checkpoint(done, locality_pre, fluency_pre, exam_pre, edit_seconds))
+            if step.checkpoint is not None:
+                checkpoint_rows.append(self._checkpoint(step.checkpoint, locality_pre, pre_rows, fluency_pre,
+                                                        exam_pre, edit_seconds))
         results = {
             "schema_version": SCHEMA_VERSION,
             "method": self.editor.name,
             "config": dataclasses.asdict(self.editor.config),
+            "protocol": self.protocol.name,
             "model": {"name": self.lm.name, "hparams_key": self.lm.hparams_key,
                       "model_type": self.lm.model.config.model_type,
-                      "parameters": sum(p.numel() for p in self.lm.model.parameters())},
+                      "parameters": sum(p.numel() for p in self.lm.model.parameters()),
+                      "fingerprint": fingerprint},
             "n_edits": len(self.requests),
             "seed": self.seed,
             "git_sha": git_sha(),
             "packages": package_versions(),
+            "machine": {"threads": torch.get_num_threads(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+                        "device": str(self.lm.device)},
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "pre": {"fluency": fluency_pre, "exam": self.suite.exam_name, "exam_accuracy": exam_pre["accuracy"],
+            "pre": {"fluency": fluency_pre, "fluency_tokens": self.suite.fluency_tokens,
+                    "exam": self.suite.exam_name, "exam_accuracy": exam_pre["accuracy"],
                     "exam_by_category": exam_pre["by_category"], "exam_mode": self.suite.exam_mode,
                     "exam_shots": self.suite.exam_shots, "seconds": round(pre_seconds, 3)},
             # which questions the exam used (with --exam-limit, a seeded subset per subject)
@@ -203,9 +242,9 @@ class SequentialRunner:
         }
         return results, edit_rows
 
-    def _checkpoint(self, done, locality_pre, fluency_pre, exam_pre, edit_seconds) -> dict:
+    def _checkpoint(self, done, locality_pre, pre_rows, fluency_pre, exam_pre, edit_seconds) -> dict:
         t0 = time.perf_counter()
-        rows = metrics.edit_scores(self.lm, self.requests[:done], locality_pre[:done])
+        rows = metrics.edit_scores(self.lm, self.requests[:done], locality_pre[:done], pre_rows[:done])
         scores = metrics.aggregate(rows, EDIT_METRICS)
         fluency_now, exam_now = self._fluency(), self._exam()
         eval_seconds = time.perf_counter() - t0
@@ -220,10 +259,11 @@ class SequentialRunner:
             "edit_seconds": round(edit_seconds, 3),
             "eval_seconds": round(eval_seconds, 3),
             # Per-edit retention scores let reports bootstrap confidence intervals over edits.
-            "per_edit": [{k: r[k] for k in EDIT_METRICS} for r in rows],
+            "per_edit": [{"case_id": r["case_id"], **{k: r[k] for k in EDIT_METRICS}} for r in rows],
         }
         self.log(
-            f"T={done}: " + " ".join(f"{k}={_fmt(v)}" for k, v in scores.items())
+            f"{self.editor.name} T={done}: " + " ".join(f"{k}={_fmt(v)}" for k, v in scores.items()
+                                                      if not k.endswith("_gain"))
             + f" fluency={_fmt(fluency_now)} exam={_fmt(exam_now['accuracy'])} edit_s={edit_seconds:.1f} eval_s={eval_seconds:.1f}"
         )
         return row
@@ -238,3 +278,6 @@ def write_run(out_dir: Path, results: dict, edit_rows: list[dict]) -> Path:
     atomic_write_jsonl(out_dir / EDITS_FILE, edit_rows)
     atomic_write_json(out_dir / RESULTS_FILE, results)
     return out_dir / RESULTS_FILE
+
+
+SequentialRunner = Runner  # the name before protocols existed; the protocol now says how edits arrive

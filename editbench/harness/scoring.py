@@ -102,6 +102,41 @@ def sample_continuations(
     return texts
 
 
+@torch.no_grad()
+def generate_texts(lm: LoadedModel, prompts: list[str], total_tokens: int, top_k: int = 5, seed: int = 0,
+                   batch_size: int = 16) -> list[str]:
+    """ROME's `generate_fast` as its evaluation uses it: seeded top-k sampling until the text (prompt
+    included) is `total_tokens` long, decoded whole, NFKD-normalised, blank lines folded to a space.
+
+    Prompts are batched by token length, so every text has exactly `total_tokens` tokens (a prompt at
+    least that long is returned as it is). EOS is not sampled (the text runs to its full length).
+    """
+    import unicodedata
+
+    tok = lm.tokenizer
+    encoded = [tok(p).input_ids for p in prompts]
+    texts: list[str | None] = [None] * len(prompts)
+    by_length: dict[int, list[int]] = {}
+    for i, ids in enumerate(encoded):
+        by_length.setdefault(len(ids), []).append(i)
+    with torch.random.fork_rng(devices=[lm.device] if lm.device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        for length, members in sorted(by_length.items()):
+            new = total_tokens - length
+            for start in range(0, len(members), batch_size):
+                chunk = members[start : start + batch_size]
+                ids = torch.tensor([encoded[i] for i in chunk], device=lm.device)
+                if new > 0:
+                    ids = lm.model.generate(
+                        input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=True, top_k=top_k, top_p=1.0,
+                        temperature=1.0, max_new_tokens=new, min_new_tokens=new, pad_token_id=tok.pad_token_id,
+                    )
+                for row, i in enumerate(chunk):
+                    text = tok.decode(ids[row], skip_special_tokens=True)
+                    texts[i] = unicodedata.normalize("NFKD", text).replace("\n\n", " ")
+    return texts  # type: ignore[return-value]
+
+
 FACT_TOKENS = ("subject_last", "subject_first", "last")
 
 

@@ -35,7 +35,8 @@ PRECISIONS = {"float32": torch.float32, "float64": torch.float64}
 class StatsSpec:
     mom2_corpus: str = "world"  # 'world', a .txt/.json/.jsonl path, or hf:NAME[:CONFIG]
     mom2_n_samples: int = 100_000  # documents (ROME and MEMIT use 100,000 Wikipedia articles)
-    mom2_max_length: int = 256  # tokens per document
+    # tokens per document; None: min(model context, 4096) as EasyEdit (ROME: the model's context)
+    mom2_max_length: int | None = None
     mom2_dtype: str = "float64"
     mom2_batch_size: int = 32
 
@@ -52,12 +53,23 @@ def weight_fingerprint(model: torch.nn.Module, per_tensor: int = 4096) -> str:
     return digest.hexdigest()[:16]
 
 
+MAX_STATS_LENGTH = 4096
+
+
+def stats_length(lm: LoadedModel, spec: StatsSpec) -> int:
+    """Tokens per corpus document: the spec's, else min(the model's context, 4096)."""
+    if spec.mom2_max_length is not None:
+        return spec.mom2_max_length
+    context = getattr(lm.model.config, "max_position_embeddings", None) or getattr(lm.model.config, "n_positions", None)
+    return min(int(context), MAX_STATS_LENGTH) if context else MAX_STATS_LENGTH
+
+
 def _slug(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-._" else "_" for c in text)[-60:]
 
 
 def _cache_file(lm: LoadedModel, fingerprint: str, layer: int, corpus_id: str, spec: StatsSpec) -> Path:
-    key = f"{lm.name}|{fingerprint}|{layer}|{corpus_id}|{spec.mom2_n_samples}|{spec.mom2_max_length}|{spec.mom2_dtype}"
+    key = f"{lm.name}|{fingerprint}|{layer}|{corpus_id}|{spec.mom2_n_samples}|{stats_length(lm, spec)}|{spec.mom2_dtype}"
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
     name = f"{_slug(Path(lm.name.rstrip('/')).name)}-L{layer}-{_slug(corpus_id)}-n{spec.mom2_n_samples}-{digest}.pt"
     return cache_root() / "key_stats" / name
@@ -75,7 +87,7 @@ def accumulate(lm: LoadedModel, layers: list[int], texts: list[str], spec: Stats
                 for L in layers}
         for start in range(0, len(texts), spec.mom2_batch_size):
             chunk = texts[start : start + spec.mom2_batch_size]
-            seqs = [ids for ids in tok(chunk, truncation=True, max_length=spec.mom2_max_length).input_ids if ids]
+            seqs = [ids for ids in tok(chunk, truncation=True, max_length=stats_length(lm, spec)).input_ids if ids]
             if not seqs:
                 continue
             ids, mask = pad_right(seqs, tok.pad_token_id, lm.device)

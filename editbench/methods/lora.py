@@ -34,6 +34,9 @@ class LoRAConfig(EditorConfig):
     steps: int = 60
     mode: str = "fold"
     adalora: bool = False
+    # EasyEdit never puts the model in train mode, so its LoRA dropout (and the base model's) is off;
+    # true switches dropout on during training.
+    train_mode: bool = False
     seed: int = 0
 
     def check(self) -> None:
@@ -95,6 +98,13 @@ def _peft_config(lm, cfg: LoRAConfig):
 class LoRA(Editor):
     config_class = LoRAConfig
 
+    def __init__(self, config: LoRAConfig | None = None) -> None:
+        super().__init__(config)
+        self._continual: dict = {}  # mode continual: the adapter and its weight change so far
+
+    def reset_state(self) -> None:
+        self._continual = {}
+
     def check_model(self, lm) -> None:
         _targeted(lm, self.config)
 
@@ -104,7 +114,7 @@ class LoRA(Editor):
         cfg: LoRAConfig = self.config
         targets = _targeted(lm, cfg)
         weight_names = [f"{t}.weight" for t in targets]
-        state = (cache if cache is not None else {}).setdefault("lora_continual", {})
+        state = self._continual
         previous = state.get("deltas", {}) if cfg.mode == "continual" else {}
         batch = training.target_batch(lm, requests)
         params = dict(lm.model.named_parameters())
@@ -120,7 +130,7 @@ class LoRA(Editor):
                     for n, p in peft_model.named_parameters():
                         if n in state["adapter"]:
                             p.copy_(state["adapter"][n])
-            peft_model.train()
+            peft_model.train(cfg.train_mode)
             trainable = [p for p in peft_model.parameters() if p.requires_grad]
             opt = torch.optim.Adam(trainable, lr=cfg.lr)
             for step in range(cfg.steps):

@@ -2,7 +2,8 @@
 
 Target hidden states z (residual stream at the last edited layer, subject's last token) come from
 `rewrite.optimise_target` on that block's output. Then for each edited layer in ascending order:
-keys K at that layer (context-template average, with earlier layers already updated), residual
+keys K at that layer (averaged within each context-template type, then across types, as MEMIT's
+compute_ks: the bare prompt weighs 1/2 with one generated group; earlier layers already updated), residual
 R = (Z - H) / (layers left), dW = R K^T (lam C + K K^T)^{-1} (locate.memit_solve, float64).
 """
 from __future__ import annotations
@@ -16,7 +17,7 @@ from editbench.harness.arch import get_module, layer_path, mlp_proj_path
 from editbench.methods import training
 from editbench.methods.key_stats import key_statistics
 from editbench.methods.locate import memit_solve
-from editbench.methods.rewrite import context_templates, optimise_target, read_at_subject
+from editbench.methods.rewrite import context_templates, flat, optimise_target, read_at_subject
 from editbench.methods.rome import LocateConfig, LocateEditor, add_update
 
 
@@ -40,7 +41,9 @@ class MEMIT(LocateEditor):
         layers = list(cfg.layers)
         block = get_module(lm.model, layer_path(lm.model, layers[-1]))
         covs = key_statistics(lm, layers, cfg.stats_spec, cache)
-        templates = context_templates(lm, cfg.context_template_lengths, cache, cfg.template_seed)
+        groups = context_templates(lm, cfg.context_template_lengths, cache, cfg.template_seed,
+                                   cfg.context_template_source)
+        templates, group_sizes = flat(groups), [len(g) for g in groups]
         targets, infos = [], []
         for request in requests:
             target = optimise_target(lm, block, request, templates, cfg.target_spec)
@@ -52,7 +55,7 @@ class MEMIT(LocateEditor):
             original = training.snapshot(params)
             for i, layer in enumerate(layers):
                 module = self.down_proj(lm, layer)
-                keys, _ = read_at_subject(lm, module, requests, templates, cfg.fact_token)
+                keys, _ = read_at_subject(lm, module, requests, templates, cfg.fact_token, group_sizes)
                 _, z_now = read_at_subject(lm, block, requests, ["{}"], cfg.fact_token)
                 residual = (z_all - z_now).T / (len(layers) - i)  # [hidden, n]
                 update = memit_solve(residual, keys.T, covs[layer], cfg.mom2_update_weight)

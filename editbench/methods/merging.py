@@ -3,10 +3,12 @@
 Tensor -> tensor only. Pruning and merge rules are peft's (`peft.utils.merge_utils`), so TIES and
 DARE here are the ones the field uses, not re-implementations.
 
-    theta_edited = alpha * theta_base + (1 - alpha) * (theta_base + prune(delta))
-                 = theta_base + (1 - alpha) * prune(delta)
+    theta_edited = theta_base + delta_weight * prune(delta)
 
-alpha is the weight on the base model: alpha = 0 keeps the fine-tuned weights, alpha = 1 the base.
+`delta_weight` is the weight on the pruned delta. The paper's alpha = 0.8 has two readings: its
+printed equation alpha * theta_base + (1 - alpha) * theta_sft puts alpha on the base, i.e.
+delta_weight = 0.2; its reported retention after merging (96.62 % edit success after 99.82 % for
+R-SFT) needs about 0.8 on the delta, i.e. delta_weight = 0.8. Both are measured; neither is implied.
 """
 from __future__ import annotations
 
@@ -18,10 +20,10 @@ from peft.utils import merge_utils
 MERGE_VARIANTS = ("linear", "ties", "dare")
 
 
-def merge_delta(delta: torch.Tensor, alpha: float, density: float, variant: str = "linear",
+def merge_delta(delta: torch.Tensor, delta_weight: float, density: float, variant: str = "linear",
                 seed: int = 0) -> torch.Tensor:
-    """The update to add to theta_base: (1 - alpha) times the pruned delta under the chosen rule."""
-    weight = torch.tensor([1.0 - alpha], dtype=delta.dtype, device=delta.device)
+    """The update to add to theta_base: delta_weight times the pruned delta under the chosen rule."""
+    weight = torch.tensor([delta_weight], dtype=delta.dtype, device=delta.device)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # peft warns that density 1 prunes nothing, which is the point
         if variant == "linear":  # magnitude top-p pruning, then task arithmetic

@@ -13,7 +13,14 @@ import torch
 from editbench.core import EditRequest, check_range
 from editbench.harness.hooks import add_at_positions, capture, edit_output
 from editbench.harness.models import LoadedModel
-from editbench.harness.scoring import FACT_TOKENS, encode_prompt_target, lookup_index, pad_right, sample_continuations
+from editbench.harness.scoring import (
+    FACT_TOKENS, encode_prompt_target, generate_texts, lookup_index, pad_right, sample_continuations,
+)
+
+# ROME, MEMIT and EasyEdit start their generated context templates from these words
+# (`get_context_templates`: generate_fast(..., ["The", "Therefore", "Because", "I", "You"], top-k 5)).
+REFERENCE_PREFIXES = ("The", "Therefore", "Because", "I", "You")
+TEMPLATE_SOURCES = ("prefixes", "eos")
 from editbench.methods import training
 
 
@@ -38,22 +45,37 @@ class TargetSpec:
         check_range(owner, "fact_token", self.fact_token in FACT_TOKENS, ", ".join(FACT_TOKENS))
 
 
-def context_templates(lm: LoadedModel, lengths: Sequence[Sequence[int]], run_cache: dict | None, seed: int = 0) -> list[str]:
-    """'{}' plus short prefixes the model writes itself ((length, count) pairs), cached for the run.
+def context_templates(lm: LoadedModel, lengths: Sequence[Sequence[int]], run_cache: dict | None, seed: int = 0,
+                      source: str = "prefixes") -> list[list[str]]:
+    """Context templates by type: [["{}"], one group per (length, count) pair], cached for the run.
 
-    As in ROME, each prefix ends with '. ' and braces in generated text are blanked out.
+    - source 'prefixes' (the references'): count // 5 texts from each of REFERENCE_PREFIXES, `length`
+      tokens long in all, prefix word included, as `generate_fast(max_out_len=length)` writes them.
+    - source 'eos': `count` texts of `length` new tokens sampled from the EOS/BOS token.
+    As in ROME, each text ends with '. {}' and braces in generated text are blanked out.
+    ROME averages keys over all templates (`flat`); MEMIT within each type, then across types.
     """
-    key = ("context_templates", tuple(tuple(x) for x in lengths), seed)
+    if source not in TEMPLATE_SOURCES:
+        raise ValueError(f"unknown context template source {source!r} (valid: {', '.join(TEMPLATE_SOURCES)})")
+    key = ("context_templates", tuple(tuple(x) for x in lengths), seed, source)
     if run_cache is not None and key in run_cache:
         return run_cache[key]
-    start = lm.tokenizer.bos_token or lm.tokenizer.eos_token
-    templates = ["{}"]
+    groups = [["{}"]]
     for length, count in lengths:
-        texts = sample_continuations(lm, [start] * count, length, top_k=5, seed=seed)
-        templates += [t.replace("{", " ").replace("}", " ") + ". {}" for t in texts]
+        if source == "prefixes":
+            prompts = [p for p in REFERENCE_PREFIXES for _ in range(max(1, count // len(REFERENCE_PREFIXES)))]
+            texts = generate_texts(lm, prompts, length, top_k=5, seed=seed)
+        else:
+            start = lm.tokenizer.bos_token or lm.tokenizer.eos_token
+            texts = sample_continuations(lm, [start] * count, length, top_k=5, seed=seed)
+        groups.append([t.replace("{", " ").replace("}", " ") + ". {}" for t in texts])
     if run_cache is not None:
-        run_cache[key] = templates
-    return templates
+        run_cache[key] = groups
+    return groups
+
+
+def flat(groups: Sequence[Sequence[str]]) -> list[str]:
+    return [t for group in groups for t in group]
 
 
 @dataclass
@@ -78,8 +100,13 @@ def locate(lm: LoadedModel, request: EditRequest, templates: Sequence[str], fact
 
 @torch.no_grad()
 def read_at_subject(lm: LoadedModel, module: torch.nn.Module, requests: Sequence[EditRequest],
-                    templates: Sequence[str], fact_token: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per request, the module's input and output at the lookup token, averaged over templates: [n, d_in], [n, d_out]."""
+                    templates: Sequence[str], fact_token: str,
+                    groups: Sequence[int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per request, the module's input and output at the lookup token: [n, d_in], [n, d_out].
+
+    Averaged over all templates, or with `groups` (the number of templates of each type, in order)
+    within each type first and then across types, as MEMIT's compute_ks does.
+    """
     located = [locate(lm, r, templates, fact_token) for r in requests]
     seqs = [s for loc in located for s in loc.ids]
     ids, mask = pad_right(seqs, lm.tokenizer.pad_token_id, lm.device)
@@ -87,10 +114,15 @@ def read_at_subject(lm: LoadedModel, module: torch.nn.Module, requests: Sequence
     positions = torch.tensor([i for loc in located for i in loc.lookup], device=lm.device)
     with capture(module) as seen:
         lm.model(input_ids=ids, attention_mask=mask)
-    per = len(templates)
-    keys = seen.input[rows, positions].reshape(len(requests), per, -1).mean(1)
-    values = seen.output[rows, positions].reshape(len(requests), per, -1).mean(1)
-    return keys, values
+    sizes = list(groups) if groups is not None else [len(templates)]
+    if sum(sizes) != len(templates):
+        raise ValueError(f"template groups {sizes} do not add up to the {len(templates)} templates")
+
+    def average(read: torch.Tensor) -> torch.Tensor:
+        per_request = read[rows, positions].reshape(len(requests), len(templates), -1)
+        return torch.stack([part.mean(1) for part in per_request.split(sizes, dim=1)]).mean(0)
+
+    return average(seen.input), average(seen.output)
 
 
 @dataclass

@@ -17,7 +17,7 @@ from editbench.harness.corpus import check_corpus
 from editbench.methods import training
 from editbench.methods.key_stats import PRECISIONS, StatsSpec, key_statistics
 from editbench.methods.locate import rome_direction, rome_rank_one
-from editbench.methods.rewrite import TargetSpec, context_templates, optimise_target
+from editbench.methods.rewrite import TEMPLATE_SOURCES, TargetSpec, context_templates, flat, optimise_target
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,8 @@ class LocateConfig(EditorConfig, TargetSpec, StatsSpec):
 
     layers: tuple[int, ...] = (1,)
     context_template_lengths: tuple[tuple[int, int], ...] = ((5, 10), (10, 10))  # (tokens, how many)
+    # 'prefixes': generated from the references' prefix words (ROME/MEMIT/EasyEdit); 'eos': from EOS
+    context_template_source: str = "prefixes"
     template_seed: int = 0
 
     def check(self) -> None:
@@ -33,8 +35,11 @@ class LocateConfig(EditorConfig, TargetSpec, StatsSpec):
         check_range(self, "layers", bool(self.layers) and all(L >= 0 for L in self.layers)
                     and list(self.layers) == sorted(set(self.layers)), "non-empty, ascending, >= 0")
         check_range(self, "mom2_n_samples", self.mom2_n_samples >= 1, ">= 1")
-        check_range(self, "mom2_max_length", self.mom2_max_length >= 1, ">= 1")
+        check_range(self, "mom2_max_length", self.mom2_max_length is None or self.mom2_max_length >= 1,
+                    ">= 1 or null (min(model context, 4096))")
         check_range(self, "mom2_dtype", self.mom2_dtype in PRECISIONS, ", ".join(PRECISIONS))
+        check_range(self, "context_template_source", self.context_template_source in TEMPLATE_SOURCES,
+                    ", ".join(TEMPLATE_SOURCES))
 
     @property
     def target_spec(self) -> TargetSpec:
@@ -86,7 +91,9 @@ class ROME(LocateEditor):
         module = self.down_proj(lm, layer)
         name = f"{mlp_proj_path(lm.model, layer, 'down')}.weight"
         cov = key_statistics(lm, [layer], cfg.stats_spec, cache)[layer] if cfg.mom2_adjustment else None
-        templates = context_templates(lm, cfg.context_template_lengths, cache, cfg.template_seed)
+        # ROME's compute_u averages k* over all templates at once (flat mean)
+        templates = flat(context_templates(lm, cfg.context_template_lengths, cache, cfg.template_seed,
+                                           cfg.context_template_source))
         infos = []
         with training.trained_in_place(lm.model, [name]) as params:
             original = training.snapshot(params)

@@ -4,7 +4,11 @@ Stage 1 (`rsft`): fine-tune the MLP of one layer sample by sample (batch size 1)
 the batch in a fixed seeded order, taking at most K steps per sample and stopping on a sample as
 soon as its loss (cross-entropy on target tokens) is below tau.
 Stage 2 (`rsft_merge`): delta = theta_sft - theta_base, keep the top `density` share of its entries
-by magnitude, and add (1 - alpha) of it to theta_base (see editbench.methods.merging).
+by magnitude, and add `delta_weight` times it to theta_base (see editbench.methods.merging for the
+two readings of the paper's alpha). `merge_scope` says what theta_sft is across sequential calls:
+`batch` fine-tunes from the current (merged) weights and merges each call's delta on its own;
+`cumulative` keeps fine-tuning the un-merged theta_sft across calls and serves
+theta_base + delta_weight * prune(theta_sft - theta_base), recomputed after every call.
 """
 from __future__ import annotations
 
@@ -13,11 +17,12 @@ from dataclasses import dataclass
 
 import torch
 
-from editbench.core import Editor, EditorConfig, WeightDelta, check_range, register_editor
+from editbench.core import Editor, EditorConfig, InvalidDeltaError, WeightDelta, check_range, register_editor
 from editbench.methods import training
 from editbench.methods.merging import MERGE_VARIANTS, merge_delta
 
 PROJECTIONS = ("gate", "up", "down")
+MERGE_SCOPES = ("batch", "cumulative")
 
 
 @dataclass(frozen=True)
@@ -43,13 +48,15 @@ class RSFTConfig(EditorConfig):
 
 @dataclass(frozen=True)
 class RSFTMergeConfig(RSFTConfig):
-    alpha: float = 0.8  # weight on the base model
+    delta_weight: float = 0.8  # weight on the pruned delta (not on the base): see methods/merging.py
     density: float = 0.2  # share of delta entries kept, by magnitude
     merge: str = "linear"
+    merge_scope: str = "batch"
 
     def check(self) -> None:
         super().check()
-        check_range(self, "alpha", 0.0 <= self.alpha <= 1.0, "[0, 1]")
+        check_range(self, "delta_weight", 0.0 <= self.delta_weight <= 1.0, "[0, 1]")
+        check_range(self, "merge_scope", self.merge_scope in MERGE_SCOPES, ", ".join(MERGE_SCOPES))
         check_range(self, "density", 0.0 < self.density <= 1.0, "(0, 1]")
         check_range(self, "merge", self.merge in MERGE_VARIANTS, ", ".join(MERGE_VARIANTS))
 
@@ -97,8 +104,39 @@ class RSFT(Editor):
 class RSFTMerge(RSFT):
     config_class = RSFTMergeConfig
 
+    def __init__(self, config: RSFTMergeConfig | None = None) -> None:
+        super().__init__(config)
+        self.reset_state()
+
+    def reset_state(self) -> None:
+        self._sft_delta: dict[str, torch.Tensor] = {}  # cumulative scope: theta_sft - theta_base
+        self._served: dict[str, torch.Tensor] = {}  # cumulative scope: the merged update now in the model
+
+    def _merge(self, deltas: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        cfg: RSFTMergeConfig = self.config
+        return {n: merge_delta(d, cfg.delta_weight, cfg.density, cfg.merge, cfg.seed) for n, d in deltas.items()}
+
     def edit(self, lm, requests, cache=None) -> WeightDelta:
         cfg: RSFTMergeConfig = self.config
-        deltas, info = robust_sft(lm, requests, cfg)
-        merged = {n: merge_delta(d, cfg.alpha, cfg.density, cfg.merge, cfg.seed) for n, d in deltas.items()}
-        return WeightDelta(tensors=merged, info=info)
+        if cfg.merge_scope == "batch":
+            deltas, info = robust_sft(lm, requests, cfg)
+            return WeightDelta(tensors=self._merge(deltas), info=info)
+        params = dict(lm.model.named_parameters())
+        names = training.mlp_param_names(lm, cfg.layer, cfg.projections)
+        saved = {n: params[n].detach().clone() for n in names}
+        try:
+            with torch.no_grad():  # from the served weights to theta_sft, to keep fine-tuning it
+                for n in self._sft_delta:
+                    params[n].add_(self._sft_delta[n] - self._served[n])
+            step, info = robust_sft(lm, requests, cfg)
+        finally:
+            with torch.no_grad():
+                for n in names:
+                    params[n].copy_(saved[n])
+        sft_delta = {n: self._sft_delta.get(n, 0) + step[n] for n in step}
+        served = self._merge(sft_delta)
+        update = {n: served[n] - self._served.get(n, 0) for n in served}
+        if not all(torch.isfinite(u).all() for u in update.values()):
+            raise InvalidDeltaError("R-SFT+Merge produced a non-finite update")
+        self._sft_delta, self._served = sft_delta, served  # only a valid update moves the state on
+        return WeightDelta(tensors=update, info=info)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from editbench.harness.results import atomic_write_json, atomic_write_text, find_results, load_results
 from editbench.reports import plots, tables
-from editbench.reports.stats import CI_LEVEL, N_RESAMPLES, SCORE_COMPONENTS
+from editbench.reports.stats import CI_LEVEL, N_RESAMPLES, SCORE_EDIT, SCORE_KEEP
 
 
 def header_facts(results: list[dict]) -> dict:
@@ -18,6 +18,9 @@ def header_facts(results: list[dict]) -> dict:
         "model": first["model"]["name"],
         "model_type": first["model"]["model_type"],
         "parameters": first["model"]["parameters"],
+        "fingerprint": first["model"].get("fingerprint"),
+        "protocols": sorted({r.get("protocol", "sequential") for r in results}),
+        "threads": (first.get("machine") or {}).get("threads"),
         "benchmark": (first.get("benchmark") or {}).get("name"),
         "n_edits": first["n_edits"],
         "checkpoints": [cp["edits"] for cp in first["checkpoints"]],
@@ -34,19 +37,22 @@ def header_facts(results: list[dict]) -> dict:
 
 def _header_lines(facts: dict) -> list[str]:
     return [
-        f"model: {facts['model']} ({facts['model_type']}, {facts['parameters']:,} parameters)",
-        f"benchmark: {facts['benchmark']}, N = {facts['n_edits']} edits, checkpoints "
+        f"model: {facts['model']} ({facts['model_type']}, {facts['parameters']:,} parameters, weights sha256 "
+        f"{(facts.get('fingerprint') or 'unknown')[:16]})",
+        f"benchmark: {facts['benchmark']}, protocol {', '.join(facts.get('protocols') or ['sequential'])}, "
+        f"N = {facts['n_edits']} edits, checkpoints "
         f"{','.join(map(str, facts['checkpoints']))}, seed(s) {','.join(map(str, facts['seeds']))}, "
         f"edit orders {facts['orders']}",
         f"exam: {facts['exam']} (pre-edit accuracy {tables._num(facts['exam_accuracy_pre'])}), "
         f"pre-edit fluency {tables._num(facts['fluency_pre'], 2)}",
-        f"editbench {facts['editbench']}, git {facts['git_sha'] or 'unknown'}",
+        f"editbench {facts['editbench']}, git {facts['git_sha'] or 'unknown'}, torch threads {facts.get('threads')}",
     ]
 
 
 EXPLAIN = (
-    f"score = mean of {', '.join(SCORE_COMPONENTS)} (exam retention = exam accuracy / pre-edit accuracy, capped "
-    f"at 1). [a, b] = {int(CI_LEVEL * 100)}% percentile bootstrap interval over edits ({N_RESAMPLES} seeded "
+    f"score = harmonic mean of edit success (mean of {', '.join(SCORE_EDIT)}: (x - x0)/(1 - x0) against the same "
+    f"edits' pre-edit scores, floored at 0) and preservation (mean of {', '.join(SCORE_KEEP)}; exam retention = "
+    f"exam accuracy / pre-edit accuracy, capped at 1): doing nothing scores 0. [a, b] = {int(CI_LEVEL * 100)}% percentile bootstrap interval over edits ({N_RESAMPLES} seeded "
     "resamples); ± = standard deviation across edit orders."
 )
 
@@ -73,7 +79,7 @@ def write_report(run_dir: Path) -> list[Path]:
     results = [load_results(p) for p in find_results(run_dir)]
     facts = header_facts(results)
     final, every = tables.final_rows(results), tables.all_rows(results)
-    final.sort(key=lambda r: -(r["score"] if r["score"] is not None else -1))  # ranked by the overall score
+    final.sort(key=lambda r: (r.get("protocol") or "", -(r["score"] if r["score"] is not None else -1)))
     figures = plots.metric_curves(every, run_dir) + plots.radar_charts(final, run_dir)
     md = (
         "# editbench leaderboard\n\n" + "".join(f"- {line}\n" for line in _header_lines(facts))

@@ -11,8 +11,11 @@ import torch
 
 N_RESAMPLES = 2000  # bootstrap resamples per interval
 CI_LEVEL = 0.95
-# The overall score used for ranking: the unweighted mean of these (all in [0, 1], higher is better).
-SCORE_COMPONENTS = ("reliability", "generalization", "locality", "exam_retention")
+# The ranking score (all parts in [0, 1], higher is better): the harmonic mean of what the edits
+# achieved and what the model kept, so doing nothing and breaking everything both score 0.
+SCORE_EDIT = ("reliability_gain", "generalization_gain")  # gains over the same edits' pre-edit scores
+SCORE_KEEP = ("locality", "exam_retention")
+SCORE_COMPONENTS = SCORE_EDIT + SCORE_KEEP
 
 
 def _clean(values: Sequence[float | None]) -> torch.Tensor:
@@ -60,7 +63,18 @@ def exam_retention(accuracy: float | None, accuracy_pre: float | None) -> float 
     return min(1.0, accuracy / accuracy_pre)
 
 
-def overall_score(row: dict) -> float | None:
-    """Mean of the SCORE_COMPONENTS the row has; None when it has none."""
-    parts = [row.get(k) for k in SCORE_COMPONENTS if row.get(k) is not None]
+def _mean_of(row: dict, keys: Sequence[str]) -> float | None:
+    parts = [row[k] for k in keys if row.get(k) is not None]
     return sum(parts) / len(parts) if parts else None
+
+
+def overall_score(row: dict) -> float | None:
+    """Harmonic mean of edit success (mean of SCORE_EDIT) and preservation (mean of SCORE_KEEP).
+
+    A side the row has no data for is left out (the score is then the other side); None when
+    neither side has data. Harmonic, like F1: a method scores high only by doing both.
+    """
+    edit, keep = _mean_of(row, SCORE_EDIT), _mean_of(row, SCORE_KEEP)
+    if edit is None or keep is None:
+        return keep if edit is None else edit
+    return 0.0 if edit + keep == 0 else 2 * edit * keep / (edit + keep)

@@ -13,7 +13,8 @@ from collections.abc import Sequence
 
 from editbench.reports.stats import bootstrap_ci, exam_retention, mean_std, overall_score
 
-METRIC_COLUMNS = ("reliability", "reliability_em", "generalization", "locality", "portability")
+METRIC_COLUMNS = ("reliability", "reliability_em", "efficacy", "generalization", "locality", "portability",
+                  "reliability_gain", "generalization_gain")
 # Metrics shown with their uncertainty (CI over edits, or std over orders), and what `regress` gates.
 UNCERTAIN = ("score", "reliability", "generalization", "locality", "portability", "fluency", "exam_accuracy")
 
@@ -35,6 +36,7 @@ def checkpoint_row(result: dict, cp: dict) -> dict:
     memory = result.get("memory") or {}
     row = {
         "method": result["method"],
+        "protocol": result.get("protocol", "sequential"),
         "edits": edits,
         "order": result.get("order", 0),
         "orders": 1,
@@ -64,7 +66,7 @@ def combine_orders(rows: Sequence[dict]) -> list[dict]:
     """Rows of the same method and checkpoint from several edit orders -> one row of means (+ `_std`)."""
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
-        groups.setdefault((r["method"], r["edits"]), []).append(r)
+        groups.setdefault((r["method"], r.get("protocol"), r["edits"]), []).append(r)
     out = []
     for group in groups.values():
         if len(group) == 1:
@@ -101,14 +103,15 @@ def with_spread(row: dict, key: str, digits: int = 3) -> str:
     return f"{text} [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else text
 
 
-HEADER = ["method", "T", "score", "reliability", "rel. EM", "generalization", "locality", "portability",
-          "fluency (Δ pre)", "exam acc. (Δ pre)", "s/edit", "eval s", "peak MB"]
+HEADER = ["method", "protocol", "T", "score", "reliability", "rel. EM", "efficacy", "generalization", "locality",
+          "portability", "fluency (Δ pre)", "exam acc. (Δ pre)", "s/edit", "eval s", "peak MB"]
 
 
 def _cells(r: dict) -> list[str]:
     return [
-        r["method"], str(r["edits"]), with_spread(r, "score"), with_spread(r, "reliability"),
-        _num(r["reliability_em"]), with_spread(r, "generalization"), with_spread(r, "locality"),
+        r["method"], str(r.get("protocol") or "sequential"), str(r["edits"]), with_spread(r, "score"),
+        with_spread(r, "reliability"), _num(r["reliability_em"]), _num(r.get("efficacy")),
+        with_spread(r, "generalization"), with_spread(r, "locality"),
         with_spread(r, "portability"), _num(r["fluency"], 2) + _signed(r["fluency_change"]),
         _num(r["exam_accuracy"]) + _signed(r["exam_change"]), _num(r["seconds_per_edit"], 3),
         _num(r["eval_seconds"], 1), _num(r.get("cuda_max_allocated_mb") or r.get("peak_rss_mb"), 0),

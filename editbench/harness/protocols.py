@@ -1,0 +1,64 @@
+"""Edit protocols: which requests each editor call gets, whether weights go back to θ₀ first, and
+which calls end at a checkpoint. The runner walks a protocol's steps and never asks its name.
+
+- `sequential`: edits arrive in batches of the method's `batch_size`; weights are never reset; each
+  checkpoint T scores the model after the first T edits (retention). Batches are cut at checkpoints.
+- `batch`: for each checkpoint T, start from the unedited weights (and a fresh editor state) and give
+  the first T edits to the editor in one call: the setting of the R-SFT+Merge paper, MEMIT's mass
+  editing and most tables in the literature. Each checkpoint costs one edit call from θ₀.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+from editbench.core import ConfigError
+
+
+@dataclass(frozen=True)
+class Step:
+    """One editor call: the request indices it gets, whether θ₀ is restored before it, and the
+    checkpoint T it completes (None between checkpoints)."""
+
+    indices: range
+    reset: bool = False
+    checkpoint: int | None = None
+
+
+class Protocol:
+    name = ""
+    description = ""
+
+    def steps(self, checkpoints: Sequence[int], batch_size: int) -> list[Step]:
+        raise NotImplementedError
+
+
+class Sequential(Protocol):
+    name = "sequential"
+    description = "batches of the method's batch_size, weights never reset, checkpoints score retention"
+
+    def steps(self, checkpoints: Sequence[int], batch_size: int) -> list[Step]:
+        out, start = [], 0
+        for stop_at in checkpoints:
+            while start < stop_at:
+                end = min(start + batch_size, stop_at)
+                out.append(Step(range(start, end), checkpoint=stop_at if end == stop_at else None))
+                start = end
+        return out
+
+
+class Batch(Protocol):
+    name = "batch"
+    description = "for each checkpoint T, from the unedited weights, the first T edits in one editor call"
+
+    def steps(self, checkpoints: Sequence[int], batch_size: int) -> list[Step]:
+        return [Step(range(0, t), reset=True, checkpoint=t) for t in checkpoints]
+
+
+PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (Sequential(), Batch())}
+
+
+def get_protocol(name: str) -> Protocol:
+    if name not in PROTOCOLS:
+        raise ConfigError(f"unknown protocol '{name}' (valid: {', '.join(PROTOCOLS)})")
+    return PROTOCOLS[name]
