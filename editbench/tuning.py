@@ -40,14 +40,28 @@ def best_cell(scored: list[tuple[dict, float | None]]) -> tuple[dict, float]:
     return max(valid, key=lambda item: item[1])
 
 
+class _NoAliases(yaml.SafeDumper):
+    """Writes a repeated dict (the chosen cell is also in the score list) out in full, not as &id001."""
+
+    def ignore_aliases(self, data) -> bool:
+        return True
+
+
 def tuned_yaml(method: str, base_values: dict, chosen: dict, provenance: dict) -> str:
     """The YAML text: base values with the chosen cell on top, and the provenance block first."""
     values = {k: v for k, v in base_values.items() if k != "provenance"}
     values.update(chosen)
     header = (f"# {method} on the world model, chosen by `editbench tune` on the dev split "
               f"(people disjoint from the leaderboard's edits). Provenance below; rerun to refresh.\n")
-    body = yaml.safe_dump({"provenance": provenance}, sort_keys=False, default_flow_style=None, width=110)
-    return header + body + yaml.safe_dump(_plain(values), sort_keys=False, default_flow_style=None)
+    body = yaml.dump({"provenance": provenance}, Dumper=_NoAliases, sort_keys=False, default_flow_style=None,
+                     width=110)
+    def line(key, value) -> str:  # block mapping, lists in flow style as in the hand-written YAMLs
+        if isinstance(value, list):
+            return f"{key}: {yaml.dump(value, Dumper=_NoAliases, default_flow_style=True).strip()}\n"
+        return yaml.dump({key: value}, Dumper=_NoAliases, default_flow_style=False)
+
+    lines = "".join(line(k, v) for k, v in _plain(values).items())
+    return header + body + lines
 
 
 def _plain(values: dict) -> dict:
