@@ -83,7 +83,17 @@ TUNE_N        ?= 100
 TUNE_BUDGET   ?= 4
 TUNE_PROTOCOL ?= sequential
 TUNE_SUFFIX   := $(if $(filter batch,$(TUNE_PROTOCOL)),-batch,)
-TUNE_GRIDS = \
+# Grids per protocol. In the batch protocol one call gets all N edits, so the gradient editors get
+# longer schedules; ROME applies a call's requests one by one, so its two protocols are the same run
+# and it has only the sequential YAML.
+TUNE_GRIDS_batch = \
+	"ft       --grid lr=5e-4,2e-3 --grid steps=25,100" \
+	"ft_l     --grid lr=5e-4,2e-3 --grid steps=25,100" \
+	"lora     --grid lr=5e-4,2e-3 --grid steps=40,200" \
+	"rsft     --grid layer=0,1 --grid lr=1e-4,5e-4" \
+	"rsft_merge --grid delta_weight=0.2,0.8 --grid density=0.2,1.0" \
+	"memit    --grid layers=[0,1],[1,2] --grid mom2_update_weight=1000,10000"
+TUNE_GRIDS_sequential = \
 	"ft       --grid layer=0,1 --grid lr=1e-4,5e-4" \
 	"ft_l     --grid layer=0,1 --grid lr=1e-4,5e-4" \
 	"lora     --grid lr=5e-4,2e-3 --grid steps=20,40" \
@@ -94,7 +104,7 @@ TUNE_GRIDS = \
 TUNE_METHODS ?= ft ft_l lora rsft rsft_merge rome memit
 
 tune: $(VENV)
-	@for spec in $(TUNE_GRIDS); do set -- $$spec; m=$$1; shift; \
+	@for spec in $(TUNE_GRIDS_$(TUNE_PROTOCOL)); do set -- $$spec; m=$$1; shift; \
 	  case " $(TUNE_METHODS) " in *" $$m "*) ;; *) continue;; esac; \
 	  $(PY) -m editbench tune --method $$m "$$@" --budget $(TUNE_BUDGET) --protocol $(TUNE_PROTOCOL) \
 	    --world $(WORLD) --split dev --edits $(TUNE_N) --checkpoints $(TUNE_N) --seed $(SEED) \

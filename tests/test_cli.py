@@ -76,9 +76,10 @@ def test_sweep_writes_table_heatmaps_and_tradeoff(micro_world, tmp_path):
                  "--world", "micro", "--edits", "2", "--checkpoints", "2", "--out", str(out), "--quiet"])
     assert code == 0
     table = (out / "sweep.csv").read_text().splitlines()
-    assert table[0].startswith("delta_weight,density,reliability") and len(table) == 3
+    assert table[0].startswith("delta_weight,density,score,reliability,reliability_em") and len(table) == 3
     rows = {line.split(",")[0]: line.split(",") for line in table[1:]}
-    assert float(rows["0.0"][2]) < float(rows["1.0"][2])  # delta_weight 0 keeps the base: no edit
+    assert float(rows["0.0"][3]) < float(rows["1.0"][3])  # delta_weight 0 keeps the base: no edit
+    assert float(rows["0.0"][2]) == 0.0  # and scores 0, as doing nothing does
     for name in ("heatmap_reliability.png", "heatmap_exam_accuracy.png", "tradeoff.png", "sweep.md"):
         assert (out / name).stat().st_size > 0
 

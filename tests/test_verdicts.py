@@ -298,3 +298,24 @@ def test_key_statistics_length_defaults_to_the_model_context_up_to_4096(micro_lm
     finally:
         micro_lm.model.config.max_position_embeddings = 256
     assert long_key != _cache_file(micro_lm, "fp", 0, "c", StatsSpec())  # the length is in the cache key
+
+
+# --------------------------------------------------------------------------- 3. the score, end to end
+
+
+def test_noedit_ranks_below_every_method_that_edits(micro_world, tmp_path):
+    """Issue criterion: on micro N = 20, noedit's score is below that of every method whose
+    reliability_em >= 0.5 (with the world YAMLs as committed)."""
+    from editbench.cli import main
+    from editbench.harness.results import find_results, load_results
+    from editbench.reports.tables import final_rows
+
+    out = tmp_path / "run"
+    methods = ["noedit", "ft", "rsft", "rsft_merge"]
+    assert main(["run", *[a for m in methods for a in ("--method", m)], "--world", "micro", "--edits", "20",
+                 "--checkpoints", "20", "--out", str(out), "--quiet"]) == 0
+    rows = {r["method"]: r for r in final_rows([load_results(p) for p in find_results(out)])}
+    editing = [m for m in methods if m != "noedit" and rows[m]["reliability_em"] >= 0.5]
+    assert editing, "no method edited at all: the criterion would hold vacuously"
+    assert all(rows["noedit"]["score"] < rows[m]["score"] for m in editing)
+    assert rows["noedit"]["reliability"] > 0.3  # the free credit is there, and the score ignores it

@@ -28,16 +28,16 @@ def write_sweep_report(sweep_dir: Path) -> list[Path]:
 
     sweep_dir = Path(sweep_dir)
     keys, rows = _cells(sweep_dir)
-    columns = [*keys, "reliability", "generalization", "locality", "exam_accuracy", "exam_change", "fluency",
-               "seconds_per_edit"]
+    columns = [*keys, "score", "reliability", "reliability_em", "efficacy", "generalization", "locality",
+               "exam_accuracy", "exam_change", "fluency", "seconds_per_edit"]
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for r in rows:
         lines.append("| " + " | ".join(
-            str(r[c]) if c in keys else tables._num(r[c]) for c in columns) + " |")
+            str(r[c]) if c in keys else tables._num(r.get(c)) for c in columns) + " |")
     outputs = [sweep_dir / "sweep.md", sweep_dir / "sweep.csv"]
     atomic_write_text(outputs[0], f"# sweep over {', '.join(keys)} ({rows[0]['method']}, N = {rows[0]['edits']})\n\n"
                       + "\n".join(lines) + "\n")
-    atomic_write_text(outputs[1], tables.to_csv([{c: r[c] for c in columns} for r in rows]))
+    atomic_write_text(outputs[1], tables.to_csv([{c: r.get(c) for c in columns} for r in rows]))
 
     for metric in SWEEP_METRICS:
         fig, ax = plt.subplots(figsize=(5, 4))
