@@ -165,7 +165,7 @@ EASYEDIT_KEYS = {"num_steps": "steps", "lr": "lr", "norm_constraint": "norm_cons
 
 
 def _real_model_yamls():
-    return sorted(p for p in HPARAMS.glob("*/*.yaml") if p.stem != "world")
+    return sorted(p for p in HPARAMS.glob("*/*.yaml") if not p.stem.startswith("world"))
 
 
 def _expected_from_easyedit(path: Path, method: str) -> dict:
