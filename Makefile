@@ -17,7 +17,7 @@ REGRESS_BASELINE ?= baselines/world-micro-n20.json
 # make regress compares the working tree with this commit, both run here (see README)
 REGRESS_REF      ?= HEAD
 
-.PHONY: paper tune install leaderboard compare regress regress-baseline baseline test bench world sweep-merge sweep-layer clean
+.PHONY: paper paper-methods paper-ablations tune install leaderboard compare regress regress-baseline baseline test bench world sweep-merge sweep-layer clean
 
 $(VENV): pyproject.toml
 	python3 -m venv .venv
@@ -40,16 +40,24 @@ leaderboard: $(VENV)
 # the methods; R-SFT+Merge's delta weight x density (its Figure 2; delta_weight 0.2 and 0.8 are the
 # two readings of its alpha = 0.8); R-SFT's edited layer (its Table 6). Reports under runs/paper/.
 PAPER_N ?= 100
+# After the world is built, the comparison and the two ablations run side by side, one thread each
+# (on this tiny model two single-thread runs finish sooner than two-thread runs one after another).
 paper: $(VENV)
+	$(MAKE) --no-print-directory world OUT=runs/paper
+	OMP_NUM_THREADS=1 $(MAKE) --no-print-directory -j2 paper-methods paper-ablations
+	@cat runs/paper/methods/leaderboard.md runs/paper/merge/sweep.md runs/paper/layers/sweep.md
+
+paper-methods: $(VENV)
 	$(PY) -m editbench run $(foreach m,noedit ft lora rsft rsft_merge rome memit,--method $(m)) --protocol batch \
 		--world $(WORLD) --edits $(PAPER_N) --checkpoints $(PAPER_N) --seed $(SEED) --out runs/paper/methods --quiet
 	$(PY) -m editbench report runs/paper/methods >/dev/null
+
+paper-ablations: $(VENV)
 	$(PY) -m editbench sweep --method rsft_merge --grid delta_weight=0.2,0.8 --grid density=0.2,0.5,1.0 \
 		--protocol batch --world $(WORLD) --edits $(PAPER_N) --checkpoints $(PAPER_N) --seed $(SEED) \
 		--out runs/paper/merge --quiet >/dev/null
 	$(PY) -m editbench sweep --method rsft --grid layer=0,1,2,3 --protocol batch --world $(WORLD) \
 		--edits $(PAPER_N) --checkpoints $(PAPER_N) --seed $(SEED) --out runs/paper/layers --quiet >/dev/null
-	@cat runs/paper/methods/leaderboard.md runs/paper/merge/sweep.md runs/paper/layers/sweep.md
 
 # e.g. make compare METHODS="rome memit rsft_merge" N=100: the same edits in the same order, each
 # method against the first, with paired bootstrap intervals of the differences.
