@@ -1,7 +1,5 @@
 """Metric definitions pinned to their references (issue: verdicts that match the references)."""
-import math
 import os
-from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -244,30 +242,29 @@ def _q(qid, question, answer, options=("w", "x", "y", "z")):
     return ExamQuestion(qid=qid, question=question, options=options, answer=answer)
 
 
-def test_mmlu_prompt_is_lm_eval_harness_format_byte_for_byte():
+GOLDEN_PROMPTS = {
+    # lm-evaluation-harness `mmlu`: question.strip(), " X" after "Answer:", shots joined by a blank line
+    "mmlu": ("abstract algebra",
+             [_q("1", " What is 2+2? ", "B", ("3", "4", "5", "6")), _q("2", "Pick z.", "D")], _q("3", "\nFind x.  ", "A"),
+             "The following are multiple choice questions (with answers) about abstract algebra.\n\n"
+             "What is 2+2?\nA. 3\nB. 4\nC. 5\nD. 6\nAnswer: B\n\n"
+             "Pick z.\nA. w\nB. x\nC. y\nD. z\nAnswer: D\n\n"
+             "Find x.\nA. w\nB. x\nC. y\nD. z\nAnswer:"),
+    # C-Eval's own evaluator: the letter right after "答案："
+    "ceval": ("高等数学", [_q("1", "1+1=?", "A", ("2", "3", "4", "5")), _q("2", "选 z。", "D")], _q("3", "求 x。", "C"),
+              "以下是中国关于高等数学考试的单项选择题，请选出其中的正确答案。\n\n"
+              "1+1=?\nA. 2\nB. 3\nC. 4\nD. 5\n答案：A\n\n"
+              "选 z。\nA. w\nB. x\nC. y\nD. z\n答案：D\n\n"
+              "求 x。\nA. w\nB. x\nC. y\nD. z\n答案："),
+}
+
+
+@pytest.mark.parametrize("exam", sorted(GOLDEN_PROMPTS))
+def test_exam_prompt_is_the_declared_format_byte_for_byte(exam):
     from editbench.benchmarks.exams import FORMATS, letter_prompt
 
-    shots = [_q("1", " What is 2+2? ", "B", ("3", "4", "5", "6")), _q("2", "Pick z.", "D")]
-    prompt = letter_prompt(FORMATS["mmlu"], "abstract algebra", shots, _q("3", "\nFind x.  ", "A"))
-    assert prompt == (
-        "The following are multiple choice questions (with answers) about abstract algebra.\n\n"
-        "What is 2+2?\nA. 3\nB. 4\nC. 5\nD. 6\nAnswer: B\n\n"
-        "Pick z.\nA. w\nB. x\nC. y\nD. z\nAnswer: D\n\n"
-        "Find x.\nA. w\nB. x\nC. y\nD. z\nAnswer:"
-    )
-
-
-def test_ceval_prompt_is_ceval_evaluator_format_byte_for_byte():
-    from editbench.benchmarks.exams import FORMATS, letter_prompt
-
-    shots = [_q("1", "1+1=?", "A", ("2", "3", "4", "5")), _q("2", "选 z。", "D")]
-    prompt = letter_prompt(FORMATS["ceval"], "高等数学", shots, _q("3", "求 x。", "C"))
-    assert prompt == (
-        "以下是中国关于高等数学考试的单项选择题，请选出其中的正确答案。\n\n"
-        "1+1=?\nA. 2\nB. 3\nC. 4\nD. 5\n答案：A\n\n"
-        "选 z。\nA. w\nB. x\nC. y\nD. z\n答案：D\n\n"
-        "求 x。\nA. w\nB. x\nC. y\nD. z\n答案："
-    )
+    name, shots, question, expected = GOLDEN_PROMPTS[exam]
+    assert letter_prompt(FORMATS[exam], name, shots, question) == expected
 
 
 def test_mmlu_scores_test_by_default_when_present(tmp_path):

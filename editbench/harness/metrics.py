@@ -5,7 +5,6 @@ Every metric is defined in the README; the functions here are the single impleme
 from __future__ import annotations
 
 import math
-import re
 from collections import Counter
 from typing import Sequence
 
