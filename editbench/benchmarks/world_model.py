@@ -252,7 +252,12 @@ def build_world_here(config: WorldConfig, log=print) -> Path:
         write_corpus(tmp, world)
         atomic_write_text(tmp / "exam" / "world_val.csv", exam_csv(exam_questions(world)))
         atomic_write_json(tmp / "build_report.json", report)
-        if target.exists():
+        if (target / "build_report.json").exists():
+            # another process finished the same build meanwhile: its weights are these bit for bit,
+            # and it may be reading them, so keep it and drop ours
+            shutil.rmtree(tmp, ignore_errors=True)
+            return target
+        if target.exists():  # an incomplete folder
             shutil.rmtree(target)
         os.chmod(tmp, plain_mode(directory=True))  # mkdtemp makes the folder private
         os.replace(tmp, target)

@@ -283,11 +283,23 @@ def reference_run(ref: str, suite: list[str], log=print) -> Path:
     return cached
 
 
+def _build_world_first(suite: list[str], log=print) -> None:
+    """Build the suite's world once before the two suites start, rather than twice side by side."""
+    if "--model" in suite:
+        return
+    from editbench.benchmarks.world import world_config
+    from editbench.benchmarks.world_model import ensure_world
+
+    size = suite[suite.index("--world") + 1] if "--world" in suite[:-1] else "default"
+    ensure_world(world_config(size), log=log)
+
+
 def against(ref: str, suite: list[str], out: Path, log=print) -> tuple[dict, dict]:
     """The suite at `ref` and in the working tree (side by side when the reference is not cached):
     (working tree summary, reference summary)."""
     from concurrent.futures import ThreadPoolExecutor
 
+    _build_world_first(suite, log)
     log(f"working tree: running the suite into {out}")
     with ThreadPoolExecutor(max_workers=2) as pool:
         ref_dir = pool.submit(reference_run, ref, suite, log)
