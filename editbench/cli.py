@@ -355,6 +355,16 @@ def _parse_grid(items: list[str]) -> dict[str, list]:
     return grid
 
 
+def _run_cells(ctx: "_RunContext", method: str, cells: list[dict], out: Path):
+    """Each config cell of one method into its own folder under `out`; yields (cell, folder name).
+    Every cell's config is built and checked before the first one runs."""
+    editors = [ctx.editor(method, cell) for cell in cells]
+    for i, (cell, editor) in enumerate(zip(cells, editors)):
+        name = "-".join(f"{k}={v}" for k, v in cell.items()).replace("/", "_")
+        ctx.run(editor, out / name, first=(i == 0))
+        yield cell, name
+
+
 def cmd_sweep(args: argparse.Namespace) -> int:
     import itertools
 
@@ -364,12 +374,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     grid = _parse_grid(args.grid)
     ctx = _RunContext(args, [args.method])
     cells = [dict(zip(grid, combo)) for combo in itertools.product(*grid.values())]
-    editors = [ctx.editor(args.method, cell) for cell in cells]  # all checked before the first run
-    spec = {"method": args.method, "keys": list(grid), "cells": []}
-    for i, (cell, editor) in enumerate(zip(cells, editors)):
-        name = "-".join(f"{k}={v}" for k, v in cell.items()).replace("/", "_")
-        ctx.run(editor, args.out / name, first=(i == 0))
-        spec["cells"].append({"dir": name, "values": cell})
+    spec = {"method": args.method, "keys": list(grid),
+            "cells": [{"dir": name, "values": cell} for cell, name in _run_cells(ctx, args.method, cells, args.out)]}
     atomic_write_json(args.out / SWEEP_FILE, spec)
     for path in write_sweep_report(args.out):
         print(path)
@@ -379,7 +385,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 def cmd_tune(args: argparse.Namespace) -> int:
     from editbench import tuning
     from editbench.harness.hparams import hparams_file, load_yaml
-    from editbench.harness.results import atomic_write_json, load_results
+    from editbench.harness.results import atomic_write_json, atomic_write_text, load_results
     from editbench.reports.tables import final_rows
 
     if args.model is not None or args.benchmark != "world":
@@ -390,11 +396,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
     grid = _parse_grid(args.grid)
     cells = tuning.plan_cells(grid, args.budget, args.seed)
     ctx = _RunContext(args, [args.method])
-    editors = [ctx.editor(args.method, cell) for cell in cells]  # all checked before the first run
     scored = []
-    for i, (cell, editor) in enumerate(zip(cells, editors)):
-        name = "-".join(f"{k}={v}" for k, v in cell.items()).replace("/", "_")
-        ctx.run(editor, args.out / name, first=(i == 0))
+    for cell, name in _run_cells(ctx, args.method, cells, args.out):
         cell_results = [load_results(p) for p in sorted((args.out / name).glob("**/results.json"))]
         [row] = final_rows(cell_results)  # one row: orders are combined into their mean
         scored.append((cell, row["score"]))
@@ -409,9 +412,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
     base_values = load_yaml(base_file) if base_file else {}
     text = tuning.tuned_yaml(args.method, base_values, chosen, provenance)
     atomic_write_json(args.out / "tune.json", provenance)
-    (args.out / "tuned.yaml").write_text(text, encoding="utf-8")
-    if args.write:
-        tuning.write_tuned(args.write, text)
+    for target in [args.out / "tuned.yaml"] + ([args.write] if args.write else []):
+        atomic_write_text(target, text)
     print(f"{args.method}: chose {chosen} (dev score {score:.4f} over {len(cells)} cells)")
     print(args.write or args.out / "tuned.yaml")
     return 0

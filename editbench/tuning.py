@@ -11,12 +11,9 @@ from __future__ import annotations
 import datetime
 import itertools
 import random
-from pathlib import Path
-
 import yaml
 
 from editbench.core import ConfigError
-from editbench.harness.results import atomic_write_text
 
 DEFAULT_BUDGET = 16  # cells per method: the same for every method tuned for a leaderboard
 
@@ -93,7 +90,3 @@ def provenance_block(grid: dict, cells: list[dict], scored: list[tuple[dict, flo
         "git_sha": run["git_sha"],
     }
 
-
-def write_tuned(path: Path, text: str) -> Path:
-    atomic_write_text(Path(path), text)
-    return Path(path)

@@ -92,6 +92,11 @@ class WorldConfig:
     min_train_accuracy: float = 0.95
     min_heldout_accuracy: float = 0.90
 
+    @classmethod
+    def from_dict(cls, raw: dict) -> "WorldConfig":
+        """From its JSON form (lists back to tuples)."""
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
+
 
 WORLD_SIZES = {
     "default": WorldConfig(),
@@ -144,8 +149,7 @@ class World:
 
     @classmethod
     def from_json(cls, data: dict) -> "World":
-        cfg = data["config"]
-        cfg = WorldConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items()})
+        cfg = WorldConfig.from_dict(data["config"])
         facts = [Fact(**{k: tuple(v) if isinstance(v, list) else v for k, v in f.items()}) for f in data["facts"]]
         return cls(config=cfg, entities=data["entities"], facts=facts, pools=data["pools"])
 

@@ -294,8 +294,7 @@ def _main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="build one world in this process (used by build_world)")
     parser.add_argument("config_json")
     args = parser.parse_args(argv)
-    raw = json.loads(args.config_json)
-    config = WorldConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
+    config = WorldConfig.from_dict(json.loads(args.config_json))
     try:
         build_world_here(config, log=lambda msg: print(msg, flush=True))
     except EditbenchError as exc:

@@ -71,7 +71,7 @@ def edit_scores(
     true = _grouped(lm, [[(r.prompt, r.target_true)] if r.target_true else [] for r in requests])
     gen = _grouped(lm, [[(p, r.target_new) for p in r.rephrase_prompts] for r in requests])
     port = _grouped(lm, [list(r.portability) for r in requests])
-    loc_now = locality_top1(lm, requests)
+    loc_now = locality_top1(lm, requests) if locality_pre is not None else None
     rows = []
     for i, r in enumerate(requests):
         loc = None

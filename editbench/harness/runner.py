@@ -197,7 +197,8 @@ class Runner:
             error = None
             try:
                 delta = self.editor.edit(self.lm, batch, self.cache)
-                delta.validate(self.lm.model)
+                # a parameter not touched before still holds θ₀, so remembering it before apply's
+                # validation is right even when the delta is then rejected
                 base.remember(delta.tensors)
                 delta.apply(self.lm.model)  # validates first: a bad delta is never applied
             except EditbenchError as exc:
@@ -212,8 +213,10 @@ class Runner:
                      **{f"immediate_{k}": row[k] for k in EDIT_METRICS}, "case_id": row["case_id"], **info}
                 )
             if step.checkpoint is not None:
+                # a call over exactly the first T edits (the batch protocol) was just scored in full
+                scored = immediate if idx == range(0, step.checkpoint) else None
                 checkpoint_rows.append(self._checkpoint(step.checkpoint, locality_pre, pre_rows, fluency_pre,
-                                                        exam_pre, edit_seconds))
+                                                        exam_pre, edit_seconds, scored))
         results = {
             "schema_version": SCHEMA_VERSION,
             "method": self.editor.name,
@@ -242,9 +245,10 @@ class Runner:
         }
         return results, edit_rows
 
-    def _checkpoint(self, done, locality_pre, pre_rows, fluency_pre, exam_pre, edit_seconds) -> dict:
+    def _checkpoint(self, done, locality_pre, pre_rows, fluency_pre, exam_pre, edit_seconds, rows=None) -> dict:
         t0 = time.perf_counter()
-        rows = metrics.edit_scores(self.lm, self.requests[:done], locality_pre[:done], pre_rows[:done])
+        if rows is None:
+            rows = metrics.edit_scores(self.lm, self.requests[:done], locality_pre[:done], pre_rows[:done])
         scores = metrics.aggregate(rows, EDIT_METRICS)
         fluency_now, exam_now = self._fluency(), self._exam()
         eval_seconds = time.perf_counter() - t0

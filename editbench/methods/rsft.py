@@ -121,18 +121,12 @@ class RSFTMerge(RSFT):
         if cfg.merge_scope == "batch":
             deltas, info = robust_sft(lm, requests, cfg)
             return WeightDelta(tensors=self._merge(deltas), info=info)
-        params = dict(lm.model.named_parameters())
         names = training.mlp_param_names(lm, cfg.layer, cfg.projections)
-        saved = {n: params[n].detach().clone() for n in names}
-        try:
+        with training.trained_in_place(lm.model, names) as params:  # put back bit for bit afterwards
             with torch.no_grad():  # from the served weights to theta_sft, to keep fine-tuning it
                 for n in self._sft_delta:
                     params[n].add_(self._sft_delta[n] - self._served[n])
             step, info = robust_sft(lm, requests, cfg)
-        finally:
-            with torch.no_grad():
-                for n in names:
-                    params[n].copy_(saved[n])
         sft_delta = {n: self._sft_delta.get(n, 0) + step[n] for n in step}
         served = self._merge(sft_delta)
         update = {n: served[n] - self._served.get(n, 0) for n in served}
