@@ -16,6 +16,9 @@ REGRESS_OUT      ?= runs/regress
 REGRESS_BASELINE ?= baselines/world-micro-n20.json
 # make regress compares the working tree with this commit, both run here (see README)
 REGRESS_REF      ?= HEAD
+# A target rerun replaces its earlier results; RESUME=1 continues an interrupted run instead (the same
+# numbers as an uninterrupted one; methods already complete are kept).
+AGAIN   := $(if $(filter 1,$(RESUME)),--resume,--overwrite)
 
 .PHONY: paper paper-methods paper-ablations tune install leaderboard compare regress regress-baseline baseline test bench world sweep-merge sweep-layer clean
 
@@ -29,11 +32,11 @@ $(VENV): pyproject.toml
 install: $(VENV)
 
 world: $(VENV)
-	$(PY) -m editbench run --method noedit --world $(WORLD) --edits 1 --out $(OUT)/.world-check --quiet >/dev/null
+	$(PY) -m editbench run --method noedit --world $(WORLD) --edits 1 --out $(OUT)/.world-check $(AGAIN) --quiet >/dev/null
 
 leaderboard: $(VENV)
 	$(PY) -m editbench run $(foreach m,$(METHODS),--method $(m)) --benchmark world --world $(WORLD) \
-		--edits $(N) --checkpoints $(CHECKPOINTS) --seed $(SEED) --orders $(ORDERS) --protocol $(PROTOCOL) --out $(OUT)
+		--edits $(N) --checkpoints $(CHECKPOINTS) --seed $(SEED) --orders $(ORDERS) --protocol $(PROTOCOL) --out $(OUT) $(AGAIN)
 	$(PY) -m editbench report $(OUT)
 
 # The seed paper's comparison (arXiv 2506.12384) on the world, all at once (--protocol batch, N = 100):
@@ -49,21 +52,21 @@ paper: $(VENV)
 
 paper-methods: $(VENV)
 	$(PY) -m editbench run $(foreach m,noedit ft lora rsft rsft_merge rome memit,--method $(m)) --protocol batch \
-		--world $(WORLD) --edits $(PAPER_N) --checkpoints $(PAPER_N) --seed $(SEED) --out runs/paper/methods --quiet
+		--world $(WORLD) --edits $(PAPER_N) --checkpoints $(PAPER_N) --seed $(SEED) --out runs/paper/methods $(AGAIN) --quiet
 	$(PY) -m editbench report runs/paper/methods >/dev/null
 
 paper-ablations: $(VENV)
 	$(PY) -m editbench sweep --method rsft_merge --grid delta_weight=0.2,0.8 --grid density=0.2,0.5,1.0 \
 		--protocol batch --world $(WORLD) --edits $(PAPER_N) --checkpoints $(PAPER_N) --seed $(SEED) \
-		--out runs/paper/merge --quiet >/dev/null
+		--out runs/paper/merge $(AGAIN) --quiet >/dev/null
 	$(PY) -m editbench sweep --method rsft --grid layer=0,1,2,3 --protocol batch --world $(WORLD) \
-		--edits $(PAPER_N) --checkpoints $(PAPER_N) --seed $(SEED) --out runs/paper/layers --quiet >/dev/null
+		--edits $(PAPER_N) --checkpoints $(PAPER_N) --seed $(SEED) --out runs/paper/layers $(AGAIN) --quiet >/dev/null
 
 # e.g. make compare METHODS="rome memit rsft_merge" N=100: the same edits in the same order, each
 # method against the first, with paired bootstrap intervals of the differences.
 compare: $(VENV)
 	$(PY) -m editbench compare $(foreach m,$(METHODS),--method $(m)) --benchmark $(BENCH) --world $(WORLD) \
-		--edits $(N) --checkpoints $(CHECKPOINTS) --seed $(SEED) --out runs/compare
+		--edits $(N) --checkpoints $(CHECKPOINTS) --seed $(SEED) --out runs/compare $(AGAIN)
 
 regress: $(VENV)
 	rm -rf $(REGRESS_OUT)
@@ -74,14 +77,14 @@ regress: $(VENV)
 regress-baseline: $(VENV)
 	rm -rf $(REGRESS_OUT)
 	OMP_NUM_THREADS=1 $(PY) -m editbench run --method all --world micro --edits 20 --checkpoints 20 --seed 0 \
-		--out $(REGRESS_OUT) --quiet >/dev/null
+		--out $(REGRESS_OUT) $(AGAIN) --quiet >/dev/null
 	$(PY) -m editbench regress $(REGRESS_OUT) --baseline $(REGRESS_BASELINE)
 
 # Refreshes the committed baselines on purpose (commit the result).
 baseline: $(VENV)
 	rm -rf $(REGRESS_OUT)
 	OMP_NUM_THREADS=1 $(PY) -m editbench run --method all --world micro --edits 20 --checkpoints 20 --seed 0 \
-		--out $(REGRESS_OUT) --quiet >/dev/null
+		--out $(REGRESS_OUT) $(AGAIN) --quiet >/dev/null
 	$(PY) -m editbench baseline $(REGRESS_OUT) --out $(REGRESS_BASELINE)
 
 # Re-tunes every world YAML on the dev split (people disjoint from the leaderboard's edits), at the
@@ -116,17 +119,17 @@ tune: $(VENV)
 	  case " $(TUNE_METHODS) " in *" $$m "*) ;; *) continue;; esac; \
 	  $(PY) -m editbench tune --method $$m "$$@" --budget $(TUNE_BUDGET) --protocol $(TUNE_PROTOCOL) \
 	    --world $(WORLD) --split dev --edits $(TUNE_N) --checkpoints $(TUNE_N) --seed $(SEED) \
-	    --out runs/tune-$(TUNE_PROTOCOL)/$$m --write editbench/hparams/$$m/world$(TUNE_SUFFIX).yaml --quiet || exit 1; \
+	    --out runs/tune-$(TUNE_PROTOCOL)/$$m $(AGAIN) --write editbench/hparams/$$m/world$(TUNE_SUFFIX).yaml --quiet || exit 1; \
 	done
 
 # R-SFT+Merge ablations: alpha x density, and the edited layer (N = SWEEP_N edits, one checkpoint).
 sweep-merge: $(VENV)
 	$(PY) -m editbench sweep --method rsft_merge --grid delta_weight=0.2,0.4,0.6,0.8 --grid density=0.1,0.2,0.5,1.0 \
-		--world $(WORLD) --edits $(SWEEP_N) --checkpoints $(SWEEP_N) --seed $(SEED) --out runs/sweep-merge --quiet
+		--world $(WORLD) --edits $(SWEEP_N) --checkpoints $(SWEEP_N) --seed $(SEED) --out runs/sweep-merge $(AGAIN) --quiet
 
 sweep-layer: $(VENV)
 	$(PY) -m editbench sweep --method rsft --grid layer=0,1,2,3 \
-		--world $(WORLD) --edits $(SWEEP_N) --checkpoints $(SWEEP_N) --seed $(SEED) --out runs/sweep-layer --quiet
+		--world $(WORLD) --edits $(SWEEP_N) --checkpoints $(SWEEP_N) --seed $(SEED) --out runs/sweep-layer $(AGAIN) --quiet
 
 test: $(VENV)
 	$(PY) -m pytest -q tests -m 'not bench'

@@ -113,6 +113,14 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--orders", type=int, default=1,
                         help="run K seeded orders of the same edits; reports give mean ± std across orders")
     parser.add_argument("--out", type=Path, required=True, help="output directory")
+    again = parser.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true", help="continue an interrupted run in --out from its last "
+                       "checkpoint (same numbers as an uninterrupted run); methods already complete are kept")
+    again.add_argument("--overwrite", action="store_true", help="replace this run's results already in --out")
+    parser.add_argument("--save-model", action="store_true", help="save the edited model (save_pretrained, with "
+                        "its tokenizer) at the final checkpoint, under <out>/<method>/model-T<N>")
+    parser.add_argument("--save-model-at", type=_csv_ints, metavar="T,...", help="save the edited model at these "
+                        "checkpoints")
     parser.add_argument("--hparams", action="append", default=[], help="YAML file (one method) or METHOD=FILE")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="METHOD.KEY=VALUE")
     parser.add_argument("--quiet", action="store_true")
@@ -131,37 +139,51 @@ def _show_library_log(quiet: bool) -> None:
 
 
 class _RunContext:
-    """What every method of a run shares: the model source, the edits, the evaluation suite."""
+    """What every method of a run shares: the model source, the edits, the evaluation suite.
+
+    Built in two stages: the constructor checks everything that needs no model (names, files,
+    numbers, keys) so a bad option fails at once; `load` then builds the world and loads the data
+    and the model."""
 
     def __init__(self, args: argparse.Namespace, methods: list[str]) -> None:
         from editbench.benchmarks import registry
-        from editbench.benchmarks.world import world_config
-        from editbench.benchmarks.world_model import ensure_world
         from editbench.harness.hparams import parse_overrides
         from editbench.harness.protocols import get_protocol
-        from editbench.harness.runner import EvalSuite, resolve_checkpoints
 
         self.args = args
-        self.log = (lambda msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr))
+        self.log = (lambda msg: None) if args.quiet else _log_line
         _show_library_log(quiet=args.quiet)
-        if args.quiet:
-            from transformers.utils import logging as hf_logging
-
-            hf_logging.disable_progress_bar()
+        _quiet_transformers()
         self.classes = {m: get_editor_class(m) for m in methods}
         self.protocol = get_protocol(args.protocol)
-        exam_name = args.exam or ("world" if args.model is None else None)
-        registry.check_names(args.benchmark, exam_name)
+        self.exam_name = args.exam or ("world" if args.model is None else None)
+        registry.check_names(args.benchmark, self.exam_name)
         if args.orders < 1:
             raise ConfigError(f"--orders must be >= 1, got {args.orders}")
         if args.benchmark != "world" and not args.data:
             raise ConfigError(f"benchmark '{args.benchmark}' needs --data FILE (e.g. ../shared/data/zsre/zsre_3k.json)")
+        _check_paths(args)
         self.overrides = parse_overrides(args.overrides, methods)
+        _check_override_keys(self.overrides, self.classes)
         self.files = _hparams_files(args.hparams, methods)
-        uses_world = args.model is None or args.benchmark == "world" or exam_name == "world"
-        world_path = ensure_world(world_config(args.world), log=self.log) if uses_world else None
+        for method, path in self.files.items():
+            if not path.is_file():
+                raise ConfigError(f"--hparams {path}: no such file")
+        _check_numbers(args)
+        self.failures: list[str] = []
+
+    def load(self) -> None:
+        """Build the world if needed, load the edits, the exam and the model."""
+        from editbench.benchmarks import registry
+        from editbench.benchmarks.world import world_config
+        from editbench.benchmarks.world_model import ensure_world
+        from editbench.harness.runner import EvalSuite, resolve_checkpoints
+
+        args = self.args
+        uses_world = args.model is None or args.benchmark == "world" or self.exam_name == "world"
+        self.world_path = ensure_world(world_config(args.world), log=self.log) if uses_world else None
         if args.benchmark == "world":
-            data = registry.world_benchmark(world_path, 100 if args.edits is None else args.edits, args.seed,
+            data = registry.world_benchmark(self.world_path, 100 if args.edits is None else args.edits, args.seed,
                                             args.split)
         else:
             data = registry.dataset_benchmark(args.benchmark, args.data, args.limit, args.shuffle, args.seed,
@@ -173,16 +195,18 @@ class _RunContext:
                     raise ConfigError(f"--edits {args.edits} exceeds the {len(data.requests)} edits loaded from "
                                       f"{data.source}")
                 data.requests = data.requests[: args.edits]
-        exam = registry.exam_for_run(exam_name, args.exam_dir, world_path, args.exam_shots, args.exam_limit,
-                                     args.seed, args.exam_mode, args.exam_split)
+        exam = registry.exam_for_run(self.exam_name, args.exam_dir, self.world_path, args.exam_shots,
+                                     args.exam_limit, args.seed, args.exam_mode, args.exam_split)
         self.data = registry.with_exam(data, exam)
         self.n_edits = len(self.data.requests)
-        resolve_checkpoints(args.checkpoints, self.n_edits)
-        self.model_path = args.model or str(world_path)
+        self.checkpoints = resolve_checkpoints(args.checkpoints, self.n_edits)
+        self.save_model_at = _save_points(args, self.checkpoints)
+        self.model_path = args.model or str(self.world_path)
         self.hparams_key = None if args.model else "world"
         self.lm = self.fresh_model()
         self.suite = EvalSuite(self.data.fluency_prompts, self.data.fluency_tokens, self.data.exam_name,
                                self.data.exam, self.data.exam_mode, self.data.exam_shots)
+        self.audit = _audit(args, self.world_path)
 
     def fresh_model(self):
         from editbench.harness.models import load_model
@@ -204,26 +228,187 @@ class _RunContext:
         self.log(f"{method}: hparams from {source}" + (f" with {overrides}" if overrides else ""))
         return editor
 
-    def run(self, editor, out_dir: Path, first: bool) -> dict:
-        """One method over every edit order; returns the results of order 0."""
-        from editbench.harness.runner import Runner, write_run
+    def run(self, editor, out_dir: Path, first: bool, label: str) -> None:
+        """One method over every edit order, each saved as it goes. A failure is recorded in that
+        run's results and in `self.failures`, and the next run goes on."""
+        from editbench.core import EditbenchError
+        from editbench.harness.runner import Runner
+        from editbench.harness.store import RunStore
+
+        import shutil
 
         a = self.args
-        outcomes = []
+        if a.overwrite and out_dir.exists():
+            shutil.rmtree(out_dir)
         for order in range(a.orders):
-            lm = self.lm if first and order == 0 else self.fresh_model()  # each run starts unedited
-            requests = edit_order(self.data.requests, a.seed, order)
-            results, edit_rows = Runner(lm, editor, requests, self.suite, a.checkpoints, a.seed, log=self.log,
-                                        protocol=self.protocol).run()
-            results["benchmark"] = {
+            where = out_dir / f"order-{order}" if a.orders > 1 else out_dir
+            name = label + (f" order-{order}" if a.orders > 1 else "")
+            meta = {"benchmark": {
                 "name": self.data.name, "world": None if a.model else a.world, "source": self.data.source,
                 "records": self.data.total_records, "skipped_records": len(self.data.skipped),
                 "limit": a.limit, "shuffle": a.shuffle, "split": a.split if a.model is None else None,
-            }
-            results["order"] = order
-            write_run(out_dir / f"order-{order}" if a.orders > 1 else out_dir, results, edit_rows)
-            outcomes.append(results)
-        return outcomes[0]
+            }, "order": order, "audit": self.audit}
+            store = RunStore(where, meta, self.save_model_at, resume=a.resume)
+            try:
+                lm = self.lm if first and order == 0 and not self.failures else self.fresh_model()
+                requests = edit_order(self.data.requests, a.seed, order)
+                Runner(lm, editor, requests, self.suite, self.checkpoints, a.seed, log=self.log,
+                       protocol=self.protocol, label=name, progress=self._bar(name)).run(store)
+            except KeyboardInterrupt as exc:
+                store.fail(exc)
+                raise
+            except Exception as exc:  # noqa: BLE001 - one method's failure must not end the others
+                if isinstance(exc, EditbenchError) and not store.started:
+                    raise  # bad input found before this run wrote anything: exit 2 as usual
+                store.fail(exc)
+                message = f"{name}: {type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}"
+                self.failures.append(message)
+                print(f"editbench: {message} (recorded in {where / 'results.json'}; going on)", file=sys.stderr)
+                _free_accelerator_memory()
+
+    def _bar(self, name: str):
+        """A progress bar over edits on stderr; none under --quiet or when stderr is not a terminal."""
+        from tqdm import tqdm
+
+        quiet = self.args.quiet or not sys.stderr.isatty()
+        return lambda total, done: tqdm(total=total, initial=done, desc=name, unit="edit", file=sys.stderr,
+                                        disable=quiet, dynamic_ncols=True, leave=False)
+
+    def finish(self) -> int:
+        """Exit status of the whole run: 1 when any method failed (listed), else 0."""
+        if not self.failures:
+            return 0
+        print(f"{len(self.failures)} run(s) failed:", file=sys.stderr)
+        for line in self.failures:
+            print(f"  {line}", file=sys.stderr)
+        return 1
+
+
+def _log_line(msg: str) -> None:
+    """Progress messages on stderr, written above any progress bar."""
+    from tqdm import tqdm
+
+    tqdm.write(msg, file=sys.stderr)
+
+
+def _quiet_transformers() -> None:
+    """No weight-loading bar per model and no deprecation notices that are not ours to fix."""
+    import warnings
+
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    # peft asks transformers' deprecated is_gradient_checkpointing on every LoRA run
+    warnings.filterwarnings("ignore", message=r".*is_gradient_checkpointing.* is deprecated", category=FutureWarning)
+
+
+def _free_accelerator_memory() -> None:
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def _check_paths(args: argparse.Namespace) -> None:
+    """Files named on the command line exist and are what they should be (before any model work)."""
+    if args.data:
+        path = Path(args.data)
+        if path.is_dir():
+            raise ConfigError(f"--data {args.data}: is a directory; name the benchmark's JSON or JSONL file")
+        if not path.exists() and (path.suffix in (".json", ".jsonl") or args.data.startswith((".", "/", "~"))):
+            raise ConfigError(f"--data {args.data}: no such file")
+    if args.exam in ("ceval", "mmlu") and args.exam_dir is None:
+        raise ConfigError(f"exam '{args.exam}' needs --exam-dir (the folder with dev/ val/ and subject_mapping.json)")
+    if args.exam_dir is not None and not args.exam_dir.is_dir():
+        raise ConfigError(f"--exam-dir {args.exam_dir}: no such directory")
+    if args.out.exists() and not args.out.is_dir():
+        raise ConfigError(f"--out {args.out}: exists and is not a directory")
+
+
+def _check_numbers(args: argparse.Namespace) -> None:
+    if args.edits is not None and args.edits < 1:
+        raise ConfigError(f"--edits must be >= 1, got {args.edits}")
+    n = args.edits if args.edits is not None else (100 if args.benchmark == "world" else None)
+    for flag, points in (("--checkpoints", args.checkpoints), ("--save-model-at", args.save_model_at)):
+        bad = [t for t in points or [] if t < 1 or (n is not None and t > n)]
+        if bad:
+            raise ConfigError(f"{flag} {bad} out of range (valid: 1.." + (f"{n}, the number of edits)" if n else
+                                                                         "the number of edits)"))
+    if args.save_model_at and args.checkpoints and not set(args.save_model_at) <= set(args.checkpoints) | {n}:
+        raise ConfigError(f"--save-model-at {args.save_model_at}: a model is saved at a checkpoint; add them to "
+                          f"--checkpoints ({args.checkpoints})")
+
+
+def _check_override_keys(overrides: dict, classes: dict) -> None:
+    import dataclasses
+
+    for method, values in overrides.items():
+        valid = [f.name for f in dataclasses.fields(classes[method].config_class)]
+        for key in values:
+            if key not in valid:
+                raise ConfigError(f"--set {method}.{key}: unknown key for {method} (valid: {', '.join(valid)})")
+
+
+def _save_points(args: argparse.Namespace, checkpoints: list[int]) -> set[int]:
+    points = set(args.save_model_at or [])
+    if args.save_model:
+        points.add(checkpoints[-1])
+    missing = sorted(points - set(checkpoints))
+    if missing:
+        raise ConfigError(f"--save-model-at {missing}: not among the checkpoints {checkpoints}")
+    return points
+
+
+def _sha256_file(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _sha256_tree(folder: Path) -> str:
+    """One digest over every file under `folder` (relative names and contents, in name order)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in sorted(p for p in Path(folder).rglob("*") if p.is_file()):
+        digest.update(f"{path.relative_to(folder)}|{_sha256_file(path)}\n".encode())
+    return digest.hexdigest()
+
+
+def _audit(args: argparse.Namespace, world_path: Path | None) -> dict:
+    """What a reader needs to audit a results file: the command, and the data it read by content."""
+    import shlex
+
+    import torch
+
+    data = {}
+    if args.data and Path(args.data).is_file():
+        data[str(args.data)] = _sha256_file(Path(args.data))
+    if world_path is not None:
+        data[f"world:{args.world}"] = _sha256_file(Path(world_path) / "world.json")
+    if args.exam_dir is not None:
+        data[str(args.exam_dir)] = _sha256_tree(args.exam_dir)
+    return {"command": shlex.join(["editbench", *getattr(args, "argv", [])]), "cwd": str(Path.cwd()),
+            "device": args.device, "dtype": args.dtype, "threads": torch.get_num_threads(), "data_sha256": data}
+
+
+def _claim_outputs(args: argparse.Namespace, folders: list[Path]) -> None:
+    """This run's folders in --out: existing results need --resume (continue) or --overwrite (replace,
+    each folder just before its method runs, so a run that fails its checks deletes nothing)."""
+    from editbench.harness.store import existing_results
+
+    found = existing_results(folders)
+    if found and not (args.resume or args.overwrite):
+        names = ", ".join(f.name for f in found[:4]) + (" ..." if len(found) > 4 else "")
+        raise ConfigError(f"--out {args.out} already holds results for {names}; pass --resume to continue them or "
+                          "--overwrite to replace them")
 
 
 def edit_order(requests: list, seed: int, order: int) -> list:
@@ -246,22 +431,27 @@ def _methods(names: list[str]) -> list[str]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from editbench.harness.results import find_results, load_results
+    from editbench.harness.store import RunDirLock
     from editbench.reports.tables import summary_table
 
     methods = _methods(args.method)
     ctx = _RunContext(args, methods)
-    # Every config is built and checked against the model before anything runs or is written.
-    editors = {m: ctx.editor(m) for m in methods}
-    for i, m in enumerate(methods):
-        ctx.run(editors[m], args.out / m, first=(i == 0))
-    from editbench.harness.results import find_results, load_results
-
+    with RunDirLock(args.out):
+        _claim_outputs(args, [args.out / m for m in methods])
+        ctx.load()
+        # Every config is built and checked against the model before anything runs or is written.
+        editors = {m: ctx.editor(m) for m in methods}
+        for i, m in enumerate(methods):
+            ctx.run(editors[m], args.out / m, first=(i == 0), label=m)
     results = [load_results(p) for p in find_results(args.out)]  # every order of every method
-    print(summary_table([r for r in results if r["method"] in methods]))
+    done = [r for r in results if r["method"] in methods and r.get("status", "complete") == "complete"]
+    if done:
+        print(summary_table(done))
     if ctx.data.skipped:
         print(f"{len(ctx.data.skipped)} of {ctx.data.total_records} records of {ctx.data.source} skipped "
               "(--on-bad-record skip)")
-    return 0
+    return ctx.finish()
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -271,7 +461,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
     methods = _methods(args.method)
     if len(methods) < 2:
         raise ConfigError("compare needs at least two methods (the first is the reference)")
-    cmd_run(args)
+    status = cmd_run(args)
+    if status != 0:
+        return status
     for path in write_comparison(args.out, methods) + write_report(args.out):
         if path.suffix in (".md", ".html"):
             print(path)
@@ -355,13 +547,17 @@ def _parse_grid(items: list[str]) -> dict[str, list]:
     return grid
 
 
+def _cell_name(cell: dict) -> str:
+    return "-".join(f"{k}={v}" for k, v in cell.items()).replace("/", "_")
+
+
 def _run_cells(ctx: "_RunContext", method: str, cells: list[dict], out: Path):
     """Each config cell of one method into its own folder under `out`; yields (cell, folder name).
     Every cell's config is built and checked before the first one runs."""
     editors = [ctx.editor(method, cell) for cell in cells]
     for i, (cell, editor) in enumerate(zip(cells, editors)):
-        name = "-".join(f"{k}={v}" for k, v in cell.items()).replace("/", "_")
-        ctx.run(editor, out / name, first=(i == 0))
+        name = _cell_name(cell)
+        ctx.run(editor, out / name, first=(i == 0), label=f"{method} {name}")
         yield cell, name
 
 
@@ -369,16 +565,23 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     import itertools
 
     from editbench.harness.results import atomic_write_json
+    from editbench.harness.store import RunDirLock
     from editbench.reports.sweep import SWEEP_FILE, write_sweep_report
 
     grid = _parse_grid(args.grid)
     ctx = _RunContext(args, [args.method])
     cells = [dict(zip(grid, combo)) for combo in itertools.product(*grid.values())]
-    spec = {"method": args.method, "keys": list(grid),
-            "cells": [{"dir": name, "values": cell} for cell, name in _run_cells(ctx, args.method, cells, args.out)]}
-    atomic_write_json(args.out / SWEEP_FILE, spec)
-    for path in write_sweep_report(args.out):
-        print(path)
+    with RunDirLock(args.out):
+        _claim_outputs(args, [args.out / _cell_name(c) for c in cells])
+        ctx.load()
+        spec = {"method": args.method, "keys": list(grid),
+                "cells": [{"dir": name, "values": cell} for cell, name in _run_cells(ctx, args.method, cells,
+                                                                                      args.out)]}
+        atomic_write_json(args.out / SWEEP_FILE, spec)
+        if ctx.failures:
+            return ctx.finish()
+        for path in write_sweep_report(args.out):
+            print(path)
     return 0
 
 
@@ -386,6 +589,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from editbench import tuning
     from editbench.harness.hparams import hparams_file, load_yaml
     from editbench.harness.results import atomic_write_json, atomic_write_text, load_results
+    from editbench.harness.store import RunDirLock
     from editbench.reports.tables import final_rows
 
     if args.model is not None or args.benchmark != "world":
@@ -396,24 +600,31 @@ def cmd_tune(args: argparse.Namespace) -> int:
     grid = _parse_grid(args.grid)
     cells = tuning.plan_cells(grid, args.budget, args.seed)
     ctx = _RunContext(args, [args.method])
-    scored = []
-    for cell, name in _run_cells(ctx, args.method, cells, args.out):
-        cell_results = [load_results(p) for p in sorted((args.out / name).glob("**/results.json"))]
-        [row] = final_rows(cell_results)  # one row: orders are combined into their mean
-        scored.append((cell, row["score"]))
-        print(f"{args.method} {name}: score {row['score']}", file=sys.stderr)
-    chosen, score = tuning.best_cell(scored)
-    first = cell_results[0]
-    run = {"budget": args.budget, "protocol": args.protocol, "n_edits": ctx.n_edits,
-           "checkpoints": [cp["edits"] for cp in first["checkpoints"]], "world": args.world,
-           "fingerprint": first["model"].get("fingerprint"), "seed": args.seed, "git_sha": first.get("git_sha")}
-    provenance = tuning.provenance_block(grid, cells, scored, chosen, score, run)
-    base_file = hparams_file(args.method, "world", ctx.lm.model.config.model_type, args.protocol)
-    base_values = load_yaml(base_file) if base_file else {}
-    text = tuning.tuned_yaml(args.method, base_values, chosen, provenance)
-    atomic_write_json(args.out / "tune.json", provenance)
-    for target in [args.out / "tuned.yaml"] + ([args.write] if args.write else []):
-        atomic_write_text(target, text)
+    with RunDirLock(args.out):
+        _claim_outputs(args, [args.out / _cell_name(c) for c in cells])
+        ctx.load()
+        scored = []
+        for cell, name in _run_cells(ctx, args.method, cells, args.out):
+            cell_results = [load_results(p) for p in sorted((args.out / name).glob("**/results.json"))]
+            if any(r.get("status", "complete") != "complete" for r in cell_results):
+                continue  # a failed cell is listed by ctx.finish and takes no part in the choice
+            [row] = final_rows(cell_results)  # one row: orders are combined into their mean
+            scored.append((cell, row["score"]))
+            print(f"{args.method} {name}: score {row['score']}", file=sys.stderr)
+        if ctx.failures:
+            return ctx.finish()
+        chosen, score = tuning.best_cell(scored)
+        first = cell_results[0]
+        run = {"budget": args.budget, "protocol": args.protocol, "n_edits": ctx.n_edits,
+               "checkpoints": [cp["edits"] for cp in first["checkpoints"]], "world": args.world,
+               "fingerprint": first["model"].get("fingerprint"), "seed": args.seed, "git_sha": first.get("git_sha")}
+        provenance = tuning.provenance_block(grid, cells, scored, chosen, score, run)
+        base_file = hparams_file(args.method, "world", ctx.lm.model.config.model_type, args.protocol)
+        base_values = load_yaml(base_file) if base_file else {}
+        text = tuning.tuned_yaml(args.method, base_values, chosen, provenance)
+        atomic_write_json(args.out / "tune.json", provenance)
+        for target in [args.out / "tuned.yaml"] + ([args.write] if args.write else []):
+            atomic_write_text(target, text)
     print(f"{args.method}: chose {chosen} (dev score {score:.4f} over {len(cells)} cells)")
     print(args.write or args.out / "tuned.yaml")
     return 0
@@ -422,7 +633,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from editbench.reports.leaderboard import write_report
 
-    for path in write_report(args.run_dir):
+    for path in write_report(args.run_dir, log=lambda msg: print(msg, file=sys.stderr)):
         print(path)
     return 0
 
@@ -453,6 +664,7 @@ COMMANDS = {"run": cmd_run, "compare": cmd_compare, "regress": cmd_regress, "bas
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # recorded in results for audit
     try:
         return COMMANDS[args.command](args)
     except EditbenchError as exc:

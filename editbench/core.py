@@ -153,6 +153,21 @@ class WeightDelta:
 # --------------------------------------------------------------------------- editors
 
 
+def nest_state(flat: dict[str, torch.Tensor], groups: Sequence[str]) -> dict[str, dict[str, torch.Tensor]]:
+    """{'adapter/x': t} -> {'adapter': {'x': t}}: the flat names of `Editor.state_dict` by group."""
+    out: dict[str, dict[str, torch.Tensor]] = {g: {} for g in groups}
+    for key, value in flat.items():
+        group, sep, name = key.partition("/")
+        if not sep or group not in out:
+            raise ConfigError(f"saved editor state has an unexpected entry '{key}' (groups: {', '.join(groups)})")
+        out[group][name] = value
+    return out
+
+
+def flatten_state(groups: dict[str, dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    return {f"{group}/{name}": t for group, tensors in groups.items() for name, t in tensors.items()}
+
+
 @dataclass(frozen=True)
 class EditorConfig:
     """Base of every method's frozen config. Subclasses add fields and range checks in `check`."""
@@ -194,6 +209,21 @@ class Editor(abc.ABC):
         """Forget whatever this editor keeps across `edit` calls (a continual adapter, a cumulative
         merge's fine-tuned weights). The runner calls it when a run starts and whenever its protocol
         puts the weights back to θ₀. Editors without cross-call state need not override it."""
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """What this editor keeps across `edit` calls, as named tensors, so a run interrupted after a
+        checkpoint can continue exactly (see harness/store.py). Stateless editors keep nothing."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Take back what `state_dict` returned (called after `reset_state`)."""
+        if state:
+            raise ConfigError(f"editor '{self.name}' keeps no state across calls, but was handed {sorted(state)[:3]}")
+
+    def prepare(self, lm: Any, cache: dict) -> None:
+        """Fill the run's cache with what depends only on the unedited model (key statistics, context
+        templates). The runner calls it once on θ₀ before the first edit, so an interrupted run that is
+        resumed on edited weights finds the same cache as an uninterrupted one."""
 
     @abc.abstractmethod
     def edit(self, lm: Any, requests: Sequence[EditRequest], cache: dict | None = None) -> WeightDelta:

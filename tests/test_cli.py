@@ -16,7 +16,7 @@ def test_run_and_report_end_to_end(micro_world, tmp_path, capsys):
     assert "| ft |" in capsys.readouterr().out
     for method in ("noedit", "ft"):
         results = json.loads((out / method / "results.json").read_text())
-        assert results["schema_version"] == 1 and results["method"] == method and results["seed"] == 0
+        assert results["schema_version"] == 2 and results["status"] == "complete" and results["method"] == method and results["seed"] == 0
         assert {"git_sha", "packages", "config", "model"} <= results.keys()
         cps = results["checkpoints"]
         assert [cp["edits"] for cp in cps] == [1, 3]
@@ -38,7 +38,7 @@ def test_run_and_report_end_to_end(micro_world, tmp_path, capsys):
     "args, message",
     [
         (["--method", "nosuch"], "unknown method 'nosuch' (valid: "),
-        (["--method", "ft", "--set", "ft.nokey=1"], "unknown key(s) nokey (valid: "),
+        (["--method", "ft", "--set", "ft.nokey=1"], "--set ft.nokey: unknown key for ft (valid: "),
         (["--method", "rsft_merge", "--set", "rsft_merge.delta_weight=1.5"], "delta_weight=1.5 is out of range (valid: [0, 1])"),
         (["--method", "ft", "--set", "ft.layer=9"], "layer index 9 is out of range (valid: 0..3)"),
         (["--method", "ft", "--benchmark", "nosuch"], "unknown benchmark 'nosuch' (valid: world"),
@@ -47,7 +47,7 @@ def test_run_and_report_end_to_end(micro_world, tmp_path, capsys):
     (["--method", "memit", "--set", "memit.mom2_corpus=/nonexistent/text.txt"], "corpus file '/nonexistent/text.txt' does not exist"),
     (["--method", "noedit", "--orders", "0"], "--orders must be >= 1"),
     (["--method", "noedit", "--benchmark", "zsre"], "benchmark 'zsre' needs --data FILE"),
-    (["--method", "noedit", "--benchmark", "zsre", "--data", "/nonexistent.json"], "'/nonexistent.json' does not exist"),
+    (["--method", "noedit", "--benchmark", "zsre", "--data", "/nonexistent.json"], "--data /nonexistent.json: no such file"),
     (["--method", "noedit", "--exam", "ceval"], "exam 'ceval' needs --exam-dir"),
     ],
 )

@@ -14,7 +14,10 @@ from typing import Any
 
 from editbench.core import DataError
 
-SCHEMA_VERSION = 1
+# 2 added `status` (running | complete | failed), `plan` (what a resume must match) and `audit`;
+# version 1 files (always complete) are still read.
+SCHEMA_VERSION = 2
+READABLE_SCHEMAS = (1, 2)
 RESULTS_FILE = "results.json"
 EDITS_FILE = "edits.jsonl"
 
@@ -91,9 +94,10 @@ def load_results(path: Path) -> dict:
     """Read one results.json, checking the schema version."""
     path = Path(path)
     data = read_json(path, "no such results file")
-    if data.get("schema_version") != SCHEMA_VERSION:
+    if data.get("schema_version") not in READABLE_SCHEMAS:
         raise DataError(
-            f"{path}: field 'schema_version' is {data.get('schema_version')!r}, this editbench reads {SCHEMA_VERSION}"
+            f"{path}: field 'schema_version' is {data.get('schema_version')!r}, this editbench reads "
+            f"{', '.join(map(str, READABLE_SCHEMAS))}"
         )
     for key in ("method", "checkpoints"):
         if key not in data:

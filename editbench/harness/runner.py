@@ -6,13 +6,15 @@ whether θ₀ is restored before each, and which end at a checkpoint; the editor
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import random
 import resource
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 
@@ -29,6 +31,7 @@ from editbench.harness.results import (
     package_versions,
 )
 from editbench.harness.protocols import Protocol, Sequential
+from editbench.harness.store import Snapshot, set_rng_states
 from editbench.harness.scoring import generate_texts
 
 EDIT_METRICS = ("reliability", "reliability_em", "efficacy", "generalization", "locality", "portability",
@@ -142,6 +145,8 @@ class Runner:
         seed: int = 0,
         log: Callable[[str], None] = print,
         protocol: Protocol | None = None,
+        label: str | None = None,
+        progress: Callable[[int, int], Any] | None = None,
     ) -> None:
         self.lm = lm
         self.editor = editor
@@ -151,6 +156,9 @@ class Runner:
         self.checkpoints = resolve_checkpoints(checkpoints, len(self.requests))
         self.seed = seed
         self.log = log
+        self.label = label or editor.name  # names the run in log lines (method, sweep cell, order)
+        # progress(total edits, edits already done) -> an object with update(n) and close(), e.g. tqdm
+        self.progress = progress or (lambda total, done: _NoBar())
         # Caches belong to the run (key statistics, context templates), never to a module.
         self.cache: dict = {}
         self._prepared_exam = None
@@ -166,61 +174,22 @@ class Runner:
             return {"accuracy": None, "by_category": {}}
         return metrics.exam_scores(self.lm, self._prepared_exam)
 
-    def run(self) -> tuple[dict, list[dict]]:
-        seed_everything(self.seed)
-        peak_reset = reset_peak_memory(self.lm.device)
-        fingerprint = self.lm.fingerprint()  # of the unedited weights
-        self.editor.reset_state()
+    def _pre_scores(self) -> dict:
+        """The unedited model's scores: its own answers on every edit (for the gains: free credit is not
+        an edit), its locality predictions, fluency and exam."""
         t0 = time.perf_counter()
-        if self.suite.exam:  # tokenised once; scored pre-edit and at every checkpoint
-            self._prepared_exam = metrics.prepare_exam(self.lm, self.suite.exam, self.suite.exam_mode)
-        locality_pre = metrics.locality_top1(self.lm, self.requests)
-        # the unedited model's own scores on every edit, for the gains (free credit is not an edit)
-        pre_rows = metrics.edit_scores(self.lm, self.requests, None)
-        fluency_pre, exam_pre = self._fluency(), self._exam()
-        pre_seconds = time.perf_counter() - t0
-        self.log(f"pre-edit: fluency={_fmt(fluency_pre)} exam={_fmt(exam_pre['accuracy'])} ({pre_seconds:.1f}s)")
+        locality = metrics.locality_top1(self.lm, self.requests)
+        rows = metrics.edit_scores(self.lm, self.requests, None)
+        fluency, exam = self._fluency(), self._exam()
+        return {"locality": locality, "edits": rows, "fluency": fluency, "exam": exam,
+                "seconds": round(time.perf_counter() - t0, 3)}
 
-        base = BaseWeights(self.lm.model)
-        edit_rows: list[dict] = []
-        checkpoint_rows: list[dict] = []
-        edit_seconds = 0.0
-        steps = self.protocol.steps(self.checkpoints, self.editor.config.batch_size)
-        for step_no, step in enumerate(steps):
-            idx = step.indices
-            if step.reset:  # back to θ₀, and the editor forgets what it kept
-                base.restore()
-                self.editor.reset_state()
-                edit_seconds = 0.0
-            batch = [self.requests[i] for i in idx]
-            t_edit = time.perf_counter()
-            error = None
-            try:
-                delta = self.editor.edit(self.lm, batch, self.cache)
-                # a parameter not touched before still holds θ₀, so remembering it before apply's
-                # validation is right even when the delta is then rejected
-                base.remember(delta.tensors)
-                delta.apply(self.lm.model)  # validates first: a bad delta is never applied
-            except EditbenchError as exc:
-                error, delta = str(exc), None
-                self.log(f"edit step {step_no} failed: {error}")
-            edit_seconds += time.perf_counter() - t_edit
-            immediate = metrics.edit_scores(self.lm, batch, [locality_pre[i] for i in idx], [pre_rows[i] for i in idx])
-            for j, row in enumerate(immediate):
-                info = delta.info[j] if delta is not None and j < len(delta.info) else {}
-                edit_rows.append(
-                    {"index": idx[j], "batch": step_no, "status": "failed" if error else "ok", "error": error,
-                     **{f"immediate_{k}": row[k] for k in EDIT_METRICS}, "case_id": row["case_id"], **info}
-                )
-            if step.checkpoint is not None:
-                # a call over exactly the first T edits (the batch protocol) was just scored in full
-                scored = immediate if idx == range(0, step.checkpoint) else None
-                checkpoint_rows.append(self._checkpoint(step.checkpoint, locality_pre, pre_rows, fluency_pre,
-                                                        exam_pre, edit_seconds, scored))
-        results = {
+    def _header(self, fingerprint: str) -> dict:
+        config = dataclasses.asdict(self.editor.config)
+        return {
             "schema_version": SCHEMA_VERSION,
             "method": self.editor.name,
-            "config": dataclasses.asdict(self.editor.config),
+            "config": config,
             "protocol": self.protocol.name,
             "model": {"name": self.lm.name, "hparams_key": self.lm.hparams_key,
                       "model_type": self.lm.model.config.model_type,
@@ -233,22 +202,131 @@ class Runner:
             "machine": {"threads": torch.get_num_threads(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
                         "device": str(self.lm.device)},
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "pre": {"fluency": fluency_pre, "fluency_tokens": self.suite.fluency_tokens,
-                    "exam": self.suite.exam_name, "exam_accuracy": exam_pre["accuracy"],
-                    "exam_by_category": exam_pre["by_category"], "exam_mode": self.suite.exam_mode,
-                    "exam_shots": self.suite.exam_shots, "seconds": round(pre_seconds, 3)},
+            # what makes two runs the same run: a resume must match it exactly
+            "plan": {"method": self.editor.name, "config": config, "protocol": self.protocol.name,
+                     "n_edits": len(self.requests), "checkpoints": list(self.checkpoints), "seed": self.seed,
+                     "fingerprint": fingerprint, "requests_sha256": requests_sha256(self.requests),
+                     "suite_sha256": suite_sha256(self.suite)},
             # which questions the exam used (with --exam-limit, a seeded subset per subject)
             "exam_questions": [q.qid for q in self.suite.exam],
-            "failed_edits": sum(r["status"] == "failed" for r in edit_rows),
-            "memory": peak_memory_mb(self.lm.device, since_reset=peak_reset),
-            "checkpoints": checkpoint_rows,
+            "failed_edits": 0,
+            "checkpoints": [],
         }
+
+    def run(self, store=None) -> tuple[dict, list[dict]]:
+        """Every step of the protocol; with a store (harness/store.py), each checkpoint is saved as it
+        is scored and an interrupted run continues from its last checkpoint."""
+        seed_everything(self.seed)
+        peak_reset = reset_peak_memory(self.lm.device)
+        fingerprint = self.lm.fingerprint()  # of the unedited weights
+        self.editor.reset_state()
+        results = self._header(fingerprint)
+        point = store.resume_point(results) if store is not None else None
+        if point is not None and point.complete:
+            self.log(f"{self.label}: already complete, kept")
+            return point.recorded, point.edit_rows
+        if self.suite.exam:  # tokenised once; scored pre-edit and at every checkpoint
+            self._prepared_exam = metrics.prepare_exam(self.lm, self.suite.exam, self.suite.exam_mode)
+        pre = point.pre if point is not None else self._pre_scores()
+        results["pre"] = {"fluency": pre["fluency"], "fluency_tokens": self.suite.fluency_tokens,
+                          "exam": self.suite.exam_name, "exam_accuracy": pre["exam"]["accuracy"],
+                          "exam_by_category": pre["exam"]["by_category"], "exam_mode": self.suite.exam_mode,
+                          "exam_shots": self.suite.exam_shots, "seconds": pre["seconds"]}
+        if store is not None:
+            store.start(results, pre, point)
+        self.log(f"{self.label} pre-edit: fluency={_fmt(pre['fluency'])} exam={_fmt(pre['exam']['accuracy'])} "
+                 f"({pre['seconds']:.1f}s)")
+
+        base = BaseWeights(self.lm.model)
+        steps = self.protocol.steps(self.checkpoints, self.editor.config.batch_size)
+        edit_rows: list[dict] = []
+        checkpoint_rows: list[dict] = []
+        edit_seconds, first_step = 0.0, 0
+        self.editor.prepare(self.lm, self.cache)  # on θ₀, before any edit (and before a resume's weights)
+        if point is not None:
+            self._restore(base, point)
+            edit_rows, checkpoint_rows = list(point.edit_rows), list(point.checkpoint_rows)
+            edit_seconds, first_step = point.edit_seconds, point.next_step
+            self.log(f"{self.label}: resumed after checkpoint T={checkpoint_rows[-1]['edits']}")
+        bar = self.progress(sum(len(s.indices) for s in steps), sum(len(s.indices) for s in steps[:first_step]))
+        try:
+            for step_no in range(first_step, len(steps)):
+                step = steps[step_no]
+                if step.reset:  # back to θ₀, and the editor forgets what it kept
+                    base.restore()
+                    self.editor.reset_state()
+                    edit_seconds = 0.0
+                seconds, immediate = self._step(step, step_no, pre, base, edit_rows)
+                edit_seconds += seconds
+                bar.update(len(step.indices))
+                if step.checkpoint is None:
+                    continue
+                # a call over exactly the first T edits (the batch protocol) was just scored in full
+                scored = immediate if step.indices == range(0, step.checkpoint) else None
+                row, line = self._checkpoint(step.checkpoint, pre, edit_seconds, scored)
+                checkpoint_rows.append(row)
+                results.update(checkpoints=checkpoint_rows, failed_edits=sum(r["status"] == "failed" for r in edit_rows),
+                               memory=peak_memory_mb(self.lm.device, since_reset=peak_reset))
+                if store is not None:  # saved before the line is printed: a line seen is a checkpoint kept
+                    store.checkpoint(results, edit_rows, self._snapshot(step_no + 1, edit_seconds, base), self.lm,
+                                     step.checkpoint)
+                self.log(line)
+        finally:
+            bar.close()
+        if store is not None:
+            store.finish(results, edit_rows)
         return results, edit_rows
 
-    def _checkpoint(self, done, locality_pre, pre_rows, fluency_pre, exam_pre, edit_seconds, rows=None) -> dict:
+    def _step(self, step, step_no: int, pre: dict, base: BaseWeights, edit_rows: list[dict]) -> tuple[float, list]:
+        """One editor call: edit, validate, apply, and score its requests at once. Returns its seconds
+        and those scores."""
+        idx = step.indices
+        batch = [self.requests[i] for i in idx]
+        t_edit = time.perf_counter()
+        error = None
+        try:
+            delta = self.editor.edit(self.lm, batch, self.cache)
+            # a parameter not touched before still holds θ₀, so remembering it before apply's
+            # validation is right even when the delta is then rejected
+            base.remember(delta.tensors)
+            delta.apply(self.lm.model)  # validates first: a bad delta is never applied
+        except EditbenchError as exc:
+            error, delta = str(exc), None
+            self.log(f"{self.label} edit step {step_no} failed: {error}")
+        seconds = time.perf_counter() - t_edit
+        immediate = metrics.edit_scores(self.lm, batch, [pre["locality"][i] for i in idx],
+                                        [pre["edits"][i] for i in idx])
+        for j, row in enumerate(immediate):
+            info = delta.info[j] if delta is not None and j < len(delta.info) else {}
+            edit_rows.append(
+                {"index": idx[j], "batch": step_no, "status": "failed" if error else "ok", "error": error,
+                 **{f"immediate_{k}": row[k] for k in EDIT_METRICS}, "case_id": row["case_id"], **info}
+            )
+        return seconds, immediate
+
+    def _snapshot(self, next_step: int, edit_seconds: float, base: BaseWeights) -> Snapshot:
+        params = dict(self.lm.model.named_parameters())
+        return Snapshot(next_step=next_step, edit_seconds=edit_seconds,
+                        weights={n: params[n].detach() for n in base.saved},
+                        editor_state=self.editor.state_dict())
+
+    @torch.no_grad()
+    def _restore(self, base: BaseWeights, point) -> None:
+        """Put the saved edited weights, editor state and RNG states back (θ₀ is remembered first)."""
+        params = dict(self.lm.model.named_parameters())
+        unknown = [n for n in point.weights if n not in params]
+        if unknown:
+            raise ConfigError(f"saved state names parameters this model lacks: {unknown[:3]}")
+        base.remember(point.weights)
+        for name, value in point.weights.items():
+            params[name].copy_(value.to(device=params[name].device, dtype=params[name].dtype))
+        self.editor.load_state_dict({k: v.to(self.lm.device) for k, v in point.editor_state.items()})
+        set_rng_states(point.rng["plain"], point.rng["tensors"])
+
+    def _checkpoint(self, done, pre, edit_seconds, rows=None) -> tuple[dict, str]:
         t0 = time.perf_counter()
         if rows is None:
-            rows = metrics.edit_scores(self.lm, self.requests[:done], locality_pre[:done], pre_rows[:done])
+            rows = metrics.edit_scores(self.lm, self.requests[:done], pre["locality"][:done], pre["edits"][:done])
         scores = metrics.aggregate(rows, EDIT_METRICS)
         fluency_now, exam_now = self._fluency(), self._exam()
         eval_seconds = time.perf_counter() - t0
@@ -256,21 +334,44 @@ class Runner:
             "edits": done,
             **scores,
             "fluency": fluency_now,
-            "fluency_pre": fluency_pre,
+            "fluency_pre": pre["fluency"],
             "general": {"exam": self.suite.exam_name, "accuracy": exam_now["accuracy"],
-                        "accuracy_pre": exam_pre["accuracy"], "by_category": exam_now["by_category"],
-                        "by_category_pre": exam_pre["by_category"]},
+                        "accuracy_pre": pre["exam"]["accuracy"], "by_category": exam_now["by_category"],
+                        "by_category_pre": pre["exam"]["by_category"]},
             "edit_seconds": round(edit_seconds, 3),
             "eval_seconds": round(eval_seconds, 3),
             # Per-edit retention scores let reports bootstrap confidence intervals over edits.
             "per_edit": [{"case_id": r["case_id"], **{k: r[k] for k in EDIT_METRICS}} for r in rows],
         }
-        self.log(
-            f"{self.editor.name} T={done}: " + " ".join(f"{k}={_fmt(v)}" for k, v in scores.items()
-                                                      if not k.endswith("_gain"))
-            + f" fluency={_fmt(fluency_now)} exam={_fmt(exam_now['accuracy'])} edit_s={edit_seconds:.1f} eval_s={eval_seconds:.1f}"
+        line = (
+            f"{self.label} T={done}: " + " ".join(f"{k}={_fmt(v)}" for k, v in scores.items()
+                                                  if not k.endswith("_gain"))
+            + f" fluency={_fmt(fluency_now)} exam={_fmt(exam_now['accuracy'])} edit_s={edit_seconds:.1f} "
+            f"eval_s={eval_seconds:.1f}"
         )
-        return row
+        return row, line
+
+
+class _NoBar:
+    def update(self, n: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def requests_sha256(requests: Sequence[EditRequest]) -> str:
+    """Identity of the edits in their order (the file they came from is left out: data may move)."""
+    rows = [{k: v for k, v in dataclasses.asdict(r).items() if k != "source"} for r in requests]
+    return hashlib.sha256(json.dumps(rows, sort_keys=True).encode()).hexdigest()
+
+
+def suite_sha256(suite: EvalSuite) -> str:
+    """Identity of what is measured besides the edits: fluency prompts and length, exam and its prompts."""
+    exam = [dataclasses.asdict(q) for q in suite.exam]
+    blob = {"fluency": suite.fluency_prompts, "tokens": suite.fluency_tokens, "exam": suite.exam_name,
+            "questions": exam, "mode": suite.exam_mode, "shots": suite.exam_shots}
+    return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()
 
 
 def _fmt(value) -> str:

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 import torch
 
 from editbench.core import (
-    ConfigError, Editor, EditorConfig, InvalidDeltaError, WeightDelta, check_range, register_editor,
+    ConfigError, Editor, EditorConfig, InvalidDeltaError, WeightDelta, check_range, flatten_state, nest_state,
+    register_editor,
 )
 from editbench.harness.arch import is_conv1d
 from editbench.methods import training
@@ -104,6 +105,13 @@ class LoRA(Editor):
 
     def reset_state(self) -> None:
         self._continual = {}
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        # continual mode: the adapter's weights and the weight change it stands for so far
+        return flatten_state(self._continual)
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self._continual = {k: v for k, v in nest_state(state, ("adapter", "deltas")).items() if v}
 
     def check_model(self, lm) -> None:
         _targeted(lm, self.config)

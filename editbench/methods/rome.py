@@ -59,6 +59,14 @@ class LocateEditor(Editor):
         if getattr(self.config, "mom2_adjustment", True):  # MEMIT always needs C; ROME only with the adjustment
             check_corpus(self.config.mom2_corpus, lm.name)
 
+    def prepare(self, lm, cache) -> None:
+        """Key statistics and context templates, computed on the unedited weights (as `edit` would on
+        its first call)."""
+        cfg = self.config
+        if getattr(cfg, "mom2_adjustment", True):
+            key_statistics(lm, list(cfg.layers), cfg.stats_spec, cache)
+        context_templates(lm, cfg.context_template_lengths, cache, cfg.template_seed, cfg.context_template_source)
+
     def down_proj(self, lm, layer: int):
         return get_module(lm.model, mlp_proj_path(lm.model, layer, "down"))
 

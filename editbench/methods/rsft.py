@@ -17,7 +17,9 @@ from dataclasses import dataclass
 
 import torch
 
-from editbench.core import Editor, EditorConfig, InvalidDeltaError, WeightDelta, check_range, register_editor
+from editbench.core import (
+    Editor, EditorConfig, InvalidDeltaError, WeightDelta, check_range, flatten_state, nest_state, register_editor,
+)
 from editbench.methods import training
 from editbench.methods.merging import MERGE_VARIANTS, merge_delta
 
@@ -111,6 +113,13 @@ class RSFTMerge(RSFT):
     def reset_state(self) -> None:
         self._sft_delta: dict[str, torch.Tensor] = {}  # cumulative scope: theta_sft - theta_base
         self._served: dict[str, torch.Tensor] = {}  # cumulative scope: the merged update now in the model
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return flatten_state({"sft_delta": self._sft_delta, "served": self._served})
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        groups = nest_state(state, ("sft_delta", "served"))
+        self._sft_delta, self._served = groups["sft_delta"], groups["served"]
 
     def _merge(self, deltas: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         cfg: RSFTMergeConfig = self.config

@@ -6,7 +6,9 @@ import base64
 import html
 from pathlib import Path
 
+from editbench.core import DataError
 from editbench.harness.results import atomic_write_json, atomic_write_text, find_results, load_results
+from editbench.harness.store import check_same_setting, complete_only
 from editbench.reports import plots, tables
 from editbench.reports.stats import CI_LEVEL, N_RESAMPLES, SCORE_EDIT, SCORE_KEEP
 
@@ -46,7 +48,7 @@ def _header_lines(facts: dict) -> list[str]:
         f"exam: {facts['exam']} (pre-edit accuracy {tables._num(facts['exam_accuracy_pre'])}), "
         f"pre-edit fluency {tables._num(facts['fluency_pre'], 2)}",
         f"editbench {facts['editbench']}, git {facts['git_sha'] or 'unknown'}, torch threads {facts.get('threads')}",
-    ]
+    ] + [f"not included (incomplete): {line}" for line in facts.get("left_out") or []]
 
 
 EXPLAIN = (
@@ -74,10 +76,17 @@ def _html_page(facts: dict, final: list[dict], every: list[dict], figures: list[
     )
 
 
-def write_report(run_dir: Path) -> list[Path]:
+def write_report(run_dir: Path, log=None) -> list[Path]:
     run_dir = Path(run_dir)
-    results = [load_results(p) for p in find_results(run_dir)]
+    paths = find_results(run_dir)
+    results, paths, left_out = complete_only([load_results(p) for p in paths], paths)
+    for line in left_out:
+        (log or (lambda m: None))(f"not in the report: {line}")
+    if not results:
+        raise DataError(f"{run_dir}: no complete run to report ({'; '.join(left_out)})")
+    check_same_setting(results, paths)
     facts = header_facts(results)
+    facts["left_out"] = left_out
     final, every = tables.final_rows(results), tables.all_rows(results)
     final.sort(key=lambda r: (r.get("protocol") or "", -(r["score"] if r["score"] is not None else -1)))
     figures = plots.metric_curves(every, run_dir) + plots.radar_charts(final, run_dir)

@@ -26,7 +26,7 @@ import yaml
 
 from editbench.core import ConfigError, DataError
 from editbench.harness.cache import cache_root
-from editbench.harness.results import SCHEMA_VERSION, atomic_write_json, find_results, load_results, read_json
+from editbench.harness.results import READABLE_SCHEMAS, SCHEMA_VERSION, atomic_write_json, find_results, load_results, read_json
 from editbench.reports import tables
 from editbench.reports.stats import paired_diff_ci
 
@@ -62,7 +62,12 @@ def load_tolerances(path: Path | None = None, overrides: dict[str, float] | None
 
 def summarise_run(run_dir: Path) -> dict:
     """A run directory in baseline form: what the numbers depend on, final metrics and per-edit values."""
-    results = [load_results(p) for p in find_results(run_dir)]
+    paths = find_results(run_dir)
+    results = [load_results(p) for p in paths]
+    unfinished = [f"{p.parent.name} ({r.get('status')})" for p, r in zip(paths, results)
+                  if r.get("status", "complete") != "complete"]
+    if unfinished:
+        raise DataError(f"{run_dir}: not every run is complete: {', '.join(unfinished)}")
     results = [r for r in results if r.get("order", 0) == 0]  # the benchmark's own order
     first = results[0]
     bench = first.get("benchmark") or {}
@@ -100,9 +105,9 @@ def load_baseline(path: Path) -> dict:
     data = read_json(path, "baseline does not exist")
     if data.get("kind") != BASELINE_KIND:
         raise DataError(f"baseline {path}: field 'kind' is {data.get('kind')!r}, expected {BASELINE_KIND!r}")
-    if data.get("schema_version") != SCHEMA_VERSION:
+    if data.get("schema_version") not in READABLE_SCHEMAS:
         raise DataError(f"baseline {path}: field 'schema_version' is {data.get('schema_version')!r}, "
-                        f"this editbench writes {SCHEMA_VERSION}")
+                        f"this editbench reads {', '.join(map(str, READABLE_SCHEMAS))}")
     if data.get("baseline_version") != BASELINE_VERSION:
         raise DataError(f"baseline {path}: field 'baseline_version' is {data.get('baseline_version')!r}, this "
                         f"editbench reads {BASELINE_VERSION}; refresh it with `make baseline`")
