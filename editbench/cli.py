@@ -123,6 +123,15 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
                         "checkpoints")
     parser.add_argument("--hparams", action="append", default=[], help="YAML file (one method) or METHOD=FILE")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="METHOD.KEY=VALUE")
+    parser.add_argument("--on-diverged", default="reject", choices=("reject", "apply"),
+                        help="an update whose editor's objective ended worse than it started, or whose norm "
+                             "exceeds --max-update-ratio times its weight's: not applied (default) or applied; "
+                             "either way recorded as 'diverged'")
+    parser.add_argument("--max-update-ratio", type=float, default=10.0,
+                        help="bound on ||update|| / ||weight|| per parameter (default 10)")
+    parser.add_argument("--truncate", default="none", choices=("none", "left"),
+                        help="an edit text longer than the model's context: an error (default), or keep its "
+                             "last tokens (recorded per edit as truncated_tokens)")
     parser.add_argument("--quiet", action="store_true")
 
 
@@ -170,6 +179,9 @@ class _RunContext:
             if not path.is_file():
                 raise ConfigError(f"--hparams {path}: no such file")
         _check_numbers(args)
+        from editbench.harness.runner import UpdateGuard
+
+        self.guard = UpdateGuard(max_update_ratio=args.max_update_ratio, policy=args.on_diverged)
         self.failures: list[str] = []
 
     def load(self) -> None:
@@ -204,6 +216,10 @@ class _RunContext:
         self.model_path = args.model or str(self.world_path)
         self.hparams_key = None if args.model else "world"
         self.lm = self.fresh_model()
+        from editbench.harness.context import fit_to_context
+
+        self.data.requests = fit_to_context(self.lm, self.data.requests, "error" if args.truncate == "none" else "left")
+        self.n_edits = len(self.data.requests)
         self.suite = EvalSuite(self.data.fluency_prompts, self.data.fluency_tokens, self.data.exam_name,
                                self.data.exam, self.data.exam_mode, self.data.exam_shots)
         self.audit = _audit(args, self.world_path)
@@ -253,7 +269,7 @@ class _RunContext:
                 lm = self.lm if first and order == 0 and not self.failures else self.fresh_model()
                 requests = edit_order(self.data.requests, a.seed, order)
                 Runner(lm, editor, requests, self.suite, self.checkpoints, a.seed, log=self.log,
-                       protocol=self.protocol, label=name, progress=self._bar(name)).run(store)
+                       protocol=self.protocol, label=name, progress=self._bar(name), guard=self.guard).run(store)
             except KeyboardInterrupt as exc:
                 store.fail(exc)
                 raise
@@ -331,6 +347,11 @@ def _check_paths(args: argparse.Namespace) -> None:
 def _check_numbers(args: argparse.Namespace) -> None:
     if args.edits is not None and args.edits < 1:
         raise ConfigError(f"--edits must be >= 1, got {args.edits}")
+    for flag, value, low in (("--seed", args.seed, 0), ("--limit", args.limit, 1), ("--exam-limit", args.exam_limit, 1),
+                             ("--exam-shots", args.exam_shots, 0), ("--orders", args.orders, 1)):
+        if value is not None and not low <= value < 2**63:
+            raise ConfigError(f"{flag} must be in [{low}, 2**63), got {value}")
+    _check_device(args.device)
     n = args.edits if args.edits is not None else (100 if args.benchmark == "world" else None)
     for flag, points in (("--checkpoints", args.checkpoints), ("--save-model-at", args.save_model_at)):
         bad = [t for t in points or [] if t < 1 or (n is not None and t > n)]
@@ -340,6 +361,20 @@ def _check_numbers(args: argparse.Namespace) -> None:
     if args.save_model_at and args.checkpoints and not set(args.save_model_at) <= set(args.checkpoints) | {n}:
         raise ConfigError(f"--save-model-at {args.save_model_at}: a model is saved at a checkpoint; add them to "
                           f"--checkpoints ({args.checkpoints})")
+
+
+def _check_device(device: str) -> None:
+    import torch
+
+    try:
+        kind = torch.device(device).type
+    except (RuntimeError, ValueError):
+        raise ConfigError(f"--device {device!r}: not a device (e.g. cpu, cuda, cuda:1, mps)") from None
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"--device {device}: CUDA is not available to this torch ({torch.__version__}); use "
+                          "--device cpu or install a CUDA build")
+    if kind == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"--device {device}: MPS is not available on this machine")
 
 
 def _check_override_keys(overrides: dict, classes: dict) -> None:
@@ -362,39 +397,24 @@ def _save_points(args: argparse.Namespace, checkpoints: list[int]) -> set[int]:
     return points
 
 
-def _sha256_file(path: Path) -> str:
-    import hashlib
-
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _sha256_tree(folder: Path) -> str:
-    """One digest over every file under `folder` (relative names and contents, in name order)."""
-    import hashlib
-
-    digest = hashlib.sha256()
-    for path in sorted(p for p in Path(folder).rglob("*") if p.is_file()):
-        digest.update(f"{path.relative_to(folder)}|{_sha256_file(path)}\n".encode())
-    return digest.hexdigest()
-
-
 def _audit(args: argparse.Namespace, world_path: Path | None) -> dict:
     """What a reader needs to audit a results file: the command, and the data it read by content."""
+    import hashlib
+    import json
     import shlex
 
     import torch
 
+    from editbench.harness.cache import sha256_file, sha256_tree
+
     data = {}
     if args.data and Path(args.data).is_file():
-        data[str(args.data)] = _sha256_file(Path(args.data))
+        data[str(args.data)] = sha256_file(Path(args.data))
     if world_path is not None:
-        data[f"world:{args.world}"] = _sha256_file(Path(world_path) / "world.json")
+        data[f"world:{args.world}"] = sha256_file(Path(world_path) / "world.json")
     if args.exam_dir is not None:
-        data[str(args.exam_dir)] = _sha256_tree(args.exam_dir)
+        tree = sha256_tree(args.exam_dir)  # one digest over the folder's files and their hashes
+        data[str(args.exam_dir)] = hashlib.sha256(json.dumps(tree, sort_keys=True).encode()).hexdigest()
     return {"command": shlex.join(["editbench", *getattr(args, "argv", [])]), "cwd": str(Path.cwd()),
             "device": args.device, "dtype": args.dtype, "threads": torch.get_num_threads(), "data_sha256": data}
 
@@ -541,14 +561,22 @@ def _parse_grid(items: list[str]) -> dict[str, list]:
         key, sep, values = item.partition("=")
         if not sep or not values:
             raise ConfigError(f"--grid {item!r}: expected KEY=V1,V2,...")
-        grid[key] = [parse_value(v) for v in _split_top_level(values)]
+        try:
+            grid[key] = [parse_value(v) for v in _split_top_level(values)]
+        except ConfigError as exc:
+            raise ConfigError(f"--grid {item!r}: {exc}") from None
     if not grid:
         raise ConfigError("sweep needs at least one --grid KEY=V1,V2,...")
     return grid
 
 
 def _cell_name(cell: dict) -> str:
-    return "-".join(f"{k}={v}" for k, v in cell.items()).replace("/", "_")
+    """A folder name for a config cell: 'density=0.2-delta_weight=0.8'; anything but letters, digits
+    and . _ : + = , - [ ] becomes '_' (so a value can never name a path outside the run)."""
+    import re
+
+    text = "-".join(f"{k}={v}" for k, v in cell.items()).replace(" ", "")
+    return re.sub(r"[^A-Za-z0-9._:+=,\[\]-]", "_", text).replace("..", "__")
 
 
 def _run_cells(ctx: "_RunContext", method: str, cells: list[dict], out: Path):

@@ -66,6 +66,7 @@ class EditRequest:
     locality: tuple[tuple[str, str], ...] = ()
     portability: tuple[tuple[str, str], ...] = ()
     source: str = ""  # file or benchmark the record came from, for error messages
+    truncated_tokens: int = 0  # prompt tokens cut to fit the model's context (--truncate left)
 
     def __post_init__(self) -> None:
         where = f"{self.source or 'request'} record {self.case_id!r}"
@@ -79,6 +80,9 @@ class EditRequest:
             _require(isinstance(self.target_true, str), where, "target_true", "is not a string")
         for name in ("rephrase_prompts", "locality", "portability"):
             _require(isinstance(getattr(self, name), tuple), where, name, "must be a tuple")
+        for text in self.rephrase_prompts:
+            _require(isinstance(text, str) and text.strip() != "", where, "rephrase_prompts",
+                     f"must hold non-empty strings, got {text!r}")
         for name in ("locality", "portability"):
             for pair in getattr(self, name):
                 _require(
@@ -139,8 +143,9 @@ class WeightDelta:
                 raise InvalidDeltaError(f"delta for '{name}' has non-finite values")
 
     @torch.no_grad()
-    def apply(self, model: torch.nn.Module, sign: float = 1.0) -> None:
-        self.validate(model)
+    def apply(self, model: torch.nn.Module, sign: float = 1.0, validated: bool = False) -> None:
+        if not validated:  # a bad delta is never applied
+            self.validate(model)
         params = dict(model.named_parameters())
         for name, delta in self.tensors.items():
             p = params[name]
@@ -175,6 +180,9 @@ class EditorConfig:
     batch_size: int = 1
 
     def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):  # no config number may be inf or NaN (YAML reads .inf)
+            value = getattr(self, f.name)
+            check_range(self, f.name, all(_finite(v) for v in _numbers_in(value)), "finite numbers")
         check_range(self, "batch_size", self.batch_size >= 1, ">= 1")
         self.check()
 
@@ -183,6 +191,18 @@ class EditorConfig:
 
     def replace(self, **changes: Any) -> "EditorConfig":
         return dataclasses.replace(self, **changes)
+
+
+def _numbers_in(value: Any):
+    if isinstance(value, (tuple, list)):
+        for item in value:
+            yield from _numbers_in(item)
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        yield value
+
+
+def _finite(value: float) -> bool:
+    return math.isfinite(value) if isinstance(value, float) else True
 
 
 def check_range(config: Any, name: str, ok: bool, valid: str) -> None:

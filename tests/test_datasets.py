@@ -99,7 +99,7 @@ ZSRE_OK = {"subject": "Charity Creek", "src": "Which river system contains Chari
     ("[{\"subject\": ", "zs.json: not valid JSON"),
     ([{k: v for k, v in ZSRE_OK.items() if k != "alt"}], "zs.json: record 0 (case_id 0): field 'alt' is missing"),
     ([ZSRE_OK, {**ZSRE_OK, "answers": "Parramatta"}], "record 1 (case_id 1): field 'answers' must be list"),
-    ([{**ZSRE_OK, "subject": "Nowhere Creek"}], "zs.json record '0': field 'subject' 'Nowhere Creek' does not occur"),
+    ([{**ZSRE_OK, "subject": "Nowhere Creek"}], "zs.json: record 0 (case_id 0): field 'subject' 'Nowhere Creek' does not occur"),
     ({"subject": "x"}, "expected a JSON list of records"),
 ])
 def test_malformed_edit_files_fail_naming_file_record_and_field(tmp_path, content, message):
@@ -110,7 +110,7 @@ def test_malformed_edit_files_fail_naming_file_record_and_field(tmp_path, conten
 
 def test_bad_records_are_skipped_and_counted_only_when_asked(tmp_path):
     path = _write(tmp_path, "zs.json", [ZSRE_OK, {**ZSRE_OK, "subject": "Nowhere Creek"}, ZSRE_OK])
-    with pytest.raises(DataError, match="record '1'"):
+    with pytest.raises(DataError, match=r"record 1 \(case_id 1\)"):
         load_edits("zsre", path)
     loaded = load_edits("zsre", path, on_bad_record="skip")
     assert len(loaded.requests) == 2 and len(loaded.skipped) == 1 and "Nowhere Creek" in loaded.skipped[0]

@@ -28,40 +28,113 @@ class LoadedEdits:
     total_records: int = 0
 
 
-def read_records(path_or_id: str) -> tuple[list[dict], str]:
-    """Records of a local .json (list) / .jsonl file, or of a hub dataset id (train split)."""
-    path = Path(path_or_id)
-    if path.exists():
-        text = path.read_text(encoding="utf-8")
-        if path.suffix == ".jsonl":
-            records = []
-            for line_no, line in enumerate(text.splitlines(), start=1):
-                if line.strip():
-                    try:
-                        records.append(json.loads(line))
-                    except json.JSONDecodeError as exc:
-                        raise DataError(f"{path}: line {line_no} is not valid JSON ({exc.msg})") from None
-        else:
+def _decode_error(path: Path, exc: UnicodeDecodeError) -> DataError:
+    return DataError(f"{path}: not UTF-8 text (byte {exc.object[exc.start:exc.start + 1]!r} at offset {exc.start}); "
+                     "convert it to UTF-8")
+
+
+def _jsonl_records(path: Path):
+    """Records of a JSONL file, one line at a time (memory follows the records taken, not the file)."""
+    with open(path, "rb") as fh:
+        for line_no, raw in enumerate(fh, start=1):
             try:
-                records = json.loads(text)
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise DataError(f"{path}: line {line_no} is not UTF-8 text (byte offset {exc.start} in the line); "
+                                "convert the file to UTF-8") from None
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise DataError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
-            if isinstance(records, dict) and isinstance(records.get("data"), list):
-                records = records["data"]
-        if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+                raise DataError(f"{path}: line {line_no} is not valid JSON ({exc.msg})") from None
+            if not isinstance(record, dict):
+                raise DataError(f"{path}: line {line_no} is a JSON {type(record).__name__}, expected an object")
+            yield record
+
+
+def _json_records(path: Path):
+    """Records of a JSON list (or {"data": [...]}), decoded one element at a time, so records past
+    --limit are never turned into Python objects (the text itself is read once)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise _decode_error(path, exc) from None
+    decoder = json.JSONDecoder()
+    pos = _skip_space(text, 0)
+    if text.startswith("{", pos):  # {"data": [...]} or a single object: small enough to parse whole
+        try:
+            whole = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+        if not isinstance(whole.get("data"), list):
             raise DataError(f"{path}: expected a JSON list of records (objects)")
-        return records, str(path)
+        yield from _checked(path, whole["data"])
+        return
+    if not text.startswith("[", pos):
+        raise DataError(f"{path}: expected a JSON list of records (objects)")
+    pos, index = _skip_space(text, pos + 1), 0
+    if text.startswith("]", pos):
+        return
+    while True:
+        try:
+            record, pos = decoder.raw_decode(text, pos)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+        if not isinstance(record, dict):
+            raise DataError(f"{path}: record {index} is a JSON {type(record).__name__}, expected an object")
+        yield record
+        index += 1
+        pos = _skip_space(text, pos)
+        if text.startswith(",", pos):
+            pos = _skip_space(text, pos + 1)
+        elif text.startswith("]", pos):
+            if text[_skip_space(text, pos + 1):].strip():
+                raise DataError(f"{path}: text after the closing ']' of the record list")
+            return
+        else:
+            raise DataError(f"{path}: expected ',' or ']' after record {index - 1}")
+
+
+def _skip_space(text: str, pos: int) -> int:
+    while pos < len(text) and text[pos] in " \t\r\n":
+        pos += 1
+    return pos
+
+
+def _checked(path: Path, records: list):
+    for index, record in enumerate(records):
+        if not isinstance(record, dict):
+            raise DataError(f"{path}: record {index} is a JSON {type(record).__name__}, expected an object")
+        yield record
+
+
+def iter_records(path_or_id: str) -> tuple[object, str]:
+    """(an iterator over the records, the source name) of a local .json (list) / .jsonl file, or of a
+    hub dataset id (train split)."""
+    path = Path(path_or_id)
+    if path.is_dir():
+        raise ConfigError(f"--data {path}: is a directory; name the benchmark's JSON or JSONL file")
+    if path.exists():
+        return (_jsonl_records(path) if path.suffix == ".jsonl" else _json_records(path)), str(path)
     if "/" not in path_or_id or path_or_id.startswith((".", "/")):
         raise ConfigError(f"data file '{path_or_id}' does not exist")
     try:
         import datasets
 
-        return [dict(r) for r in datasets.load_dataset(path_or_id, split="train")], f"hf:{path_or_id}"
+        rows = [dict(r) for r in datasets.load_dataset(path_or_id, split="train")]
     except Exception as exc:  # offline or unknown id: say what to pass instead
         raise ConfigError(
             f"cannot load '{path_or_id}' from the Hugging Face hub ({type(exc).__name__}); "
             "pass a local JSON/JSONL file with --data instead"
         ) from None
+    return iter(rows), f"hf:{path_or_id}"
+
+
+def read_records(path_or_id: str) -> tuple[list[dict], str]:
+    """Every record of a file or hub dataset (see iter_records)."""
+    records, source = iter_records(path_or_id)
+    return list(records), source
 
 
 class _Record:
@@ -85,10 +158,33 @@ class _Record:
                 raise self.fail(name, "is missing")
             return None
         value = data[name]
-        if not isinstance(value, kind):
+        if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
             names = "/".join(k.__name__ for k in kind) if isinstance(kind, tuple) else kind.__name__
             raise self.fail(name, f"must be {names}, got {type(value).__name__}")
+        if isinstance(value, str) and not value.strip():
+            raise self.fail(name, "is empty")
         return value
+
+    def strings(self, name: str, required: bool = False, within: dict | None = None) -> tuple[str, ...]:
+        """A string or a list of non-empty strings, as a tuple."""
+        value = self.get(name, (str, list), required=required, within=within)
+        if value is None:
+            return ()
+        items = [value] if isinstance(value, str) else value
+        for j, item in enumerate(items):
+            if not isinstance(item, str) or not item.strip():
+                why = "is empty" if isinstance(item, str) else f"must be a string, got {type(item).__name__}"
+                raise self.fail(f"{name}[{j}]", why)
+        return tuple(items)
+
+    def fill(self, template: str, subject: str, name: str) -> str:
+        """A '{}' template with the subject put in; any other format field is a data error."""
+        if template.count("{}") != 1:
+            raise self.fail(name, f"must contain '{{}}' exactly once for the subject, got {template!r}")
+        try:
+            return template.format(subject)
+        except (KeyError, IndexError, ValueError) as exc:
+            raise self.fail(name, f"has a stray format field ({type(exc).__name__}: {exc}) in {template!r}") from None
 
     def text(self, value, name: str) -> str:
         """The first string inside nested lists (KnowEdit ground truths are alias lists, maybe nested)."""
@@ -99,17 +195,25 @@ class _Record:
         return value
 
 
-def _request(rec: _Record, **fields) -> EditRequest:
-    # EditRequest's own checks (e.g. subject in prompt) name source and case id in their errors
-    return EditRequest(case_id=rec.case_id, source=rec.source, **fields)
+def _request(rec: _Record, names: dict[str, str] | None = None, **fields) -> EditRequest:
+    """An EditRequest; its own checks (e.g. subject in prompt) are reported with the file's field
+    names (`names`: request field -> the dataset's, e.g. prompt -> src)."""
+    try:
+        return EditRequest(case_id=rec.case_id, source=rec.source, **fields)
+    except DataError as exc:
+        message = str(exc).split(": field ", 1)[-1]
+        for ours, theirs in (names or {}).items():
+            message = message.replace(f"'{ours}'", f"'{theirs}'", 1) if message.startswith(f"'{ours}'") else message
+        raise DataError(f"{rec.where}: field {message}") from None
 
 
 def zsre(rec: _Record) -> EditRequest:
     answers = rec.get("answers", list)
     return _request(
-        rec, prompt=rec.get("src"), subject=rec.get("subject"), target_new=rec.get("alt"),
+        rec, names={"prompt": "src", "target_new": "alt"},
+        prompt=rec.get("src"), subject=rec.get("subject"), target_new=rec.get("alt"),
         target_true=rec.text(answers, "answers") if answers else None,
-        rephrase_prompts=(rec.get("rephrase"),),
+        rephrase_prompts=rec.strings("rephrase", required=True),
         # the "nq question: " prefix is kept, as in MEND/ROME/EasyEdit
         locality=((rec.get("loc"), rec.text(rec.get("loc_ans", (str, list)), "loc_ans")),),
     )
@@ -118,23 +222,22 @@ def zsre(rec: _Record) -> EditRequest:
 def counterfact(rec: _Record) -> EditRequest:
     """Flat EasyEdit layout, or the original ROME layout (detected by `requested_rewrite`)."""
     if "requested_rewrite" not in rec.data:
-        rephrase = rec.get("rephrase_prompt", (str, list), required=False)
         return _request(
             rec, prompt=rec.get("prompt"), subject=rec.get("subject"), target_new=rec.get("target_new"),
             target_true=rec.get("ground_truth", required=False),
-            rephrase_prompts=tuple([rephrase] if isinstance(rephrase, str) else rephrase or ()),
+            rephrase_prompts=rec.strings("rephrase_prompt"),
             locality=((rec.get("locality_prompt"), rec.get("locality_ground_truth")),),
         )
     rewrite = rec.get("requested_rewrite", dict)
     template, subject = rec.get("prompt", within=rewrite), rec.get("subject", within=rewrite)
-    if "{}" not in template:
-        raise rec.fail("requested_rewrite.prompt", f"has no '{{}}' for the subject: {template!r}")
+    prompt = rec.fill(template, subject, "requested_rewrite.prompt")
     target_new = rec.get("str", within=rec.get("target_new", dict, within=rewrite))
     target_true = rec.get("str", within=rec.get("target_true", dict, within=rewrite))
-    neighbours = rec.get("neighborhood_prompts", list, required=False) or []
+    neighbours = rec.strings("neighborhood_prompts")
     return _request(
-        rec, prompt=template.format(subject), subject=subject, target_new=target_new, target_true=target_true,
-        rephrase_prompts=tuple(rec.get("paraphrase_prompts", list, required=False) or ()),
+        rec, names={"prompt": "requested_rewrite.prompt", "subject": "requested_rewrite.subject"},
+        prompt=prompt, subject=subject, target_new=target_new, target_true=target_true,
+        rephrase_prompts=rec.strings("paraphrase_prompts"),
         # neighbourhood subjects share the edited subject's true object (ROME's neighborhood score)
         locality=tuple((p, target_true) for p in neighbours),
     )
@@ -143,7 +246,7 @@ def counterfact(rec: _Record) -> EditRequest:
 def wikibigedit(rec: _Record) -> EditRequest:
     return _request(
         rec, prompt=rec.get("prompt"), subject=rec.get("subject"), target_new=rec.get("target_new"),
-        rephrase_prompts=(rec.get("rephrase_prompt"),),
+        rephrase_prompts=rec.strings("rephrase_prompt", required=True),
         locality=((rec.get("locality_prompt"), rec.get("locality_ground_truth")),),
     )
 
@@ -181,7 +284,7 @@ def mquake(rec: _Record) -> list[EditRequest]:
     if not rewrites:
         raise rec.fail("requested_rewrite", "is empty")
     new_answer = rec.get("new_answer")
-    questions = tuple((q, new_answer) for q in rec.get("questions", list))
+    questions = tuple((q, new_answer) for q in rec.strings("questions", required=True))
     out = []
     for j, rw in enumerate(rewrites):
         if not isinstance(rw, dict):
@@ -190,7 +293,7 @@ def mquake(rec: _Record) -> list[EditRequest]:
         question = rw.get("question")
         out.append(EditRequest(
             case_id=f"{rec.case_id}.{j}", source=rec.source,
-            prompt=template.format(subject), subject=subject,
+            prompt=rec.fill(template, subject, f"requested_rewrite[{j}].prompt"), subject=subject,
             target_new=rec.get("str", within=rec.get("target_new", dict, within=rw)),
             target_true=rec.get("str", within=rec.get("target_true", dict, within=rw)),
             rephrase_prompts=(question,) if isinstance(question, str) and question.strip() else (),
@@ -213,27 +316,39 @@ def load_edits(name: str, path_or_id: str, limit: int | None = None, shuffle: bo
         raise ConfigError(f"--on-bad-record {on_bad_record!r} (valid: {', '.join(BAD_RECORD_POLICIES)})")
     if limit is not None and limit < 1:
         raise ConfigError(f"--limit must be >= 1, got {limit}")
-    records, source = read_records(path_or_id)
-    order = list(range(len(records)))
-    if shuffle:
-        random.Random(seed).shuffle(order)
+    records, source = iter_records(path_or_id)
+    if shuffle:  # a shuffle needs every record; otherwise reading stops at --limit
+        records = list(records)
+        random.Random(seed).shuffle(order := list(range(len(records))))
+        numbered = ((i, records[i]) for i in order)
+    else:
+        numbered = enumerate(records)
     requests, skipped, fluency = [], [], []
-    for index in order:
-        if limit is not None and len(requests) >= limit:
-            break
-        rec = _Record(records[index], source, index)
+    first_seen: dict[str, int] = {}
+    total = 0
+    while limit is None or len(requests) < limit:  # without --shuffle nothing past the limit is read
         try:
+            index, record = next(numbered)
+        except StopIteration:
+            break
+        total += 1
+        rec = _Record(record, source, index)
+        try:
+            if rec.case_id in first_seen:
+                raise rec.fail("case_id", f"repeats record {first_seen[rec.case_id]}'s case_id")
             made = LOADERS[name](rec)
+            prompts = rec.strings("generation_prompts")
         except DataError as exc:
             if on_bad_record == "fail":
                 raise
             skipped.append(str(exc))
             continue
+        first_seen[rec.case_id] = index
         requests += made if isinstance(made, list) else [made]
-        fluency += [p for p in records[index].get("generation_prompts", []) if isinstance(p, str)][:1]
+        fluency += list(prompts[:1])
     if limit is not None:
         requests = requests[:limit]
     if not requests:
         raise DataError(f"{source}: no usable records ({len(skipped)} skipped)")
     return LoadedEdits(name=name, source=source, requests=requests, fluency_prompts=fluency[:8], skipped=skipped,
-                       total_records=len(records))
+                       total_records=len(records) if shuffle else total)

@@ -99,6 +99,8 @@ def load_ceval_csv(path: Path, subject: str = "", category: str = "") -> list[Ex
 def _mapping(directory: Path) -> dict[str, tuple[str, str]]:
     path = directory / "subject_mapping.json"
     raw = read_json(path, "no such file (the subject -> category mapping is required)")
+    if not isinstance(raw, dict) or not raw:
+        raise DataError(f"{path}: expected a non-empty object of subject -> category")
     out = {}
     for subject, value in raw.items():
         if isinstance(value, dict) and isinstance(value.get("category"), str):
@@ -157,5 +159,8 @@ def load_exam(name: str, directory: Path, shots: int = 5, limit_per_subject: int
         for q in scored:
             prompt = letter_prompt(fmt, display, examples, q) if mode == "letter" else ""
             questions.append(replace(q, prompt=prompt, letter_sep=fmt.letter_sep))
+    if not questions:
+        raise DataError(f"exam directory '{directory}': its '{split}' split holds no questions for the "
+                        f"{len(mapping)} subject(s) of subject_mapping.json")
     return Exam(name=name, mode=mode, questions=questions, shots=shots if mode == "letter" else 0,
                 subjects=len(mapping), split=split)

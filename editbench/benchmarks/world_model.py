@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from editbench.core import EditbenchError
 from editbench.benchmarks.world import World, WorldConfig, exam_csv, exam_questions, generate_world, training_sentences
-from editbench.harness.cache import cache_root
+from editbench.harness.cache import build_lock, cache_root, sha256_file, sha256_tree
 from editbench.harness.corpus import WORLD_CORPUS_FILE
 from editbench.harness.models import LoadedModel, load_model, weights_sha256
 from editbench.harness.results import atomic_write_json, atomic_write_text, plain_mode
@@ -251,8 +251,10 @@ def build_world_here(config: WorldConfig, log=print) -> Path:
         atomic_write_json(tmp / "world.json", world.to_json())
         write_corpus(tmp, world)
         atomic_write_text(tmp / "exam" / "world_val.csv", exam_csv(exam_questions(world)))
-        atomic_write_json(tmp / "build_report.json", report)
-        if (target / "build_report.json").exists():
+        # last: the content hash of every file, which ensure_world verifies before each use
+        report["files"] = sha256_tree(tmp, skip=(REPORT_FILE,))
+        atomic_write_json(tmp / REPORT_FILE, report)
+        if (target / REPORT_FILE).exists():
             # another process finished the same build meanwhile: its weights are these bit for bit,
             # and it may be reading them, so keep it and drop ours
             shutil.rmtree(tmp, ignore_errors=True)
@@ -274,15 +276,51 @@ def write_corpus(folder: Path, world: World) -> None:
 
 
 def ensure_world(config: WorldConfig, log=print) -> Path:
-    """The cached world folder, built first if this config has never been built."""
+    """The cached world folder after checking every file against its recorded sha256; built first
+    (under a lock: a second process waits and reuses it) when missing, damaged or never built."""
     target = world_dir(config)
-    if (target / "build_report.json").exists():
-        report = json.loads((target / "build_report.json").read_text())
-        log(f"world '{config.name}' from cache {target} (held-out accuracy {report['heldout_accuracy']:.3f})")
-        if not (target / WORLD_CORPUS_FILE).exists():  # worlds built before the corpus was saved
-            write_corpus(target, load_world(target))
-        return target
-    return build_world(config, log=log)
+    with build_lock(target, log=log):
+        if (target / REPORT_FILE).exists():
+            report, damage = verify_world(target)
+            if damage is None:
+                log(f"world '{config.name}' from cache {target} (held-out accuracy {report['heldout_accuracy']:.3f})")
+                return target
+            log(f"world '{config.name}': the cached copy is damaged ({damage}); rebuilding it")
+            shutil.rmtree(target)
+        return build_world(config, log=log)
+
+
+def verify_world(target: Path) -> tuple[dict | None, str | None]:
+    """(the build report, None) when every recorded file has its sha256; else (None, what is wrong).
+    A world built before hashes were recorded gets them now, once its weights match their sha256."""
+    try:
+        report = json.loads((target / REPORT_FILE).read_text(encoding="utf-8"))
+        if not isinstance(report, dict) or not isinstance(report.get("heldout_accuracy"), float):
+            return None, f"{REPORT_FILE} lacks its fields"
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return None, f"{REPORT_FILE} unreadable: {type(exc).__name__}"
+    files = report.get("files")
+    if not isinstance(files, dict):
+        try:  # a cache from before file hashes: check the weights, then record every file's hash
+            if not (target / WORLD_CORPUS_FILE).exists():
+                write_corpus(target, load_world(target))
+            if weights_sha256(load_model(str(target), hparams_key="world").model) != report.get("weights_sha256"):
+                return None, "model weights differ from their recorded sha256"
+        except Exception as exc:  # noqa: BLE001 - any failure to load means the copy cannot be used
+            return None, f"cannot load it ({type(exc).__name__})"
+        report["files"] = sha256_tree(target, skip=(REPORT_FILE,))
+        atomic_write_json(target / REPORT_FILE, report)
+        return report, None
+    for rel, digest in files.items():
+        path = target / rel
+        if not path.is_file():
+            return None, f"{rel} is missing"
+        if sha256_file(path) != digest:
+            return None, f"{rel} differs from its recorded sha256"
+    return report, None
+
+
+REPORT_FILE = "build_report.json"
 
 
 def load_world(path: Path) -> World:
@@ -295,6 +333,9 @@ def _main(argv: list[str] | None = None) -> int:
     parser.add_argument("config_json")
     args = parser.parse_args(argv)
     config = WorldConfig.from_dict(json.loads(args.config_json))
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # this process's output is the parent's log: no per-file bars
     try:
         build_world_here(config, log=lambda msg: print(msg, flush=True))
     except EditbenchError as exc:

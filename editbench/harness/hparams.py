@@ -63,6 +63,10 @@ def load_yaml(path: Path) -> dict[str, Any]:
         data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such hparams file") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory, not an hparams file") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte offset {exc.start})") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
     if not isinstance(data, dict):
@@ -76,7 +80,10 @@ _NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 def parse_value(raw: str) -> Any:
     """A command-line value read as YAML, except that numbers in any notation are numbers (YAML 1.1
     reads '1e-4' as a string)."""
-    value = yaml.safe_load(raw)
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError as exc:  # also YAML tags such as !!python/object, which safe_load refuses
+        raise ConfigError(f"value {raw!r} cannot be read ({str(exc).splitlines()[0]})") from None
     if isinstance(value, str) and _NUMBER.match(value.strip()):
         return float(value)
     return value
@@ -92,7 +99,10 @@ def parse_overrides(items: list[str], methods: list[str]) -> dict[str, dict[str,
             raise ConfigError(f"--set {item!r}: expected METHOD.KEY=VALUE")
         if method not in methods:
             raise ConfigError(f"--set {item!r}: method '{method}' is not in this run (running: {', '.join(methods)})")
-        out.setdefault(method, {})[key] = parse_value(raw)
+        try:
+            out.setdefault(method, {})[key] = parse_value(raw)
+        except ConfigError as exc:
+            raise ConfigError(f"--set {item!r}: {exc}") from None
     return out
 
 

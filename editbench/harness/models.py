@@ -62,6 +62,21 @@ def default_hparams_key(name_or_path: str, model_type: str) -> str:
     return Path(name_or_path.rstrip("/")).name.lower() or model_type
 
 
+def check_loading_info(name_or_path: str, info: dict) -> None:
+    """transformers fills weights missing from the files with random values, and drops unexpected
+    ones, with a warning at most: a benchmark must not score such a model."""
+    problems = []
+    for kind in ("missing_keys", "unexpected_keys", "mismatched_keys"):
+        names = sorted(str(k) for k in info.get(kind) or ())
+        if names:
+            problems.append(f"{len(names)} {kind.replace('_keys', '')} ({', '.join(names[:3])}"
+                            + (", ..." if len(names) > 3 else "") + ")")
+    if info.get("error_msgs"):
+        problems.append(f"errors ({str(info['error_msgs'][0]).splitlines()[0]})")
+    if problems:
+        raise ConfigError(f"model '{name_or_path}' does not match its weights files: {'; '.join(problems)} tensors")
+
+
 def load_model(
     name_or_path: str, device: str = "cpu", dtype: str = "float32", hparams_key: str | None = None
 ) -> LoadedModel:
@@ -70,9 +85,12 @@ def load_model(
     local = os.path.isdir(name_or_path)
     try:
         tokenizer = AutoTokenizer.from_pretrained(name_or_path, local_files_only=local)
-        model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=parse_dtype(dtype), local_files_only=local)
-    except OSError as exc:
-        raise ConfigError(f"cannot load model '{name_or_path}': {str(exc).splitlines()[0]}") from None
+        model, info = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=parse_dtype(dtype),
+                                                           local_files_only=local, output_loading_info=True)
+    except Exception as exc:  # noqa: BLE001 - missing, truncated or garbled files (safetensors has its own errors)
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ConfigError(f"cannot load model '{name_or_path}': {first}") from None
+    check_loading_info(name_or_path, info)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     model.to(device).eval()

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 import platform
 import subprocess
 import tempfile
@@ -46,17 +48,58 @@ def atomic_path(path: Path) -> Iterator[Path]:
         raise
 
 
+# what atomic_path's mkstemp names look like: .<target name>.<8 random characters><target suffix>
+_TEMP_NAME = re.compile(r"^\.(?P<target>.+)\.[a-z0-9_]{8}(?P<suffix>\.[A-Za-z0-9]+)?$")
+
+
+def remove_stale_temps(folder: Path) -> list[Path]:
+    """Temporary files that a killed writer left in `folder` (its top level only)."""
+    removed = []
+    for path in Path(folder).glob(".*"):
+        match = _TEMP_NAME.match(path.name)
+        if path.is_file() and match and match["target"].endswith(match["suffix"] or ""):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
 
 
+NON_FINITE_KEY = "non_finite"
+
+
+def strict_json(obj: Any, where: str = "", found: list | None = None) -> Any:
+    """`obj` with every NaN or infinite float replaced by None; the JSON paths replaced go to `found`.
+    Bare NaN/Infinity tokens are not JSON, and a reader must not mistake them for numbers."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        if found is not None:
+            found.append(f"{where or '.'} was {obj!r}")
+        return None
+    if isinstance(obj, dict):
+        return {k: strict_json(v, f"{where}.{k}" if where else str(k), found) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [strict_json(v, f"{where}[{i}]", found) for i, v in enumerate(obj)]
+    return obj
+
+
+def dumps_strict(obj: Any, indent: int | None = None) -> str:
+    """JSON text without NaN/Infinity; a dict records what was replaced under `non_finite`."""
+    found: list[str] = []
+    clean = strict_json(obj, found=found)
+    if found and isinstance(clean, dict):
+        clean[NON_FINITE_KEY] = [*clean.get(NON_FINITE_KEY, []), *found]
+    return json.dumps(clean, indent=indent, allow_nan=False)
+
+
 def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+    atomic_write_text(path, dumps_strict(obj, indent=2) + "\n")
 
 
 def atomic_write_jsonl(path: Path, rows: Iterable[dict]) -> None:
-    atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
+    atomic_write_text(path, "".join(dumps_strict(r) + "\n" for r in rows))
 
 
 def git_sha() -> str | None:
@@ -86,6 +129,10 @@ def read_json(path: Path, missing: str = "no such file") -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise DataError(f"{path}: {missing}") from None
+    except IsADirectoryError:
+        raise DataError(f"{path}: is a directory, not a JSON file") from None
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text (byte offset {exc.start})") from None
     except json.JSONDecodeError as exc:
         raise DataError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
 
@@ -99,10 +146,38 @@ def load_results(path: Path) -> dict:
             f"{path}: field 'schema_version' is {data.get('schema_version')!r}, this editbench reads "
             f"{', '.join(map(str, READABLE_SCHEMAS))}"
         )
-    for key in ("method", "checkpoints"):
-        if key not in data:
-            raise DataError(f"{path}: field '{key}' is missing")
+    check_results_shape(data, path)
     return data
+
+
+# A method or cell name becomes part of file names (figures): letters, digits and . _ : + = , - [ ] only.
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:+=,\[\]-]*$")
+# What a report reads from every results file, with the type it must have.
+REQUIRED = {"method": str, "n_edits": int, "seed": int, "checkpoints": list, "model": dict, "packages": dict}
+REQUIRED_MODEL = {"name": str, "model_type": str, "parameters": int}
+REQUIRED_CHECKPOINT = {"edits": int, "edit_seconds": (int, float)}
+
+
+def check_results_shape(data: Any, path: Path) -> None:
+    """One line naming the file and field when a results file lacks what reports read."""
+    if not isinstance(data, dict):
+        raise DataError(f"{path}: expected a JSON object")
+
+    def need(obj: dict, fields: dict, where: str) -> None:
+        for key, kind in fields.items():
+            if key not in obj:
+                raise DataError(f"{path}: field '{where}{key}' is missing")
+            if not isinstance(obj[key], kind) or isinstance(obj[key], bool):
+                raise DataError(f"{path}: field '{where}{key}' has type {type(obj[key]).__name__}")
+
+    need(data, REQUIRED, "")
+    need(data["model"], REQUIRED_MODEL, "model.")
+    for i, cp in enumerate(data["checkpoints"]):
+        if not isinstance(cp, dict):
+            raise DataError(f"{path}: field 'checkpoints[{i}]' is not an object")
+        need(cp, REQUIRED_CHECKPOINT, f"checkpoints[{i}].")
+    if not SAFE_NAME.match(data["method"]) or ".." in data["method"]:
+        raise DataError(f"{path}: field 'method' {data['method']!r} is not a safe name (letters, digits, . _ : + = , -)")
 
 
 def find_results(run_dir: Path) -> list[Path]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import random
 import resource
 import sys
@@ -48,6 +49,39 @@ class EvalSuite:
     exam: list[ExamQuestion]
     exam_mode: str = "cloze"  # 'letter' (next-token logits of A-D) or 'cloze' (option log-likelihood)
     exam_shots: int = 0
+
+
+@dataclass(frozen=True)
+class UpdateGuard:
+    """Besides the checks every delta gets (known parameter, shape, finite): an update whose editor
+    reports its own objective ending worse than it started, or whose norm exceeds `max_update_ratio`
+    times the norm of the weight it changes, is `diverged`. Policy `reject` (default): not applied,
+    like a non-finite update; `apply`: applied and still counted."""
+
+    max_update_ratio: float = 10.0
+    policy: str = "reject"
+    tolerance: float = 1e-3  # relative slack on the objective (float noise, dropout)
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.max_update_ratio) and self.max_update_ratio > 0):
+            raise ConfigError(f"--max-update-ratio must be a finite number > 0, got {self.max_update_ratio}")
+        if self.policy not in ("reject", "apply"):
+            raise ConfigError(f"--on-diverged {self.policy!r} (valid: reject, apply)")
+
+    def verdict(self, delta, model: torch.nn.Module) -> str | None:
+        """Why this update diverged, or None."""
+        for i, info in enumerate(delta.info):
+            start, end = info.get("initial_loss"), info.get("final_loss")
+            if isinstance(start, (int, float)) and isinstance(end, (int, float)):
+                if not math.isfinite(end) or end > start + self.tolerance * max(1.0, abs(start)):
+                    return f"its objective rose from {start:.4g} to {end:.4g} (request {i} of the call)"
+        params = dict(model.named_parameters())
+        for name, tensor in delta.tensors.items():
+            base = params[name].detach().double().norm().item()
+            ratio = tensor.double().norm().item() / max(base, 1e-12)
+            if ratio > self.max_update_ratio:
+                return f"its change of '{name}' is {ratio:.3g} times the weight's norm (bound {self.max_update_ratio:g})"
+        return None
 
 
 def seed_everything(seed: int) -> None:
@@ -147,6 +181,7 @@ class Runner:
         protocol: Protocol | None = None,
         label: str | None = None,
         progress: Callable[[int, int], Any] | None = None,
+        guard: UpdateGuard | None = None,
     ) -> None:
         self.lm = lm
         self.editor = editor
@@ -156,6 +191,7 @@ class Runner:
         self.checkpoints = resolve_checkpoints(checkpoints, len(self.requests))
         self.seed = seed
         self.log = log
+        self.guard = guard or UpdateGuard()
         self.label = label or editor.name  # names the run in log lines (method, sweep cell, order)
         # progress(total edits, edits already done) -> an object with update(n) and close(), e.g. tqdm
         self.progress = progress or (lambda total, done: _NoBar())
@@ -206,10 +242,13 @@ class Runner:
             "plan": {"method": self.editor.name, "config": config, "protocol": self.protocol.name,
                      "n_edits": len(self.requests), "checkpoints": list(self.checkpoints), "seed": self.seed,
                      "fingerprint": fingerprint, "requests_sha256": requests_sha256(self.requests),
+                     "guard": dataclasses.asdict(self.guard),
                      "suite_sha256": suite_sha256(self.suite)},
             # which questions the exam used (with --exam-limit, a seeded subset per subject)
             "exam_questions": [q.qid for q in self.suite.exam],
             "failed_edits": 0,
+            "diverged_edits": 0,
+            "guard": dataclasses.asdict(self.guard),
             "checkpoints": [],
         }
 
@@ -266,6 +305,7 @@ class Runner:
                 row, line = self._checkpoint(step.checkpoint, pre, edit_seconds, scored)
                 checkpoint_rows.append(row)
                 results.update(checkpoints=checkpoint_rows, failed_edits=sum(r["status"] == "failed" for r in edit_rows),
+                               diverged_edits=sum(r["status"] == "diverged" for r in edit_rows),
                                memory=peak_memory_mb(self.lm.device, since_reset=peak_reset))
                 if store is not None:  # saved before the line is printed: a line seen is a checkpoint kept
                     store.checkpoint(results, edit_rows, self._snapshot(step_no + 1, edit_seconds, base), self.lm,
@@ -283,15 +323,20 @@ class Runner:
         idx = step.indices
         batch = [self.requests[i] for i in idx]
         t_edit = time.perf_counter()
-        error = None
+        error, status = None, "ok"
         try:
             delta = self.editor.edit(self.lm, batch, self.cache)
-            # a parameter not touched before still holds θ₀, so remembering it before apply's
-            # validation is right even when the delta is then rejected
-            base.remember(delta.tensors)
-            delta.apply(self.lm.model)  # validates first: a bad delta is never applied
+            delta.validate(self.lm.model)
+            diverged = self.guard.verdict(delta, self.lm.model)
+            if diverged:
+                error, status = f"diverged: {diverged}", "diverged"
+                self.log(f"{self.label} edit step {step_no} diverged ({self.guard.policy}): {diverged}")
+            if not diverged or self.guard.policy == "apply":
+                # a parameter not touched before still holds θ₀, so remembering it now is right
+                base.remember(delta.tensors)
+                delta.apply(self.lm.model, validated=True)
         except EditbenchError as exc:
-            error, delta = str(exc), None
+            error, delta, status = str(exc), None, "failed"
             self.log(f"{self.label} edit step {step_no} failed: {error}")
         seconds = time.perf_counter() - t_edit
         immediate = metrics.edit_scores(self.lm, batch, [pre["locality"][i] for i in idx],
@@ -299,8 +344,9 @@ class Runner:
         for j, row in enumerate(immediate):
             info = delta.info[j] if delta is not None and j < len(delta.info) else {}
             edit_rows.append(
-                {"index": idx[j], "batch": step_no, "status": "failed" if error else "ok", "error": error,
-                 **{f"immediate_{k}": row[k] for k in EDIT_METRICS}, "case_id": row["case_id"], **info}
+                {"index": idx[j], "batch": step_no, "status": status, "error": error,
+                 **{f"immediate_{k}": row[k] for k in EDIT_METRICS}, "case_id": row["case_id"], **info,
+                 **({"truncated_tokens": batch[j].truncated_tokens} if batch[j].truncated_tokens else {})}
             )
         return seconds, immediate
 
@@ -362,7 +408,8 @@ class _NoBar:
 
 def requests_sha256(requests: Sequence[EditRequest]) -> str:
     """Identity of the edits in their order (the file they came from is left out: data may move)."""
-    rows = [{k: v for k, v in dataclasses.asdict(r).items() if k != "source"} for r in requests]
+    rows = [{k: v for k, v in dataclasses.asdict(r).items()
+             if k != "source" and not (k == "truncated_tokens" and v == 0)} for r in requests]
     return hashlib.sha256(json.dumps(rows, sort_keys=True).encode()).hexdigest()
 
 

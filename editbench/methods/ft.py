@@ -32,6 +32,8 @@ class FTConfig(EditorConfig):
                     f"non-empty subset of {PROJECTIONS}")
         check_range(self, "lr", self.lr > 0, "> 0")
         check_range(self, "steps", self.steps >= 1, ">= 1")
+        check_range(self, "weight_decay", self.weight_decay >= 0, ">= 0")
+        check_range(self, "early_stop_loss", self.early_stop_loss >= 0, ">= 0")
         check_range(self, "norm_constraint", self.norm_constraint is None or self.norm_constraint > 0, "> 0 or null")
 
 
@@ -49,10 +51,11 @@ class _FineTune(Editor):
         with training.trained_in_place(lm.model, names) as params:
             originals = training.snapshot(params)
             opt = torch.optim.Adam(params.values(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-            steps_taken, loss_value = 0, float("nan")
+            steps_taken, loss_value, initial = 0, float("nan"), None
             for _ in range(cfg.steps):
                 loss = self.loss(lm.model, batch)
                 loss_value = loss.item()
+                initial = loss_value if initial is None else initial
                 if loss_value < cfg.early_stop_loss:
                     break
                 opt.zero_grad(set_to_none=True)
@@ -63,8 +66,11 @@ class _FineTune(Editor):
                     with torch.no_grad():
                         for n, p in params.items():
                             p.copy_(originals[n] + (p - originals[n]).clamp(-cfg.norm_constraint, cfg.norm_constraint))
+            if steps_taken == cfg.steps:  # the loss after the last step, for the runner's divergence guard
+                with torch.no_grad():
+                    loss_value = self.loss(lm.model, batch).item()
             deltas = training.delta_against(params, originals)
-        info = {"steps": steps_taken, "final_loss": loss_value}
+        info = {"steps": steps_taken, "initial_loss": initial, "final_loss": loss_value}
         return WeightDelta(tensors=deltas, info=[dict(info) for _ in requests])
 
 

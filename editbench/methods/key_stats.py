@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from editbench.core import ConfigError
 from editbench.harness.arch import get_module, mlp_proj_path
-from editbench.harness.cache import cache_root
+from editbench.harness.cache import build_lock, cache_root
 from editbench.harness.corpus import corpus_identity, load_corpus
 from editbench.harness.hooks import capture
 from editbench.harness.models import LoadedModel
@@ -112,14 +112,56 @@ def key_statistics(lm: LoadedModel, layers: list[int], spec: StatsSpec, run_cach
         return found
     corpus_id = corpus_identity(spec.mom2_corpus, lm.name)
     fingerprint = weight_fingerprint(lm.model)
-    to_compute = []
+    paths = {L: _cache_file(lm, fingerprint, L, corpus_id, spec) for L in missing}
+    with ExitStack() as locks:  # a second process needing the same statistics waits, then reads them
+        for L in missing:
+            locks.enter_context(build_lock(paths[L], log=log.info))
+        to_compute = []
+        for L in missing:
+            moment = read_cached_moment(paths[L], lm.device)
+            if moment is not None:
+                log.info(f"key statistics layer {L}: cache hit {paths[L]}")
+                found[L] = moment
+            else:
+                to_compute.append(L)
+        _compute(lm, to_compute, spec, corpus_id, fingerprint, found)
     for L in missing:
-        path = _cache_file(lm, fingerprint, L, corpus_id, spec)
-        if path.is_file():
-            log.info(f"key statistics layer {L}: cache hit {path}")
-            found[L] = torch.load(path, map_location=lm.device)["moment"]
-        else:
-            to_compute.append(L)
+        run_cache[("key_stats", L, spec)] = found[L]
+    return {L: found[L] for L in layers}
+
+
+def _moment_sha256(moment: torch.Tensor) -> str:
+    t = moment.detach().contiguous().cpu()
+    return hashlib.sha256(f"{t.dtype}|{tuple(t.shape)}|".encode() + t.numpy().tobytes()).hexdigest()
+
+
+def read_cached_moment(path: Path, device) -> torch.Tensor | None:
+    """A cached C after checking it: loadable as plain tensors (weights_only), the sha256 recorded
+    when it was written, symmetric positive definite. None (with one line saying why) when it is
+    absent or damaged, so it is computed again."""
+    if not path.is_file():
+        return None
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+        moment = data["moment"]
+        legacy = isinstance(moment, torch.Tensor) and "sha256" not in data  # written before hashes
+        ok = isinstance(moment, torch.Tensor) and (legacy or data.get("sha256") == _moment_sha256(moment))
+        why = "its content differs from its recorded sha256" if not ok else None
+        if ok and not is_positive_definite(moment):
+            why = "it is not positive definite (or not finite)"
+        if ok and not why and legacy:  # record its hash from now on
+            with atomic_path(path) as tmp:
+                torch.save({**data, "sha256": _moment_sha256(moment)}, tmp)
+    except Exception as exc:  # noqa: BLE001 - truncated, garbled or foreign files are all recomputed
+        why = f"unreadable ({type(exc).__name__})"
+    if why:
+        log.warning(f"key statistics cache {path}: {why}; computing it again")
+        return None
+    return moment.to(device)
+
+
+def _compute(lm: LoadedModel, to_compute: list[int], spec: StatsSpec, corpus_id: str, fingerprint: str,
+             found: dict) -> None:
     if to_compute:
         texts = load_corpus(spec.mom2_corpus, lm.name, spec.mom2_n_samples)
         log.info(f"key statistics layers {to_compute}: computing over {len(texts)} documents of '{spec.mom2_corpus}'")
@@ -136,9 +178,6 @@ def key_statistics(lm: LoadedModel, layers: list[int], spec: StatsSpec, run_cach
             path = _cache_file(lm, fingerprint, L, corpus_id, spec)
             with atomic_path(path) as tmp:
                 torch.save({"moment": moment.cpu(), "count": count, "corpus": corpus_id, "layer": L,
-                            "model": lm.name, "fingerprint": fingerprint}, tmp)
+                            "model": lm.name, "fingerprint": fingerprint, "sha256": _moment_sha256(moment)}, tmp)
             log.info(f"key statistics layer {L}: {count} tokens, saved {path}")
             found[L] = moment
-    for L in missing:
-        run_cache[("key_stats", L, spec)] = found[L]
-    return {L: found[L] for L in layers}

@@ -48,6 +48,7 @@ class LoRAConfig(EditorConfig):
         check_range(self, "lr", self.lr > 0, "> 0")
         check_range(self, "steps", self.steps >= 1, ">= 1")
         check_range(self, "mode", self.mode in MODES, ", ".join(MODES))
+        check_range(self, "seed", self.seed >= 0, ">= 0")
 
 
 def _module_names(lm, cfg: LoRAConfig) -> list[str]:
@@ -141,15 +142,18 @@ class LoRA(Editor):
             peft_model.train(cfg.train_mode)
             trainable = [p for p in peft_model.parameters() if p.requires_grad]
             opt = torch.optim.Adam(trainable, lr=cfg.lr)
+            initial_loss = None
             for step in range(cfg.steps):
                 loss = training.target_nll(peft_model, batch)
+                initial_loss = loss.item() if initial_loss is None else initial_loss
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
                 if cfg.adalora:
                     peft_model.base_model.update_and_allocate(step)
-            final_loss = loss.item()
             peft_model.eval()
+            with torch.no_grad():  # after the last step (no dropout), for the runner's divergence guard
+                final_loss = training.target_nll(peft_model, batch).item()
             with torch.no_grad():
                 adapter_deltas = {
                     f"{t}.weight": peft_model.base_model.model.get_submodule(t).get_delta_weight("default").detach().clone()
@@ -169,4 +173,5 @@ class LoRA(Editor):
                 raise InvalidDeltaError(f"LoRA produced a non-finite update for '{n}'")
         if cfg.mode == "continual":  # only now: a rejected update must not become the adapter's baseline
             state["adapter"], state["deltas"] = adapter, adapter_deltas
-        return WeightDelta(tensors=deltas, info=[{"steps": cfg.steps, "final_loss": final_loss} for _ in requests])
+        info = {"steps": cfg.steps, "initial_loss": initial_loss, "final_loss": final_loss}
+        return WeightDelta(tensors=deltas, info=[dict(info) for _ in requests])

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from editbench.core import WeightDelta, check_range, register_editor
+from editbench.core import InvalidDeltaError, WeightDelta, check_range, register_editor
 from editbench.harness.arch import get_module, layer_path, mlp_proj_path
 from editbench.methods import training
 from editbench.methods.key_stats import key_statistics
@@ -58,7 +58,11 @@ class MEMIT(LocateEditor):
                 keys, _ = read_at_subject(lm, module, requests, templates, cfg.fact_token, group_sizes)
                 _, z_now = read_at_subject(lm, block, requests, ["{}"], cfg.fact_token)
                 residual = (z_all - z_now).T / (len(layers) - i)  # [hidden, n]
-                update = memit_solve(residual, keys.T, covs[layer], cfg.mom2_update_weight)
+                try:
+                    update = memit_solve(residual, keys.T, covs[layer], cfg.mom2_update_weight)
+                except torch.linalg.LinAlgError:
+                    raise InvalidDeltaError(f"MEMIT at layer {layer}: the system lambda*C + K K^T is singular "
+                                            f"(mom2_update_weight={cfg.mom2_update_weight:g} too small?)") from None
                 add_update(module, update, f"MEMIT at layer {layer}")
                 for info in infos:
                     info.setdefault("update_norms", []).append(round(update.norm().item(), 5))

@@ -42,6 +42,8 @@ class TargetSpec:
         check_range(owner, "v_lr", self.v_lr > 0, "> 0")
         check_range(owner, "clamp_norm_factor", self.clamp_norm_factor > 0, "> 0")
         check_range(owner, "kl_factor", self.kl_factor >= 0, ">= 0")
+        check_range(owner, "v_weight_decay", self.v_weight_decay >= 0, ">= 0")
+        check_range(owner, "early_stop_loss", self.early_stop_loss >= 0, ">= 0")
         check_range(owner, "fact_token", self.fact_token in FACT_TOKENS, ", ".join(FACT_TOKENS))
 
 
@@ -183,6 +185,8 @@ def optimise_target(lm: LoadedModel, module: torch.nn.Module, request: EditReque
                 decay = spec.v_weight_decay * delta.norm() / v_init.norm() ** 2
                 loss = nll + kl_loss + decay
                 info.update(v_loss=round(loss.item(), 5), v_nll=round(nll.item(), 5))
+                info.setdefault("initial_loss", info["v_loss"])  # v*'s objective, for the divergence guard
+                info["final_loss"] = info["v_loss"]
                 if loss.item() < spec.early_stop_loss or step == spec.v_num_grad_steps - 1:
                     break
                 opt.zero_grad()

@@ -38,6 +38,11 @@ class LocateConfig(EditorConfig, TargetSpec, StatsSpec):
         check_range(self, "mom2_max_length", self.mom2_max_length is None or self.mom2_max_length >= 1,
                     ">= 1 or null (min(model context, 4096))")
         check_range(self, "mom2_dtype", self.mom2_dtype in PRECISIONS, ", ".join(PRECISIONS))
+        check_range(self, "mom2_batch_size", self.mom2_batch_size >= 1, ">= 1")
+        check_range(self, "context_template_lengths", all(
+            len(pair) == 2 and pair[0] >= 1 and pair[1] >= 1 for pair in self.context_template_lengths),
+            "(tokens >= 1, count >= 1) pairs")
+        check_range(self, "template_seed", self.template_seed >= 0, ">= 0")
         check_range(self, "context_template_source", self.context_template_source in TEMPLATE_SOURCES,
                     ", ".join(TEMPLATE_SOURCES))
 
@@ -107,7 +112,11 @@ class ROME(LocateEditor):
             original = training.snapshot(params)
             for request in requests:  # one at a time: each sees the updates before it
                 target = optimise_target(lm, module, request, templates, cfg.target_spec)
-                direction = rome_direction(target.input_mean, cov)  # from k*, the template-averaged key
+                try:
+                    direction = rome_direction(target.input_mean, cov)  # from k*, the template-averaged key
+                except torch.linalg.LinAlgError:
+                    raise InvalidDeltaError(f"ROME on request {request.case_id!r}: the key statistics C are "
+                                            "singular") from None
                 update = rome_rank_one(target.value, target.init, target.input_bare, direction)
                 add_update(module, update, f"ROME on request {request.case_id!r}")
                 infos.append({**target.info, "update_norm": round(update.norm().item(), 5)})

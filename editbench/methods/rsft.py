@@ -46,6 +46,8 @@ class RSFTConfig(EditorConfig):
         check_range(self, "max_steps_per_sample", self.max_steps_per_sample >= 1, ">= 1")
         check_range(self, "tau", self.tau > 0, "> 0")
         check_range(self, "lr", self.lr > 0, "> 0")
+        check_range(self, "weight_decay", self.weight_decay >= 0, ">= 0")
+        check_range(self, "seed", self.seed >= 0, ">= 0")
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,8 @@ def robust_sft(lm, requests, cfg: RSFTConfig) -> tuple[dict[str, torch.Tensor], 
     with training.trained_in_place(lm.model, names) as params:
         originals = training.snapshot(params)
         opt = torch.optim.AdamW(params.values(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        with torch.no_grad():  # each sample's loss before training, for the runner's divergence guard
+            initial = [training.target_nll(lm.model, b).item() for b in batches]
         for epoch in range(cfg.epochs):
             for i in order:
                 for _ in range(cfg.max_steps_per_sample):
@@ -86,7 +90,8 @@ def robust_sft(lm, requests, cfg: RSFTConfig) -> tuple[dict[str, torch.Tensor], 
         with torch.no_grad():
             final = [training.target_nll(lm.model, b).item() for b in batches]
         deltas = training.delta_against(params, originals)
-    info = [{"steps": sum(s), "steps_per_epoch": s, "final_loss": f} for s, f in zip(steps, final)]
+    info = [{"steps": sum(s), "steps_per_epoch": s, "initial_loss": i, "final_loss": f}
+            for s, i, f in zip(steps, initial, final)]
     return deltas, info
 
 

@@ -7,7 +7,9 @@ import html
 from pathlib import Path
 
 from editbench.core import DataError
-from editbench.harness.results import atomic_write_json, atomic_write_text, find_results, load_results
+from editbench.harness.results import (
+    atomic_write_json, atomic_write_text, find_results, load_results, remove_stale_temps,
+)
 from editbench.harness.store import check_same_setting, complete_only
 from editbench.reports import plots, tables
 from editbench.reports.stats import CI_LEVEL, N_RESAMPLES, SCORE_EDIT, SCORE_KEEP
@@ -79,6 +81,7 @@ def _html_page(facts: dict, final: list[dict], every: list[dict], figures: list[
 def write_report(run_dir: Path, log=None) -> list[Path]:
     run_dir = Path(run_dir)
     paths = find_results(run_dir)
+    remove_stale_temps(run_dir)  # left by a report killed mid-way
     results, paths, left_out = complete_only([load_results(p) for p in paths], paths)
     for line in left_out:
         (log or (lambda m: None))(f"not in the report: {line}")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -150,9 +151,13 @@ def _aligned(old: dict, new: dict, metric: str) -> tuple[list, list] | None:
     return a, b
 
 
+def _finite_or_none(value):
+    return value if not isinstance(value, float) or math.isfinite(value) else None
+
+
 def _judge(method: str, metric: str, old: dict, new: dict, tolerance: float, seed: int) -> Finding:
-    before, value = old.get(metric), new.get(metric)
-    if before is None or value is None:
+    before, value = _finite_or_none(old.get(metric)), _finite_or_none(new.get(metric))
+    if before is None or value is None:  # a NaN is no value: against a number it is a regression
         status = "ok" if before is None and value is None else "missing"
         return Finding(method, metric, before, value, tolerance, status)
     pairs = _aligned(old, new, metric) if metric in PER_EDIT else None

@@ -2,10 +2,10 @@
 and a trade-off scatter of reliability against exam accuracy with every point labelled."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from editbench.harness.results import atomic_write_text, load_results
+from editbench.core import DataError
+from editbench.harness.results import SAFE_NAME, atomic_write_text, load_results, read_json
 from editbench.reports import plots, tables
 
 SWEEP_METRICS = ("reliability", "generalization", "locality", "exam_accuracy")
@@ -13,10 +13,16 @@ SWEEP_FILE = "sweep.json"
 
 
 def _cells(sweep_dir: Path) -> tuple[list[str], list[dict]]:
-    spec = json.loads((sweep_dir / SWEEP_FILE).read_text())
+    spec = read_json(sweep_dir / SWEEP_FILE)
+    if not isinstance(spec, dict) or not isinstance(spec.get("cells"), list) or not isinstance(spec.get("keys"), list):
+        raise DataError(f"{sweep_dir / SWEEP_FILE}: expected {{'keys': [...], 'cells': [...]}}")
     rows = []
-    for cell in spec["cells"]:
-        result = load_results(sweep_dir / cell["dir"] / "results.json")
+    for i, cell in enumerate(spec["cells"]):
+        name = cell.get("dir") if isinstance(cell, dict) else None
+        if not isinstance(name, str) or not SAFE_NAME.match(name) or ".." in name:
+            raise DataError(f"{sweep_dir / SWEEP_FILE}: field 'cells[{i}].dir' {name!r} is not a folder name of "
+                            "this sweep")
+        result = load_results(sweep_dir / name / "results.json")
         rows.append({**cell["values"], **tables.checkpoint_row(result, result["checkpoints"][-1])})
     return spec["keys"], rows
 

@@ -7,6 +7,7 @@ combined into mean and standard deviation across orders (`<metric>_std`).
 from __future__ import annotations
 
 import csv
+import math
 import html
 import io
 from collections.abc import Sequence
@@ -20,7 +21,10 @@ UNCERTAIN = ("score", "reliability", "generalization", "locality", "portability"
 
 
 def _num(value, digits: int = 3) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
+    """'-' for no value; '—' for a value that is not a finite number (see the report's footnote)."""
+    if value is None:
+        return "-"
+    return f"{value:.{digits}f}" if math.isfinite(value) else "—"
 
 
 def _signed(value) -> str:
@@ -52,6 +56,7 @@ def checkpoint_row(result: dict, cp: dict) -> dict:
         "seconds_per_edit": cp["edit_seconds"] / edits if edits else None,
         "eval_seconds": cp.get("eval_seconds"),
         "failed_edits": result.get("failed_edits"),
+        "diverged_edits": result.get("diverged_edits"),
         "peak_rss_mb": memory.get("cpu_rss_mb"),
         "cuda_max_allocated_mb": memory.get("cuda_max_allocated_mb"),
     }
@@ -143,4 +148,8 @@ def to_csv(rows: Sequence[dict]) -> str:
 
 
 def summary_table(results: Sequence[dict]) -> str:
-    return markdown(final_rows(results))
+    """The final rows, and a line per method whose updates failed or diverged."""
+    rows = final_rows(results)
+    notes = [f"{r['method']}: {r.get('failed_edits') or 0} failed and {r.get('diverged_edits') or 0} diverged "
+             f"edit(s) of {r['edits']}" for r in rows if r.get("failed_edits") or r.get("diverged_edits")]
+    return markdown(rows) + "".join(f"{line}\n" for line in notes)
