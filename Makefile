@@ -20,7 +20,7 @@ REGRESS_REF      ?= HEAD
 # numbers as an uninterrupted one; methods already complete are kept).
 AGAIN   := $(if $(filter 1,$(RESUME)),--resume,--overwrite)
 
-.PHONY: paper paper-methods paper-ablations tune install leaderboard compare regress regress-baseline baseline test bench world sweep-merge sweep-layer clean
+.PHONY: profile gpu-check paper paper-methods paper-ablations tune install leaderboard compare regress regress-baseline baseline test bench world sweep-merge sweep-layer clean
 
 $(VENV): pyproject.toml
 	python3 -m venv .venv
@@ -134,8 +134,24 @@ sweep-layer: $(VENV)
 test: $(VENV)
 	$(PY) -m pytest -q tests -m 'not bench'
 
+# Speed benchmarks (pytest-benchmark; each run saved under .benchmarks/ and compared with the last
+# one saved), then the before/after timings of scripts/speed.py (12-layer pico, MEMIT mass edit,
+# C-Eval 5-shot with and without the shared prefix). One thread: ratios, not absolute times.
 bench: $(VENV)
-	$(PY) -m pytest -q tests -m bench --benchmark-enable --benchmark-columns=min,median,mean,max,rounds
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q tests -m bench --benchmark-enable --benchmark-autosave \
+		$$(ls .benchmarks/*/*.json >/dev/null 2>&1 && echo --benchmark-compare) \
+		--benchmark-columns=min,median,mean,max,rounds
+	OMP_NUM_THREADS=1 $(PY) scripts/speed.py all --repeat 2
+
+# Where the time goes: cProfile of FT, R-SFT, ROME and MEMIT edits on the 12-layer pico model and of
+# one MEMIT call of 100 requests on the default world (top entries by cumulative time).
+profile: $(VENV)
+	OMP_NUM_THREADS=1 $(PY) -m cProfile -s cumulative scripts/speed.py deep --repeat 1 | head -45
+	OMP_NUM_THREADS=1 $(PY) -m cProfile -s cumulative scripts/speed.py mass --repeat 1 | head -45
+
+# A lent GPU machine (or this CPU, smaller): batched z, frozen prefix, float32 vs bfloat16.
+gpu-check: $(VENV)
+	$(PY) scripts/gpu_check.py --out runs/gpu-check
 
 clean:
 	rm -rf runs .venv

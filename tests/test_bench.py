@@ -60,3 +60,53 @@ def test_ceval_letter_exam_speed(benchmark, micro_lm):
     prepared = prepare_exam(micro_lm, exam.questions, exam.mode)
     scores = benchmark.pedantic(exam_scores, args=(micro_lm, prepared), rounds=3, iterations=1)
     assert len(exam.questions) == 52 and 0.0 <= scores["accuracy"] <= 1.0
+
+
+@pytest.mark.parametrize("batched", [False, True], ids=["one_by_one", "batched"])
+def test_memit_z_phase(benchmark, batched, micro_lm, micro_requests):
+    """MEMIT's z for 12 requests: one optimisation loop per request vs one padded pass for all."""
+    from editbench.harness.arch import get_module, layer_path
+    from editbench.methods.memit import MEMITConfig
+    from editbench.methods.rewrite import context_templates, flat, optimise_target, optimise_targets
+
+    config, _ = resolve_config(MEMITConfig, "memit", "world", "qwen2")
+    layer = config.layers[-1]
+    block = get_module(micro_lm.model, layer_path(micro_lm.model, layer))
+    templates = flat(context_templates(micro_lm, config.context_template_lengths, {}, config.template_seed,
+                                       config.context_template_source))
+    requests = micro_requests[:12]
+    if batched:
+        run = lambda: optimise_targets(micro_lm, block, requests, templates, config.target_spec, layer)  # noqa: E731
+    else:
+        run = lambda: [optimise_target(micro_lm, block, r, templates, config.target_spec) for r in requests]  # noqa: E731
+    targets = benchmark.pedantic(run, rounds=2, iterations=1)
+    assert len(targets) == 12
+
+
+@pytest.mark.parametrize("shared", [False, True], ids=["full", "shared_prefix"])
+def test_letter_exam_shared_prefix(benchmark, shared, micro_lm):
+    """48 letter prompts (2 subjects, instructions + 2 shots shared) on the micro world model."""
+    import random
+    from dataclasses import replace
+
+    from editbench.benchmarks.exams import FORMATS, letter_prompt
+    from editbench.core import ExamQuestion
+    from editbench.harness import metrics
+
+    rng, words = random.Random(0), "Ada works for Acme city river the of in is".split()
+
+    def question(i, subject):
+        return ExamQuestion(qid=f"{subject}-{i}", question=" ".join(rng.choice(words) for _ in range(3)) + "?",
+                            options=tuple(" ".join(rng.choice(words) for _ in range(2)) for _ in range(4)),
+                            answer="ABCD"[i % 4], subject=subject)
+
+    questions = []
+    for subject in ("alpha", "beta"):
+        shots = [question(100 + k, subject) for k in range(2)]
+        questions += [replace(q, prompt=letter_prompt(FORMATS["mmlu"], subject, shots, q), letter_sep=" ")
+                      for q in (question(i, subject) for i in range(24))]
+    prepared = metrics.PreparedExam("letter", questions, [micro_lm.tokenizer(q.prompt).input_ids for q in questions],
+                                    [[10, 11, 12, 13]] * len(questions))
+    answers = benchmark.pedantic(metrics._letter_predictions, args=(micro_lm, prepared),
+                                 kwargs={"shared_prefix": shared}, rounds=3, iterations=1)
+    assert len(answers) == len(questions)

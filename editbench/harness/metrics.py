@@ -14,7 +14,7 @@ import torch
 
 from editbench.core import ConfigError, EditRequest, ExamQuestion
 from editbench.harness.models import LoadedModel
-from editbench.harness.scoring import TargetScore, pad_right, score_targets
+from editbench.harness.scoring import TargetScore, last_logits_after_prefix, pad_right, score_targets
 
 
 def mean(values: Sequence[float]) -> float | None:
@@ -67,11 +67,17 @@ def edit_scores(
       (`pre_rows`, scores of the unedited model), so free credit on multi-token names does not count.
     A metric the record has no data for is None.
     """
-    rel = _grouped(lm, [[(r.prompt, r.target_new)] for r in requests])
-    true = _grouped(lm, [[(r.prompt, r.target_true)] if r.target_true else [] for r in requests])
-    gen = _grouped(lm, [[(p, r.target_new) for p in r.rephrase_prompts] for r in requests])
-    port = _grouped(lm, [list(r.portability) for r in requests])
-    loc_now = locality_top1(lm, requests) if locality_pre is not None else None
+    # every prompt of every metric in one sorted, padded stream (one pass), split back per metric
+    kinds = [[[(r.prompt, r.target_new)] for r in requests],
+             [[(r.prompt, r.target_true)] if r.target_true else [] for r in requests],
+             [[(p, r.target_new) for p in r.rephrase_prompts] for r in requests],
+             [list(r.portability) for r in requests]]
+    if locality_pre is not None:
+        kinds.append([list(r.locality) for r in requests])
+    scored = _grouped(lm, [group for kind in kinds for group in kind])
+    n = len(requests)
+    rel, true, gen, port = (scored[k * n:(k + 1) * n] for k in range(4))
+    loc_now = [[s.top1 for s in group] for group in scored[4 * n:]] if locality_pre is not None else None
     rows = []
     for i, r in enumerate(requests):
         loc = None
@@ -182,22 +188,40 @@ def prepare_exam(lm: LoadedModel, questions: Sequence[ExamQuestion], mode: str =
 
 
 @torch.no_grad()
-def _letter_predictions(lm: LoadedModel, prepared: PreparedExam, batch_size: int = 8) -> list[int]:
+def _letter_predictions(lm: LoadedModel, prepared: PreparedExam, batch_size: int = 8,
+                        shared_prefix: bool = True) -> list[int]:
     """Argmax over the option letters' next-token logits after each prompt (C-Eval/MMLU reference scoring).
 
     Prompts longer than the model's context keep their last tokens (the question and answer cue).
+    The questions of one subject share their instructions and k-shot examples: with `shared_prefix`,
+    that prefix's key/value cache is computed once per subject and each question runs only its own
+    tokens (harness/scoring.last_logits_after_prefix); the same answers as full passes (tested).
     """
     limit = getattr(getattr(lm.model, "config", None), "max_position_embeddings", None)
     seqs = [ids[-limit:] if limit else ids for ids in prepared.prompt_ids]
-    order = sorted(range(len(seqs)), key=lambda i: -len(seqs[i]))
     preds = [0] * len(seqs)
+
+    def pick(i: int, last: torch.Tensor) -> None:
+        preds[i] = int(last[torch.tensor(prepared.letter_ids[i], device=last.device)].argmax())
+
+    groups: dict[str, list[int]] = {}
+    for i, q in enumerate(prepared.questions):
+        groups.setdefault(q.subject, []).append(i)
+    rest = []
+    for members in groups.values():
+        done = shared_prefix and last_logits_after_prefix(lm, [seqs[i] for i in members], batch_size)
+        if done:
+            for i, last in zip(members, done):
+                pick(i, last)
+        else:
+            rest += members
+    order = sorted(rest, key=lambda i: -len(seqs[i]))
     for start in range(0, len(order), batch_size):
         chunk = order[start : start + batch_size]
         ids, mask = pad_right([seqs[i] for i in chunk], lm.tokenizer.pad_token_id, lm.device)
         logits = lm.model(input_ids=ids, attention_mask=mask).logits
         for row, i in enumerate(chunk):
-            last = logits[row, len(seqs[i]) - 1]
-            preds[i] = int(last[torch.tensor(prepared.letter_ids[i], device=last.device)].argmax())
+            pick(i, logits[row, len(seqs[i]) - 1])
     return preds
 
 

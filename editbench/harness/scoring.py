@@ -1,6 +1,7 @@
 """Batched teacher-forced scoring and sampling: the forward passes every metric is built on."""
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 
 import torch
@@ -49,7 +50,7 @@ def pad_right(seqs: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor,
     return ids.to(device), mask.to(device)
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def score_targets(lm: LoadedModel, pairs: list[tuple[str, str]], batch_size: int = 64) -> list[TargetScore]:
     """Teacher-forced top-1 and log-probabilities of each target after its prompt, in padded batches."""
     encoded = [encode_prompt_target(lm.tokenizer, p, t) for p, t in pairs]
@@ -163,3 +164,58 @@ def lookup_index(tokenizer, text: str, subject_start: int, subject: str, fact_to
 def padded_index(index: int, length: int, width: int, padding_side: str) -> int:
     """Where position `index` of a sequence of `length` tokens lands in a batch padded to `width`."""
     return index + (width - length if padding_side == "left" else 0)
+
+
+def _cache_argument(model) -> str | None:
+    """The name under which this transformers version's forward takes a KV cache."""
+    params = inspect.signature(model.forward).parameters
+    return next((name for name in ("cache", "past_key_values") if name in params), None)
+
+
+def _common_prefix(seqs: list[list[int]]) -> int:
+    first = seqs[0]
+    n = min(len(s) for s in seqs) - 1  # every sequence keeps at least one token of its own
+    for s in seqs[1:]:
+        k = 0
+        while k < n and s[k] == first[k]:
+            k += 1
+        n = k
+    return max(n, 0)
+
+
+@torch.no_grad()
+def last_logits_after_prefix(lm: LoadedModel, seqs: list[list[int]], batch_size: int = 8,
+                             min_prefix: int = 8) -> list[torch.Tensor] | None:
+    """Next-token logits after each sequence, computing the tokens all of them share only once: the
+    shared prefix runs once with a KV cache, then each batch of suffixes runs on a copy of that
+    cache. None when the sequences share fewer than `min_prefix` tokens or the model takes no cache
+    (the caller then runs full passes)."""
+    import copy
+
+    name = _cache_argument(lm.model)
+    shared = _common_prefix(seqs) if len(seqs) > 1 else 0
+    if name is None or shared < min_prefix:
+        return None
+    prefix = torch.tensor([seqs[0][:shared]], device=lm.device)
+    out = lm.model(input_ids=prefix, attention_mask=torch.ones_like(prefix), use_cache=True)
+    cache = getattr(out, "cache", None) or getattr(out, "past_key_values", None)
+    if cache is None or not hasattr(cache, "batch_repeat_interleave"):
+        return None
+    order = sorted(range(len(seqs)), key=lambda i: -len(seqs[i]))
+    result: list[torch.Tensor | None] = [None] * len(seqs)
+    repeated: dict[int, object] = {}  # batch size -> the prefix cache repeated that many times
+    for start in range(0, len(order), batch_size):
+        chunk = order[start : start + batch_size]
+        ids, mask = pad_right([seqs[i][shared:] for i in chunk], lm.tokenizer.pad_token_id, lm.device)
+        full_mask = torch.cat([torch.ones(len(chunk), shared, dtype=mask.dtype, device=mask.device), mask], 1)
+        if len(chunk) not in repeated:
+            repeated[len(chunk)] = copy.deepcopy(cache)
+            repeated[len(chunk)].batch_repeat_interleave(len(chunk))
+        batch_cache = repeated[len(chunk)]
+        logits = lm.model(input_ids=ids, attention_mask=full_mask, use_cache=True, **{name: batch_cache}).logits
+        # drop this batch's own tokens, so the prefix cache serves the next batch (a negative count
+        # means "remove that many" in every transformers version that has crop)
+        batch_cache.crop(shared - batch_cache.get_seq_length())
+        for row, i in enumerate(chunk):
+            result[i] = logits[row, len(seqs[i]) - shared - 1]
+    return result

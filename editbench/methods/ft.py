@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import torch
 
 from editbench.core import Editor, EditorConfig, WeightDelta, check_range, register_editor
+from editbench.harness.prefix import FrozenPrefix
 from editbench.methods import training
 
 PROJECTIONS = ("down", "up", "gate")
@@ -48,7 +49,9 @@ class _FineTune(Editor):
         cfg: FTConfig = self.config
         names = training.mlp_param_names(lm, cfg.layer, cfg.projections)
         batch = training.target_batch(lm, requests)
-        with training.trained_in_place(lm.model, names) as params:
+        # nothing below the edited layer changes while training: its output is computed once
+        with training.trained_in_place(lm.model, names) as params, FrozenPrefix(lm, cfg.layer) as prefix:
+            prefix.add(batch.input_ids, batch.attention_mask)
             originals = training.snapshot(params)
             opt = torch.optim.Adam(params.values(), lr=cfg.lr, weight_decay=cfg.weight_decay)
             steps_taken, loss_value, initial = 0, float("nan"), None

@@ -1,7 +1,7 @@
 """MEMIT (Meng et al. 2023): one closed-form update per layer for a whole batch of facts.
 
 Target hidden states z (residual stream at the last edited layer, subject's last token) come from
-`rewrite.optimise_target` on that block's output. Then for each edited layer in ascending order:
+`rewrite.optimise_targets` (all requests in one padded pass) on that block's output. Then for each edited layer in ascending order:
 keys K at that layer (averaged within each context-template type, then across types, as MEMIT's
 compute_ks: the bare prompt weighs 1/2 with one generated group; earlier layers already updated), residual
 R = (Z - H) / (layers left), dW = R K^T (lam C + K K^T)^{-1} (locate.memit_solve, float64).
@@ -17,7 +17,7 @@ from editbench.harness.arch import get_module, layer_path, mlp_proj_path
 from editbench.methods import training
 from editbench.methods.key_stats import key_statistics
 from editbench.methods.locate import memit_solve
-from editbench.methods.rewrite import context_templates, flat, optimise_target, read_at_subject
+from editbench.methods.rewrite import context_templates, flat, optimise_targets, read_at_subject
 from editbench.methods.rome import LocateConfig, LocateEditor, add_update
 
 
@@ -26,10 +26,13 @@ class MEMITConfig(LocateConfig):
     layers: tuple[int, ...] = (0, 1)
     context_template_lengths: tuple[tuple[int, int], ...] = ((10, 5),)  # MEMIT's compute_z templates
     mom2_update_weight: float = 15000.0  # lambda
+    # requests whose z's are optimised in one padded pass (memory grows with it; the z's do not change)
+    z_batch_requests: int = 64
 
     def check(self) -> None:
         super().check()
         check_range(self, "mom2_update_weight", self.mom2_update_weight > 0, "> 0")
+        check_range(self, "z_batch_requests", self.z_batch_requests >= 1, ">= 1")
 
 
 @register_editor("memit")
@@ -44,12 +47,12 @@ class MEMIT(LocateEditor):
         groups = context_templates(lm, cfg.context_template_lengths, cache, cfg.template_seed,
                                    cfg.context_template_source)
         templates, group_sizes = flat(groups), [len(g) for g in groups]
-        targets, infos = [], []
-        for request in requests:
-            target = optimise_target(lm, block, request, templates, cfg.target_spec)
-            targets.append(target.value)
-            infos.append(target.info)
-        z_all = torch.stack(targets)  # [n, hidden]
+        targets = []  # z for each request: independent, so optimised together, z_batch_requests at a time
+        for start in range(0, len(requests), cfg.z_batch_requests):
+            targets += optimise_targets(lm, block, requests[start:start + cfg.z_batch_requests], templates,
+                                        cfg.target_spec, first_layer=layers[-1])
+        infos = [target.info for target in targets]
+        z_all = torch.stack([target.value for target in targets])  # [n, hidden]
         names = [f"{mlp_proj_path(lm.model, L, 'down')}.weight" for L in layers]
         with training.trained_in_place(lm.model, names) as params:
             original = training.snapshot(params)

@@ -111,7 +111,7 @@ class ROME(LocateEditor):
         with training.trained_in_place(lm.model, [name]) as params:
             original = training.snapshot(params)
             for request in requests:  # one at a time: each sees the updates before it
-                target = optimise_target(lm, module, request, templates, cfg.target_spec)
+                target = optimise_target(lm, module, request, templates, cfg.target_spec, first_layer=layer)
                 try:
                     direction = rome_direction(target.input_mean, cov)  # from k*, the template-averaged key
                 except torch.linalg.LinAlgError:

@@ -20,6 +20,7 @@ import torch
 from editbench.core import (
     Editor, EditorConfig, InvalidDeltaError, WeightDelta, check_range, flatten_state, nest_state, register_editor,
 )
+from editbench.harness.prefix import FrozenPrefix
 from editbench.methods import training
 from editbench.methods.merging import MERGE_VARIANTS, merge_delta
 
@@ -72,7 +73,10 @@ def robust_sft(lm, requests, cfg: RSFTConfig) -> tuple[dict[str, torch.Tensor], 
     order = list(range(len(requests)))
     random.Random(cfg.seed).shuffle(order)
     steps = [[0] * cfg.epochs for _ in requests]
-    with training.trained_in_place(lm.model, names) as params:
+    # nothing below the edited layer changes while training: each sample's state there is computed once
+    with training.trained_in_place(lm.model, names) as params, FrozenPrefix(lm, cfg.layer) as prefix:
+        for b in batches:
+            prefix.add(b.input_ids, b.attention_mask)
         originals = training.snapshot(params)
         opt = torch.optim.AdamW(params.values(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         with torch.no_grad():  # each sample's loss before training, for the runner's divergence guard
