@@ -68,3 +68,29 @@ def assert_same_state(model, before: dict[str, torch.Tensor]) -> None:
     assert before.keys() == after.keys()
     changed = [k for k in before if not torch.equal(before[k], after[k])]
     assert not changed, f"parameters changed: {changed[:5]}"
+
+
+def synthetic_letter_exam(lm, per_subject: int, shots: int = 2, subjects=("alpha", "beta")):
+    """Short MMLU-format letter prompts (instructions + shots shared per subject) that fit the micro
+    world's context, with fixed distinct letter tokens: for the shared-prefix exam tests and benches."""
+    import random
+    from dataclasses import replace
+
+    from editbench.benchmarks.exams import FORMATS, letter_prompt
+    from editbench.core import ExamQuestion
+    from editbench.harness import metrics
+
+    rng, words = random.Random(0), "Ada works for Acme city river the of in is".split()
+
+    def question(i, subject):
+        return ExamQuestion(qid=f"{subject}-{i}", question=" ".join(rng.choice(words) for _ in range(3)) + "?",
+                            options=tuple(" ".join(rng.choice(words) for _ in range(2)) for _ in range(4)),
+                            answer="ABCD"[i % 4], subject=subject)
+
+    questions = []
+    for subject in subjects:
+        examples = [question(100 + k, subject) for k in range(shots)]
+        questions += [replace(q, prompt=letter_prompt(FORMATS["mmlu"], subject, examples, q), letter_sep=" ")
+                      for q in (question(i, subject) for i in range(per_subject))]
+    return metrics.PreparedExam("letter", questions, [lm.tokenizer(q.prompt).input_ids for q in questions],
+                                [[10, 11, 12, 13]] * len(questions))

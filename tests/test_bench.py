@@ -86,27 +86,10 @@ def test_memit_z_phase(benchmark, batched, micro_lm, micro_requests):
 @pytest.mark.parametrize("shared", [False, True], ids=["full", "shared_prefix"])
 def test_letter_exam_shared_prefix(benchmark, shared, micro_lm):
     """48 letter prompts (2 subjects, instructions + 2 shots shared) on the micro world model."""
-    import random
-    from dataclasses import replace
-
-    from editbench.benchmarks.exams import FORMATS, letter_prompt
-    from editbench.core import ExamQuestion
+    from conftest import synthetic_letter_exam
     from editbench.harness import metrics
 
-    rng, words = random.Random(0), "Ada works for Acme city river the of in is".split()
-
-    def question(i, subject):
-        return ExamQuestion(qid=f"{subject}-{i}", question=" ".join(rng.choice(words) for _ in range(3)) + "?",
-                            options=tuple(" ".join(rng.choice(words) for _ in range(2)) for _ in range(4)),
-                            answer="ABCD"[i % 4], subject=subject)
-
-    questions = []
-    for subject in ("alpha", "beta"):
-        shots = [question(100 + k, subject) for k in range(2)]
-        questions += [replace(q, prompt=letter_prompt(FORMATS["mmlu"], subject, shots, q), letter_sep=" ")
-                      for q in (question(i, subject) for i in range(24))]
-    prepared = metrics.PreparedExam("letter", questions, [micro_lm.tokenizer(q.prompt).input_ids for q in questions],
-                                    [[10, 11, 12, 13]] * len(questions))
+    prepared = synthetic_letter_exam(micro_lm, per_subject=24)
     answers = benchmark.pedantic(metrics._letter_predictions, args=(micro_lm, prepared),
                                  kwargs={"shared_prefix": shared}, rounds=3, iterations=1)
-    assert len(answers) == len(questions)
+    assert len(answers) == len(prepared.questions)

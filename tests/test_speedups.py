@@ -90,28 +90,11 @@ def test_rome_target_with_the_frozen_prefix_is_bit_identical(micro_lm, micro_req
 def test_shared_prefix_exam_scoring_gives_the_same_answers(micro_lm):
     """5-shot-style letter prompts (instructions + shots shared per subject): the KV-cached prefix
     gives the full passes' logits within 1e-5 and the same answers."""
-    import random
-    from dataclasses import replace
-
-    from editbench.benchmarks.exams import FORMATS, letter_prompt
-    from editbench.core import ExamQuestion
+    from conftest import synthetic_letter_exam
     from editbench.harness import metrics
     from editbench.harness.scoring import last_logits_after_prefix
 
-    rng, words = random.Random(0), "Ada works for Acme city river the of in is".split()
-
-    def question(i, subject):
-        return ExamQuestion(qid=f"{subject}-{i}", question=" ".join(rng.choice(words) for _ in range(3)) + "?",
-                            options=tuple(" ".join(rng.choice(words) for _ in range(2)) for _ in range(4)),
-                            answer="ABCD"[i % 4], subject=subject)
-
-    questions = []
-    for subject in ("alpha", "beta"):
-        shots = [question(100 + k, subject) for k in range(2)]
-        questions += [replace(q, prompt=letter_prompt(FORMATS["mmlu"], subject, shots, q), letter_sep=" ")
-                      for q in (question(i, subject) for i in range(12))]
-    prepared = metrics.PreparedExam("letter", questions, [micro_lm.tokenizer(q.prompt).input_ids for q in questions],
-                                    [[10, 11, 12, 13]] * len(questions))
+    prepared = synthetic_letter_exam(micro_lm, per_subject=12)
     assert max(len(p) for p in prepared.prompt_ids) < micro_lm.model.config.max_position_embeddings
     full = metrics._letter_predictions(micro_lm, prepared, shared_prefix=False)
     assert metrics._letter_predictions(micro_lm, prepared, shared_prefix=True) == full
