@@ -93,3 +93,16 @@ def test_letter_exam_shared_prefix(benchmark, shared, micro_lm):
     answers = benchmark.pedantic(metrics._letter_predictions, args=(micro_lm, prepared),
                                  kwargs={"shared_prefix": shared}, rounds=3, iterations=1)
     assert len(answers) == len(prepared.questions)
+
+
+@pytest.mark.parametrize("edits", [8, 16, 32])
+def test_checkpoint_evaluation_against_t(benchmark, edits, micro_lm, micro_world):
+    """One checkpoint's edit scoring (reliability, generalization, locality, portability in one
+    stream) over the first T edits: it should grow linearly with T."""
+    from editbench.benchmarks.registry import world_benchmark
+    from editbench.harness.metrics import locality_top1
+
+    requests = world_benchmark(micro_world, edits, seed=0).requests
+    pre = locality_top1(micro_lm, requests)
+    rows = benchmark.pedantic(edit_scores, args=(micro_lm, requests, pre), rounds=3, iterations=1)
+    assert len(rows) == edits
