@@ -183,6 +183,7 @@ class _RunContext:
 
         self.guard = UpdateGuard(max_update_ratio=args.max_update_ratio, policy=args.on_diverged)
         self.failures: list[str] = []
+        self.dirty = False  # the loaded model may hold a failed run's changes: load it again
 
     def load(self) -> None:
         """Build the world if needed, load the edits, the exam and the model."""
@@ -244,9 +245,10 @@ class _RunContext:
         self.log(f"{method}: hparams from {source}" + (f" with {overrides}" if overrides else ""))
         return editor
 
-    def run(self, editor, out_dir: Path, first: bool, label: str) -> None:
-        """One method over every edit order, each saved as it goes. A failure is recorded in that
-        run's results and in `self.failures`, and the next run goes on."""
+    def run(self, editor, out_dir: Path, label: str) -> None:
+        """One method over every edit order, each saved as it goes, all on the one loaded model (each
+        run puts θ₀ back when it ends). A failure is recorded in that run's results and in
+        `self.failures`, the model is loaded again, and the next run goes on."""
         from editbench.core import EditbenchError
         from editbench.harness.runner import Runner
         from editbench.harness.store import RunStore
@@ -266,10 +268,13 @@ class _RunContext:
             }, "order": order, "audit": self.audit}
             store = RunStore(where, meta, self.save_model_at, resume=a.resume)
             try:
-                lm = self.lm if first and order == 0 and not self.failures else self.fresh_model()
+                if self.dirty:  # a run failed: its editor may have left anything behind
+                    self.lm, self.dirty = self.fresh_model(), False
                 requests = edit_order(self.data.requests, a.seed, order)
-                Runner(lm, editor, requests, self.suite, self.checkpoints, a.seed, log=self.log,
-                       protocol=self.protocol, label=name, progress=self._bar(name), guard=self.guard).run(store)
+                runner = Runner(self.lm, editor, requests, self.suite, self.checkpoints, a.seed, log=self.log,
+                                protocol=self.protocol, label=name, progress=self._bar(name), guard=self.guard)
+                runner.run(store)
+                runner.restore_base()  # θ₀ again, bit for bit: the next method shares this loaded model
             except KeyboardInterrupt as exc:
                 store.fail(exc)
                 raise
@@ -277,6 +282,7 @@ class _RunContext:
                 if isinstance(exc, EditbenchError) and not store.started:
                     raise  # bad input found before this run wrote anything: exit 2 as usual
                 store.fail(exc)
+                self.dirty = True
                 message = f"{name}: {type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}"
                 self.failures.append(message)
                 print(f"editbench: {message} (recorded in {where / 'results.json'}; going on)", file=sys.stderr)
@@ -462,8 +468,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         ctx.load()
         # Every config is built and checked against the model before anything runs or is written.
         editors = {m: ctx.editor(m) for m in methods}
-        for i, m in enumerate(methods):
-            ctx.run(editors[m], args.out / m, first=(i == 0), label=m)
+        for m in methods:
+            ctx.run(editors[m], args.out / m, label=m)
     results = [load_results(p) for p in find_results(args.out)]  # every order of every method
     done = [r for r in results if r["method"] in methods and r.get("status", "complete") == "complete"]
     if done:
@@ -583,9 +589,9 @@ def _run_cells(ctx: "_RunContext", method: str, cells: list[dict], out: Path):
     """Each config cell of one method into its own folder under `out`; yields (cell, folder name).
     Every cell's config is built and checked before the first one runs."""
     editors = [ctx.editor(method, cell) for cell in cells]
-    for i, (cell, editor) in enumerate(zip(cells, editors)):
+    for cell, editor in zip(cells, editors):
         name = _cell_name(cell)
-        ctx.run(editor, out / name, first=(i == 0), label=f"{method} {name}")
+        ctx.run(editor, out / name, label=f"{method} {name}")
         yield cell, name
 
 

@@ -86,3 +86,22 @@ def test_atomic_files_get_the_permissions_a_plain_write_would(tmp_path):
     (tmp_path / "plain.json").write_text("{}")
     mode = stat.S_IMODE(os.stat(tmp_path / "r.json").st_mode)
     assert mode == stat.S_IMODE(os.stat(tmp_path / "plain.json").st_mode) == plain_mode()
+
+
+@pytest.mark.parametrize("method", ["ft", "lora", "rsft_merge", "memit"])
+def test_restore_base_puts_every_touched_weight_back_bit_for_bit(micro_lm, micro_world, method):
+    """Methods of one command share one loaded model: after a run, restore_base returns θ₀ exactly."""
+    from conftest import assert_same_state, state_copy
+    from editbench.core import get_editor_class
+    from editbench.harness.hparams import resolve_config
+
+    before = state_copy(micro_lm.model)
+    cls = get_editor_class(method)
+    config, _ = resolve_config(cls.config_class, method, "world", "qwen2")
+    data = world_benchmark(micro_world, 3, seed=0)
+    runner = SequentialRunner(micro_lm, cls(config), data.requests, EvalSuite([], 8, "", []), [3], 0,
+                              log=lambda m: None)
+    runner.run()
+    assert any(not torch.equal(before[k], v) for k, v in micro_lm.model.state_dict().items())
+    runner.restore_base()
+    assert_same_state(micro_lm.model, before)

@@ -36,16 +36,21 @@ ARCHITECTURES: dict[str, ArchSpec] = {
     "gpt_neox": ArchSpec("gpt_neox.layers", "mlp", "dense_4h_to_h", "dense_h_to_4h", None, "attention", None,
                          None, "query_key_value", "gpt_neox.final_layer_norm", "gpt_neox.embed_in"),
 }
-for _llama_like in ("llama", "qwen2", "mistral", "qwen3", "gemma", "gemma2"):
+for _llama_like in ("llama", "qwen2", "mistral", "qwen3", "gemma", "gemma2", "olmo2"):
     ARCHITECTURES[_llama_like] = ArchSpec("model.layers", "mlp", "down_proj", "up_proj", "gate_proj", "self_attn",
                                           "q_proj", "v_proj", None, "model.norm", "model.embed_tokens")
+# Phi-3 fuses gate and up into one projection and q, k, v into another.
+ARCHITECTURES["phi3"] = ArchSpec("model.layers", "mlp", "down_proj", "gate_up_proj", None, "self_attn", None, None,
+                                 "qkv_proj", "model.norm", "model.embed_tokens")
 
 
 def arch_for(model: nn.Module) -> ArchSpec:
     model_type = getattr(getattr(model, "config", None), "model_type", None)
     if model_type not in ARCHITECTURES:
         raise ConfigError(
-            f"unsupported model_type {model_type!r} (supported: {', '.join(sorted(ARCHITECTURES))})"
+            f"unsupported model_type {model_type!r} (config.model_type; supported: {', '.join(sorted(ARCHITECTURES))}); "
+            "to add it, give editbench.harness.arch.ARCHITECTURES an ArchSpec with its layer, MLP and attention "
+            "module names"
         )
     return ARCHITECTURES[model_type]
 

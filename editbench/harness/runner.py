@@ -197,6 +197,8 @@ class Runner:
         self.progress = progress or (lambda total, done: _NoBar())
         # Caches belong to the run (key statistics, context templates), never to a module.
         self.cache: dict = {}
+        # θ₀ of every parameter an update touches: the batch protocol's resets, and `restore_base`
+        self.base = BaseWeights(lm.model)
         self._prepared_exam = None
 
     def _fluency(self) -> float | None:
@@ -276,7 +278,7 @@ class Runner:
         self.log(f"{self.label} pre-edit: fluency={_fmt(pre['fluency'])} exam={_fmt(pre['exam']['accuracy'])} "
                  f"({pre['seconds']:.1f}s)")
 
-        base = BaseWeights(self.lm.model)
+        base = self.base
         steps = self.protocol.steps(self.checkpoints, self.editor.config.batch_size)
         edit_rows: list[dict] = []
         checkpoint_rows: list[dict] = []
@@ -316,6 +318,11 @@ class Runner:
         if store is not None:
             store.finish(results, edit_rows)
         return results, edit_rows
+
+    def restore_base(self) -> None:
+        """Put every parameter this run's updates touched back to θ₀, bit for bit, so the next run can
+        use the same loaded model (one load per command instead of one per method)."""
+        self.base.restore()
 
     def _step(self, step, step_no: int, pre: dict, base: BaseWeights, edit_rows: list[dict]) -> tuple[float, list]:
         """One editor call: edit, validate, apply, and score its requests at once. Returns its seconds
