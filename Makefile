@@ -149,9 +149,10 @@ profile: $(VENV)
 	OMP_NUM_THREADS=1 $(PY) -m cProfile -s cumulative scripts/speed.py deep --repeat 1 | head -45
 	OMP_NUM_THREADS=1 $(PY) -m cProfile -s cumulative scripts/speed.py mass --repeat 1 | head -45
 
-# A lent GPU machine (or this CPU, smaller): batched z, frozen prefix, float32 vs bfloat16.
+# On a lent GPU machine: the micro suite on cuda (float32, bfloat16) against the CPU, peak CUDA
+# memory, batched z and frozen prefix (scripts/gpu_check.sh; says "skipped" and exits 0 without CUDA).
 gpu-check: $(VENV)
-	$(PY) scripts/gpu_check.py --out runs/gpu-check
+	PYTHON=$(PY) scripts/gpu_check.sh runs/gpu-check
 
 clean:
 	rm -rf runs .venv
