@@ -106,6 +106,13 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--world", default="default", help="world size when the world model or data is used")
     parser.add_argument("--model", help="Hugging Face id or local path (default: the world model)")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device-map", help="split the model across devices with accelerate: auto, balanced, or "
+                        "a JSON file {module: device}; --device is then ignored")
+    parser.add_argument("--max-memory", help="per-device memory for --device-map, e.g. 0=20GiB,1=20GiB,cpu=64GiB")
+    parser.add_argument("--eval-batch-size", type=int, default=64, help="rows per evaluation forward pass "
+                        "(default 64)")
+    parser.add_argument("--eval-token-budget", type=int, help="padded tokens per evaluation forward pass "
+                        "(rows are cut to fit; default: no limit)")
     parser.add_argument("--dtype", default="float32")
     parser.add_argument("--edits", type=int, help="number of edits (default: 100 on the world, else every record)")
     parser.add_argument("--checkpoints", type=_csv_ints, help="e.g. 1,10,100 (the last edit is always one)")
@@ -179,6 +186,7 @@ class _RunContext:
             if not path.is_file():
                 raise ConfigError(f"--hparams {path}: no such file")
         _check_numbers(args)
+        self.device_map, self.max_memory = _placement(args)
         from editbench.harness.runner import UpdateGuard
 
         self.guard = UpdateGuard(max_update_ratio=args.max_update_ratio, policy=args.on_diverged)
@@ -229,7 +237,10 @@ class _RunContext:
         from editbench.harness.models import load_model
 
         a = self.args
-        return load_model(self.model_path, device=a.device, dtype=a.dtype, hparams_key=self.hparams_key)
+        lm = load_model(self.model_path, device=a.device, dtype=a.dtype, hparams_key=self.hparams_key,
+                        device_map=self.device_map, max_memory=self.max_memory)
+        lm.eval_batch_size, lm.eval_token_budget = a.eval_batch_size, a.eval_token_budget
+        return lm
 
     def editor(self, method: str, extra: dict | None = None):
         """The method's editor with its config resolved and checked against the model."""
@@ -354,7 +365,9 @@ def _check_numbers(args: argparse.Namespace) -> None:
     if args.edits is not None and args.edits < 1:
         raise ConfigError(f"--edits must be >= 1, got {args.edits}")
     for flag, value, low in (("--seed", args.seed, 0), ("--limit", args.limit, 1), ("--exam-limit", args.exam_limit, 1),
-                             ("--exam-shots", args.exam_shots, 0), ("--orders", args.orders, 1)):
+                             ("--exam-shots", args.exam_shots, 0), ("--orders", args.orders, 1),
+                             ("--eval-batch-size", args.eval_batch_size, 1),
+                             ("--eval-token-budget", args.eval_token_budget, 1)):
         if value is not None and not low <= value < 2**63:
             raise ConfigError(f"{flag} must be in [{low}, 2**63), got {value}")
     _check_device(args.device)
@@ -367,6 +380,34 @@ def _check_numbers(args: argparse.Namespace) -> None:
     if args.save_model_at and args.checkpoints and not set(args.save_model_at) <= set(args.checkpoints) | {n}:
         raise ConfigError(f"--save-model-at {args.save_model_at}: a model is saved at a checkpoint; add them to "
                           f"--checkpoints ({args.checkpoints})")
+
+
+def _placement(args: argparse.Namespace) -> tuple[str | dict | None, dict | None]:
+    """--device-map and --max-memory, read and checked before any model is loaded."""
+    import json
+
+    device_map = args.device_map
+    if device_map is not None and device_map not in ("auto", "balanced", "balanced_low_0", "sequential"):
+        path = Path(device_map)
+        if not path.is_file():
+            raise ConfigError(f"--device-map {device_map!r}: auto, balanced, sequential or a JSON file")
+        try:
+            device_map = json.loads(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"--device-map {path}: not a JSON object ({type(exc).__name__})") from None
+        if not isinstance(device_map, dict) or not all(isinstance(k, str) for k in device_map):
+            raise ConfigError(f"--device-map {path}: expected a JSON object of module -> device")
+    memory = None
+    if args.max_memory:
+        if device_map is None:
+            raise ConfigError("--max-memory needs --device-map")
+        memory = {}
+        for item in args.max_memory.split(","):
+            key, sep, value = item.partition("=")
+            if not sep or not key.strip() or not value.strip():
+                raise ConfigError(f"--max-memory {item!r}: expected DEVICE=SIZE, e.g. 0=20GiB or cpu=64GiB")
+            memory[int(key) if key.strip().isdigit() else key.strip()] = value.strip()
+    return device_map, memory
 
 
 def _check_device(device: str) -> None:

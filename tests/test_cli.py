@@ -111,3 +111,22 @@ def test_orders_run_seeded_shuffles_of_the_same_edits(micro_world, tmp_path):
     assert again == orders[1]
     assert main(["report", str(out)]) == 0
     assert "edit orders 2" in (out / "leaderboard.md").read_text()
+
+
+def test_device_map_and_small_eval_batches_give_the_same_numbers(micro_world, tmp_path):
+    """A model loaded through accelerate's device_map (all on the CPU here), and evaluation cut into
+    batches of at most 3 rows and 40 padded tokens, score exactly what the plain run scores."""
+    def numbers(out):
+        r = json.loads((out / "rome" / "results.json").read_text())
+        cp = r["checkpoints"][-1]
+        return [cp[k] for k in ("reliability", "generalization", "locality", "efficacy")], \
+            [(e["reliability"], e["generalization"], e["locality"]) for e in cp["per_edit"]]
+
+    base = ["run", "--method", "rome", "--world", "micro", "--edits", "4", "--checkpoints", "4", "--quiet"]
+    assert main([*base, "--out", str(tmp_path / "plain")]) == 0
+    assert main([*base, "--out", str(tmp_path / "mapped"), "--device-map", "auto"]) == 0
+    assert main([*base, "--out", str(tmp_path / "small"), "--eval-batch-size", "3", "--eval-token-budget", "40"]) == 0
+    plain = numbers(tmp_path / "plain")
+    assert numbers(tmp_path / "mapped") == plain
+    assert numbers(tmp_path / "small") == plain
+    assert main([*base, "--out", str(tmp_path / "x"), "--max-memory", "cpu=1GiB"]) == 2  # needs --device-map

@@ -127,3 +127,14 @@ def test_fused_evaluation_pass_matches_separate_passes(micro_lm, micro_requests)
     for a, b in zip(separate, together):
         assert a[0].top1 == b[0].top1
         assert max(abs(x - y) for x, y in zip(a[0].logprobs, b[0].logprobs)) < 1e-5
+
+
+def test_length_batches_respect_rows_and_token_budget():
+    from editbench.harness.scoring import length_batches
+
+    lengths = [10, 9, 9, 4, 3, 3, 1]
+    order = list(range(len(lengths)))  # already longest first
+    chunks = list(length_batches(order, lengths, batch_size=3, token_budget=20))
+    assert [i for c in chunks for i in c] == order
+    assert all(len(c) <= 3 and len(c) * max(lengths[i] for i in c) <= 20 for c in chunks)
+    assert list(length_batches([0], [500], batch_size=3, token_budget=20)) == [[0]]  # never empty

@@ -14,7 +14,9 @@ import torch
 
 from editbench.core import ConfigError, EditRequest, ExamQuestion
 from editbench.harness.models import LoadedModel
-from editbench.harness.scoring import TargetScore, last_logits_after_prefix, pad_right, score_targets
+from editbench.harness.scoring import (
+    TargetScore, last_logits_after_prefix, length_batches, pad_right, score_targets,
+)
 
 
 def mean(values: Sequence[float]) -> float | None:
@@ -216,8 +218,7 @@ def _letter_predictions(lm: LoadedModel, prepared: PreparedExam, batch_size: int
         else:
             rest += members
     order = sorted(rest, key=lambda i: -len(seqs[i]))
-    for start in range(0, len(order), batch_size):
-        chunk = order[start : start + batch_size]
+    for chunk in length_batches(order, [len(s) for s in seqs], batch_size, getattr(lm, "eval_token_budget", None)):
         ids, mask = pad_right([seqs[i] for i in chunk], lm.tokenizer.pad_token_id, lm.device)
         logits = lm.model(input_ids=ids, attention_mask=mask).logits
         for row, i in enumerate(chunk):

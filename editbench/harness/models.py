@@ -21,6 +21,10 @@ class LoadedModel:
     tokenizer: object
     name: str  # Hugging Face id or local path, as given
     hparams_key: str  # which hparams file fits this model (e.g. 'world', 'gpt2-xl', 'qwen2')
+    # evaluation batches: at most `eval_batch_size` rows, and (when set) at most `eval_token_budget`
+    # padded tokens per forward pass, so a 7B model's checkpoint fits its memory
+    eval_batch_size: int = 64
+    eval_token_budget: int | None = None
     _fingerprint: str | None = field(default=None, repr=False)
 
     def fingerprint(self) -> str:
@@ -78,22 +82,30 @@ def check_loading_info(name_or_path: str, info: dict) -> None:
 
 
 def load_model(
-    name_or_path: str, device: str = "cpu", dtype: str = "float32", hparams_key: str | None = None
+    name_or_path: str, device: str = "cpu", dtype: str = "float32", hparams_key: str | None = None,
+    device_map: str | dict | None = None, max_memory: dict | None = None,
 ) -> LoadedModel:
+    """`device_map` ('auto', 'balanced', or {module: device}) splits the model across devices with
+    accelerate (`max_memory` per device passes through); `device` is then ignored."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     local = os.path.isdir(name_or_path)
     try:
         tokenizer = AutoTokenizer.from_pretrained(name_or_path, local_files_only=local)
+        placement = {"device_map": device_map, **({"max_memory": max_memory} if max_memory else {})} \
+            if device_map is not None else {}
         model, info = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=parse_dtype(dtype),
-                                                           local_files_only=local, output_loading_info=True)
+                                                           local_files_only=local, output_loading_info=True,
+                                                           **placement)
     except Exception as exc:  # noqa: BLE001 - missing, truncated or garbled files (safetensors has its own errors)
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise ConfigError(f"cannot load model '{name_or_path}': {first}") from None
     check_loading_info(name_or_path, info)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model.to(device).eval()
+    if device_map is None:
+        model.to(device)
+    model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
     arch_for(model)  # fail early on unsupported architectures

@@ -50,16 +50,31 @@ def pad_right(seqs: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor,
     return ids.to(device), mask.to(device)
 
 
+def length_batches(order: list[int], lengths: list[int], batch_size: int, token_budget: int | None = None):
+    """Consecutive chunks of `order` (longest first) of at most `batch_size` rows and, with a budget,
+    at most `token_budget` padded tokens (rows x the chunk's longest row); never empty."""
+    chunk: list[int] = []
+    for i in order:
+        width = max([lengths[j] for j in chunk] + [lengths[i]])
+        if chunk and (len(chunk) >= batch_size or (token_budget is not None and (len(chunk) + 1) * width > token_budget)):
+            yield chunk
+            chunk = []
+        chunk.append(i)
+    if chunk:
+        yield chunk
+
+
 @torch.inference_mode()
-def score_targets(lm: LoadedModel, pairs: list[tuple[str, str]], batch_size: int = 64) -> list[TargetScore]:
+def score_targets(lm: LoadedModel, pairs: list[tuple[str, str]], batch_size: int | None = None) -> list[TargetScore]:
     """Teacher-forced top-1 and log-probabilities of each target after its prompt, in padded batches."""
     encoded = [encode_prompt_target(lm.tokenizer, p, t) for p, t in pairs]
     # Longest first so each batch pads little; results are put back in input order.
     order = sorted(range(len(encoded)), key=lambda i: -(len(encoded[i][0]) + len(encoded[i][1])))
     results: list[TargetScore | None] = [None] * len(encoded)
     pad_id = lm.tokenizer.pad_token_id
-    for start in range(0, len(order), batch_size):
-        chunk = order[start : start + batch_size]
+    lengths = [len(p) + len(t) for p, t in encoded]
+    for chunk in length_batches(order, lengths, batch_size or getattr(lm, "eval_batch_size", 64),
+                                getattr(lm, "eval_token_budget", None)):
         seqs = [encoded[i][0] + encoded[i][1] for i in chunk]
         ids, mask = pad_right(seqs, pad_id, lm.device)
         logits = lm.model(input_ids=ids, attention_mask=mask).logits.float()

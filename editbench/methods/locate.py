@@ -26,7 +26,8 @@ def rome_direction(k_star: torch.Tensor, cov: torch.Tensor | None) -> torch.Tens
     """The key-space direction of ROME's update: C^{-1} k* (or k* itself without the C adjustment)."""
     if cov is None:
         return k_star.double()
-    return torch.linalg.solve(cov.double(), k_star.double())
+    # C may sit on another device than the layer (a model split across devices): follow the key
+    return torch.linalg.solve(cov.to(k_star.device, torch.float64), k_star.double())
 
 
 def rome_rank_one(v_star: torch.Tensor, v_now: torch.Tensor, k: torch.Tensor, direction: torch.Tensor) -> torch.Tensor:
@@ -46,5 +47,5 @@ def memit_solve(residuals: torch.Tensor, keys: torch.Tensor, cov: torch.Tensor, 
     ||dW K - R||^2 + lam ||dW C^{1/2}||^2, i.e. of ||(W + dW) K - V||^2 + lam ||dW C^{1/2}||^2 with R = V - W K.
     """
     k = keys.double()
-    system = weight * cov.double() + k @ k.T  # symmetric, so solving with it on the right is a transpose away
-    return torch.linalg.solve(system, k @ residuals.double().T).T
+    system = weight * cov.to(k.device, torch.float64) + k @ k.T  # C follows the layer's device  # symmetric, so solving with it on the right is a transpose away
+    return torch.linalg.solve(system, k @ residuals.to(k.device, torch.float64).T).T

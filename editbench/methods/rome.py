@@ -81,7 +81,7 @@ def add_update(module, update_out_in: torch.Tensor, what: str) -> None:
     if not torch.isfinite(update_out_in).all():
         raise InvalidDeltaError(f"{what} produced a non-finite update")
     with torch.no_grad():
-        module.weight.add_(to_storage(module, update_out_in.to(module.weight.dtype)))
+        module.weight.add_(to_storage(module, update_out_in.to(module.weight.device, module.weight.dtype)))
 
 
 @dataclass(frozen=True)
