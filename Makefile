@@ -26,7 +26,7 @@ $(VENV): pyproject.toml
 	python3 -m venv .venv
 	# torch 2.13.0 CPU lies on this disk; naming it first stops pip pulling a CUDA build.
 	.venv/bin/pip install -q torch==2.13.0
-	.venv/bin/pip install -q -e '.[dev]'
+	.venv/bin/pip install -q -e '.[dev,ray]'
 	touch $(VENV)
 
 install: $(VENV)

@@ -139,6 +139,13 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--truncate", default="none", choices=("none", "left"),
                         help="an edit text longer than the model's context: an error (default), or keep its "
                              "last tokens (recorded per edit as truncated_tokens)")
+    parser.add_argument("--executor", default="local", choices=("local", "ray"),
+                        help="local: runs one after another here (default); ray: each (method, cell, edit order) "
+                             "a Ray task (pip install -e '.[ray]')")
+    parser.add_argument("--ray-address", help="an existing Ray cluster (ray start --head; default: RAY_ADDRESS, "
+                        "else a local instance)")
+    parser.add_argument("--cpus-per-task", type=float, default=1.0, help="Ray: CPUs per task (default 1)")
+    parser.add_argument("--gpus-per-task", type=float, default=0.0, help="Ray: GPUs per task (default 0)")
     parser.add_argument("--quiet", action="store_true")
 
 
@@ -260,44 +267,69 @@ class _RunContext:
         """One method over every edit order, each saved as it goes, all on the one loaded model (each
         run puts θ₀ back when it ends). A failure is recorded in that run's results and in
         `self.failures`, the model is loaded again, and the next run goes on."""
+        import shutil
+
+        if self.args.overwrite and out_dir.exists():
+            shutil.rmtree(out_dir)
+        for order in range(self.args.orders):
+            self.run_order(editor, order_folder(out_dir, order, self.args.orders),
+                           label + (f" order-{order}" if self.args.orders > 1 else ""), order)
+
+    def run_order(self, editor, where: Path, name: str, order: int) -> None:
+        """One run: one method (config cell) on one edit order, into `where`."""
         from editbench.core import EditbenchError
         from editbench.harness.runner import Runner
         from editbench.harness.store import RunStore
 
+        a = self.args
+        meta = {"benchmark": {
+            "name": self.data.name, "world": None if a.model else a.world, "source": self.data.source,
+            "records": self.data.total_records, "skipped_records": len(self.data.skipped),
+            "limit": a.limit, "shuffle": a.shuffle, "split": a.split if a.model is None else None,
+        }, "order": order, "audit": self.audit}
+        store = RunStore(where, meta, self.save_model_at, resume=a.resume)
+        try:
+            if self.dirty:  # a run failed: its editor may have left anything behind
+                self.lm, self.dirty = self.fresh_model(), False
+            requests = edit_order(self.data.requests, a.seed, order)
+            runner = Runner(self.lm, editor, requests, self.suite, self.checkpoints, a.seed, log=self.log,
+                            protocol=self.protocol, label=name, progress=self._bar(name), guard=self.guard)
+            runner.run(store)
+            runner.restore_base()  # θ₀ again, bit for bit: the next method shares this loaded model
+        except KeyboardInterrupt as exc:
+            store.fail(exc)
+            raise
+        except Exception as exc:  # noqa: BLE001 - one method's failure must not end the others
+            if isinstance(exc, EditbenchError) and not store.started:
+                raise  # bad input found before this run wrote anything: exit 2 as usual
+            store.fail(exc)
+            self.dirty = True
+            message = f"{name}: {type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}"
+            self.failures.append(message)
+            print(f"editbench: {message} (recorded in {where / 'results.json'}; going on)", file=sys.stderr)
+            _free_accelerator_memory()
+
+    def execute(self, runs: list[tuple[str, dict, Path, str]], editors: list) -> None:
+        """Every (method, config cell, folder, label) of the command, on the chosen executor. Locally
+        they share this process's model; on Ray each (run, edit order) is a task that loads its own."""
         import shutil
 
+        from editbench.harness.executors import Cell, get_executor
+
         a = self.args
-        if a.overwrite and out_dir.exists():
-            shutil.rmtree(out_dir)
-        for order in range(a.orders):
-            where = out_dir / f"order-{order}" if a.orders > 1 else out_dir
-            name = label + (f" order-{order}" if a.orders > 1 else "")
-            meta = {"benchmark": {
-                "name": self.data.name, "world": None if a.model else a.world, "source": self.data.source,
-                "records": self.data.total_records, "skipped_records": len(self.data.skipped),
-                "limit": a.limit, "shuffle": a.shuffle, "split": a.split if a.model is None else None,
-            }, "order": order, "audit": self.audit}
-            store = RunStore(where, meta, self.save_model_at, resume=a.resume)
-            try:
-                if self.dirty:  # a run failed: its editor may have left anything behind
-                    self.lm, self.dirty = self.fresh_model(), False
-                requests = edit_order(self.data.requests, a.seed, order)
-                runner = Runner(self.lm, editor, requests, self.suite, self.checkpoints, a.seed, log=self.log,
-                                protocol=self.protocol, label=name, progress=self._bar(name), guard=self.guard)
-                runner.run(store)
-                runner.restore_base()  # θ₀ again, bit for bit: the next method shares this loaded model
-            except KeyboardInterrupt as exc:
-                store.fail(exc)
-                raise
-            except Exception as exc:  # noqa: BLE001 - one method's failure must not end the others
-                if isinstance(exc, EditbenchError) and not store.started:
-                    raise  # bad input found before this run wrote anything: exit 2 as usual
-                store.fail(exc)
-                self.dirty = True
-                message = f"{name}: {type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}"
-                self.failures.append(message)
-                print(f"editbench: {message} (recorded in {where / 'results.json'}; going on)", file=sys.stderr)
-                _free_accelerator_memory()
+        executor = get_executor(a.executor, a.ray_address, a.cpus_per_task, a.gpus_per_task)
+        if executor.name == "local":
+            for (method, extra, folder, label), editor in zip(runs, editors):
+                self.run(editor, folder, label)
+            return
+        cells = []
+        for method, extra, folder, label in runs:
+            if a.overwrite and folder.exists():
+                shutil.rmtree(folder)
+            cells += [Cell(method, str(order_folder(folder, k, a.orders)),
+                           label + (f" order-{k}" if a.orders > 1 else ""), k, extra) for k in range(a.orders)]
+        self.log(f"{len(cells)} run(s) as Ray tasks ({a.cpus_per_task:g} CPU, {a.gpus_per_task:g} GPU each)")
+        self.failures += executor.run(cells, run_cell, list(a.argv))
 
     def _bar(self, name: str):
         """A progress bar over edits on stderr; none under --quiet or when stderr is not a terminal."""
@@ -478,6 +510,22 @@ def _claim_outputs(args: argparse.Namespace, folders: list[Path]) -> None:
                           "--overwrite to replace them")
 
 
+def order_folder(folder: Path, order: int, orders: int) -> Path:
+    return folder / f"order-{order}" if orders > 1 else folder
+
+
+def run_cell(argv: list[str], cell) -> str | None:
+    """One cell of a command in this process (a Ray worker): the command's own options, rebuilt from
+    its argv, for one method, config cell and edit order. Returns a failure line or None."""
+    args = build_parser().parse_args(argv)
+    args.argv, args.overwrite, args.quiet, args.executor = argv, False, True, "local"
+    methods = _methods(args.method) if isinstance(args.method, list) else [args.method]
+    ctx = _RunContext(args, methods)
+    ctx.load()
+    ctx.run_order(ctx.editor(cell.method, cell.extra), Path(cell.folder), cell.label, cell.order)
+    return ctx.failures[0] if ctx.failures else None
+
+
 def edit_order(requests: list, seed: int, order: int) -> list:
     """Order 0 is the benchmark's order; order k > 0 a shuffle seeded by (seed, k)."""
     import random
@@ -508,9 +556,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         _claim_outputs(args, [args.out / m for m in methods])
         ctx.load()
         # Every config is built and checked against the model before anything runs or is written.
-        editors = {m: ctx.editor(m) for m in methods}
-        for m in methods:
-            ctx.run(editors[m], args.out / m, label=m)
+        editors = [ctx.editor(m) for m in methods]
+        ctx.execute([(m, {}, args.out / m, m) for m in methods], editors)
     results = [load_results(p) for p in find_results(args.out)]  # every order of every method
     done = [r for r in results if r["method"] in methods and r.get("status", "complete") == "complete"]
     if done:
@@ -630,10 +677,9 @@ def _run_cells(ctx: "_RunContext", method: str, cells: list[dict], out: Path):
     """Each config cell of one method into its own folder under `out`; yields (cell, folder name).
     Every cell's config is built and checked before the first one runs."""
     editors = [ctx.editor(method, cell) for cell in cells]
-    for cell, editor in zip(cells, editors):
-        name = _cell_name(cell)
-        ctx.run(editor, out / name, label=f"{method} {name}")
-        yield cell, name
+    names = [_cell_name(cell) for cell in cells]
+    ctx.execute([(method, cell, out / name, f"{method} {name}") for cell, name in zip(cells, names)], editors)
+    yield from zip(cells, names)
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:

@@ -1,0 +1,84 @@
+"""Executors: where the runs of one command execute. Each run (a method with its config cell, one
+edit order, its own folder) is a `Cell`; the executor is handed the cells and a function that runs
+one cell and returns a failure line or None. The runner and the store never know which executor ran
+them, so a report cannot tell the results apart.
+
+- `LocalExecutor`: here, one after another (the default; needs nothing extra).
+- `RayExecutor`: each cell a Ray task with its own resource request, on a local Ray instance or a
+  cluster (`address`, or `RAY_ADDRESS`); Ray is imported only here (`pip install -e '.[ray]'`).
+  A task that dies (a worker killed by out-of-memory, say) is a failed cell; the others go on.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+from editbench.core import ConfigError
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One run: a method, its config overrides, an edit order, the folder it writes, its name."""
+
+    method: str
+    folder: str
+    label: str
+    order: int = 0
+    extra: dict = field(default_factory=dict)
+
+
+# run_cell(*fixed, cell) -> a failure line or None; a module-level function (Ray ships it by name)
+RunCell = Callable[..., "str | None"]
+
+
+class LocalExecutor:
+    name = "local"
+
+    def run(self, cells: Sequence[Cell], run_cell: RunCell, *fixed) -> list[str]:
+        return [line for line in (run_cell(*fixed, c) for c in cells) if line]
+
+
+class RayExecutor:
+    name = "ray"
+
+    def __init__(self, address: str | None = None, cpus_per_task: float = 1.0, gpus_per_task: float = 0.0) -> None:
+        if cpus_per_task <= 0 or gpus_per_task < 0:
+            raise ConfigError(f"--cpus-per-task must be > 0 and --gpus-per-task >= 0 (got {cpus_per_task}, "
+                              f"{gpus_per_task})")
+        self.address, self.cpus, self.gpus = address, cpus_per_task, gpus_per_task
+
+    def _ray(self):
+        try:
+            import ray
+        except ImportError:
+            raise ConfigError("--executor ray needs Ray: pip install -e '.[ray]'") from None
+        if not ray.is_initialized():
+            # address None: RAY_ADDRESS if set, else a local instance on this machine's CPUs
+            ray.init(address=self.address, include_dashboard=False)
+        return ray
+
+    def run(self, cells: Sequence[Cell], run_cell: RunCell, *fixed) -> list[str]:
+        ray = self._ray()
+        task = ray.remote(num_cpus=self.cpus, num_gpus=self.gpus, max_retries=0)(run_cell)
+        pending = {task.remote(*fixed, cell): cell for cell in cells}
+        failures = []
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            for ref in done:
+                cell = pending.pop(ref)
+                try:
+                    line = ray.get(ref)
+                except Exception as exc:  # noqa: BLE001 - the task itself died: that cell failed
+                    line = f"{cell.label}: {type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}"
+                if line:
+                    failures.append(line)
+        return failures
+
+
+def get_executor(name: str, address: str | None = None, cpus_per_task: float = 1.0,
+                 gpus_per_task: float = 0.0):
+    if name == "local":
+        return LocalExecutor()
+    if name == "ray":
+        return RayExecutor(address, cpus_per_task, gpus_per_task)
+    raise ConfigError(f"unknown executor '{name}' (valid: local, ray)")
