@@ -94,3 +94,13 @@ def synthetic_letter_exam(lm, per_subject: int, shots: int = 2, subjects=("alpha
                       for q in (question(i, subject) for i in range(per_subject))]
     return metrics.PreparedExam("letter", questions, [lm.tokenizer(q.prompt).input_ids for q in questions],
                                 [[10, 11, 12, 13]] * len(questions))
+
+
+def strip_volatile(value, volatile: set[str]):
+    """A results structure without the fields that are about the clock, the process or the machine,
+    to compare the numbers of two runs."""
+    if isinstance(value, dict):
+        return {k: strip_volatile(v, volatile) for k, v in value.items() if k not in volatile}
+    if isinstance(value, list):
+        return [strip_volatile(v, volatile) for v in value]
+    return value

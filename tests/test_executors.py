@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import strip_volatile
 from editbench import cli
 
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install -e '.[ray]')")
@@ -14,11 +15,7 @@ VOLATILE = {"created", "edit_seconds", "eval_seconds", "seconds", "memory", "aud
 
 
 def _strip(value):
-    if isinstance(value, dict):
-        return {k: _strip(v) for k, v in value.items() if k not in VOLATILE}
-    if isinstance(value, list):
-        return [_strip(v) for v in value]
-    return value
+    return strip_volatile(value, VOLATILE)
 
 
 def _numbers(out: Path) -> dict:

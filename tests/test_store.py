@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import strip_volatile
 from editbench import cli
 from editbench.core import _REGISTRY, Editor, EditorConfig, WeightDelta, register_editor
 from editbench.harness.store import RunStore, Snapshot, rng_states, set_rng_states
@@ -21,11 +22,7 @@ SUITE = ["--world", "micro", "--edits", "6", "--checkpoints", "2,4,6", "--seed",
 
 
 def _strip(value):
-    if isinstance(value, dict):
-        return {k: _strip(v) for k, v in value.items() if k not in VOLATILE}
-    if isinstance(value, list):
-        return [_strip(v) for v in value]
-    return value
+    return strip_volatile(value, VOLATILE)
 
 
 def _numbers(out: Path) -> dict:
