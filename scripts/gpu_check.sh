@@ -2,7 +2,8 @@
 # The GPU check a lent machine runs in a few minutes (issue 17): the micro world's suite, every
 # editor, on cuda in float32 and bfloat16 and on the CPU, compared number by number with
 # `editbench regress --baseline` (float32 vs CPU with the regression gate's tolerances; bfloat16
-# reported), peak CUDA memory per method, then scripts/gpu_check.py (batched z, frozen prefix).
+# reported), peak CUDA memory per method, with two or more GPUs a --device-map balanced run against
+# the one-GPU run, then scripts/gpu_check.py (batched z, frozen prefix).
 # Without CUDA it says so and exits 0.
 #   usage: scripts/gpu_check.sh [OUT_DIR]      (needs the micro and default worlds in $EDITBENCH_CACHE)
 set -u
@@ -21,6 +22,16 @@ for spec in "cpu float32" "cuda float32" "cuda bfloat16"; do
   $py -m editbench run "${suite[@]}" --device "$1" --dtype "$2" --out "$out/$1-$2" > "$out/$1-$2.txt" 2>&1 || status=1
   echo "$1 $2: $((SECONDS - start)) s" | tee -a "$out/times.txt"
 done
+gpus=$($py -c "import torch; print(torch.cuda.device_count())")
+if [ "$gpus" -ge 2 ]; then  # the model split across the GPUs by accelerate: the same numbers as on one
+  start=$SECONDS
+  $py -m editbench run "${suite[@]}" --device-map balanced --out "$out/cuda-split" > "$out/cuda-split.txt" 2>&1 || status=1
+  echo "cuda split over $gpus GPUs: $((SECONDS - start)) s" | tee -a "$out/times.txt"
+  echo "== device_map balanced over $gpus GPUs against one GPU"
+  $py -m editbench regress "$out/cuda-split" --baseline "$out/cuda-float32" | tee "$out/split-vs-one.md" || status=1
+else
+  echo "one GPU: the device_map split run needs two or more; skipped"
+fi
 echo "== cuda float32 against cpu float32 (regression-gate tolerances)"
 $py -m editbench regress "$out/cuda-float32" --baseline "$out/cpu-float32" | tee "$out/float32-vs-cpu.md" || status=1
 echo "== final metrics per method: cpu float32 | cuda float32 | cuda bfloat16, and peak CUDA memory"
