@@ -77,8 +77,9 @@ class UpdateGuard:
                     return f"its objective rose from {start:.4g} to {end:.4g} (request {i} of the call)"
         params = dict(model.named_parameters())
         for name, tensor in delta.tensors.items():
-            base = params[name].detach().double().norm().item()
-            ratio = tensor.double().norm().item() / max(base, 1e-12)
+            # float64 accumulation without a float64 copy of the weight (a 7B layer's MLP is ~100M values)
+            base = torch.linalg.vector_norm(params[name].detach(), dtype=torch.float64).item()
+            ratio = torch.linalg.vector_norm(tensor, dtype=torch.float64).item() / max(base, 1e-12)
             if ratio > self.max_update_ratio:
                 return f"its change of '{name}' is {ratio:.3g} times the weight's norm (bound {self.max_update_ratio:g})"
         return None
