@@ -5,8 +5,10 @@ OUT     ?= runs/leaderboard
 N       ?= 100
 SEED    ?= 0
 WORLD   ?= default
-METHODS ?= noedit ft ft_l lora rsft rsft_merge rome memit
-CHECKPOINTS ?= 1,10,100
+METHODS ?= noedit ft ft_l lora rsft rsft_merge rome memit alphaedit
+# empty: powers of ten up to N, and N (1,10,100 for N = 100; 1,10,20 for N = 20)
+CHECKPOINTS ?=
+CKPT    = $(if $(CHECKPOINTS),--checkpoints $(CHECKPOINTS),)
 PROTOCOL ?= sequential
 SWEEP_N ?= 100
 BENCH   ?= world
@@ -20,13 +22,13 @@ REGRESS_REF      ?= HEAD
 # numbers as an uninterrupted one; methods already complete are kept).
 AGAIN   := $(if $(filter 1,$(RESUME)),--resume,--overwrite)
 
-.PHONY: profile gpu-check paper paper-methods paper-ablations tune install leaderboard compare regress regress-baseline baseline test bench world sweep-merge sweep-layer clean
+.PHONY: report-check profile gpu-check paper paper-methods paper-ablations tune install leaderboard compare regress regress-baseline baseline test bench world sweep-merge sweep-layer clean
 
 $(VENV): pyproject.toml
 	python3 -m venv .venv
 	# torch 2.13.0 CPU lies on this disk; naming it first stops pip pulling a CUDA build.
 	.venv/bin/pip install -q torch==2.13.0
-	.venv/bin/pip install -q -e '.[dev,ray]'
+	.venv/bin/pip install -q -e '.[dev,ray,easyedit]'
 	touch $(VENV)
 
 install: $(VENV)
@@ -36,7 +38,7 @@ world: $(VENV)
 
 leaderboard: $(VENV)
 	$(PY) -m editbench run $(foreach m,$(METHODS),--method $(m)) --benchmark world --world $(WORLD) \
-		--edits $(N) --checkpoints $(CHECKPOINTS) --seed $(SEED) --orders $(ORDERS) --protocol $(PROTOCOL) --out $(OUT) $(AGAIN)
+		--edits $(N) $(CKPT) --seed $(SEED) --orders $(ORDERS) --protocol $(PROTOCOL) --out $(OUT) $(AGAIN)
 	$(PY) -m editbench report $(OUT)
 
 # The seed paper's comparison (arXiv 2506.12384) on the world, all at once (--protocol batch, N = 100):
@@ -66,7 +68,7 @@ paper-ablations: $(VENV)
 # method against the first, with paired bootstrap intervals of the differences.
 compare: $(VENV)
 	$(PY) -m editbench compare $(foreach m,$(METHODS),--method $(m)) --benchmark $(BENCH) --world $(WORLD) \
-		--edits $(N) --checkpoints $(CHECKPOINTS) --seed $(SEED) --out runs/compare $(AGAIN)
+		--edits $(N) $(CKPT) --seed $(SEED) --out runs/compare $(AGAIN)
 
 regress: $(VENV)
 	rm -rf $(REGRESS_OUT)
@@ -87,6 +89,25 @@ baseline: $(VENV)
 		--out $(REGRESS_OUT) $(AGAIN) --quiet >/dev/null
 	$(PY) -m editbench baseline $(REGRESS_OUT) --out $(REGRESS_BASELINE)
 
+# The HTML report in a real headless browser (Debian's chromium, installed here when missing; not needed
+# by `make test`): screenshots of the leaderboard page and of its per-edit drill-down (the page opened at
+# #edits shows the drill-down alone), under $(REPORT_DIR)/screenshots/. REPORT_DIR: any run folder.
+REPORT_DIR ?= runs/leaderboard
+CHROMIUM   ?= $(shell command -v chromium chromium-headless-shell 2>/dev/null | head -1)
+report-check: $(VENV)
+	@test -n "$(CHROMIUM)" || { echo "installing Debian's chromium"; sudo -n true 2>/dev/null && SUDO=sudo; \
+	  $${SUDO:-} apt-get install -y -q chromium >/dev/null; }
+	@test -f $(REPORT_DIR)/leaderboard.html || $(PY) -m editbench report $(REPORT_DIR)
+	$(PY) -m editbench report $(REPORT_DIR) >/dev/null
+	mkdir -p $(REPORT_DIR)/screenshots
+	$$(command -v chromium chromium-headless-shell | head -1) --headless --no-sandbox --disable-gpu --hide-scrollbars \
+	  --window-size=1400,1800 --virtual-time-budget=5000 --screenshot=$(REPORT_DIR)/screenshots/leaderboard.png \
+	  "file://$(abspath $(REPORT_DIR))/leaderboard.html" 2>/dev/null
+	$$(command -v chromium chromium-headless-shell | head -1) --headless --no-sandbox --disable-gpu --hide-scrollbars \
+	  --window-size=1400,1000 --virtual-time-budget=5000 --screenshot=$(REPORT_DIR)/screenshots/drilldown.png \
+	  "file://$(abspath $(REPORT_DIR))/leaderboard.html#edits" 2>/dev/null
+	@ls -l $(REPORT_DIR)/screenshots
+
 # Re-tunes every world YAML on the dev split (people disjoint from the leaderboard's edits), at the
 # leaderboard's protocol and N, with the same budget of cells for every method; each YAML records its
 # provenance. TUNE_PROTOCOL=batch writes <method>/world-batch.yaml instead (used by make paper).
@@ -103,7 +124,8 @@ TUNE_GRIDS_batch = \
 	"lora     --grid lr=5e-4,2e-3 --grid steps=40,200" \
 	"rsft     --grid layer=0,1 --grid lr=1e-4,5e-4" \
 	"rsft_merge --grid delta_weight=0.2,0.8 --grid density=0.2,1.0" \
-	"memit    --grid layers=[0,1],[1,2] --grid mom2_update_weight=1000,10000"
+	"memit    --grid layers=[0,1],[1,2] --grid mom2_update_weight=1000,10000" \
+	"alphaedit --grid layers=[0,1],[1,2] --grid nullspace_threshold=1e-3,1e-2"
 TUNE_GRIDS_sequential = \
 	"ft       --grid layer=0,1 --grid lr=1e-4,5e-4" \
 	"ft_l     --grid layer=0,1 --grid lr=1e-4,5e-4" \
@@ -111,8 +133,9 @@ TUNE_GRIDS_sequential = \
 	"rsft     --grid layer=0,1 --grid lr=1e-4,5e-4" \
 	"rsft_merge --grid delta_weight=0.2,0.8 --grid density=0.2,1.0" \
 	"rome     --grid layers=[0],[1] --grid clamp_norm_factor=0.75,4" \
-	"memit    --grid layers=[0,1],[1,2] --grid mom2_update_weight=1000,10000"
-TUNE_METHODS ?= ft ft_l lora rsft rsft_merge rome memit
+	"memit    --grid layers=[0,1],[1,2] --grid mom2_update_weight=1000,10000" \
+	"alphaedit --grid layers=[0,1],[1,2] --grid nullspace_threshold=1e-3,1e-2"
+TUNE_METHODS ?= ft ft_l lora rsft rsft_merge rome memit alphaedit
 
 tune: $(VENV)
 	@for spec in $(TUNE_GRIDS_$(TUNE_PROTOCOL)); do set -- $$spec; m=$$1; shift; \

@@ -1,0 +1,16 @@
+"""editbench: a benchmark harness for knowledge-editing methods.
+
+The Python API lives in `editbench.api` and is re-exported here on first use (nothing heavy is
+imported by `import editbench` itself): load, Request, get_editor, edit, world_edits, run,
+load_results. See the README's "Python API".
+"""
+
+__all__ = ["load", "Request", "get_editor", "edit", "Edit", "world_edits", "run", "load_results", "Results"]
+
+
+def __getattr__(name: str):
+    if name in __all__:
+        from editbench import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'editbench' has no attribute {name!r}")

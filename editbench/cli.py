@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import importlib
 import sys
 from pathlib import Path
 
@@ -17,18 +19,20 @@ def _csv_ints(text: str) -> list[int]:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="editbench", description="Benchmark harness for knowledge editing.")
+    parser.add_argument("--version", action="version", version=f"editbench {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
+    defaults = _DefaultsHelp  # every --help shows each option's default
 
-    run = sub.add_parser("run", help="apply N edits sequentially with each method and score them at checkpoints")
+    run = sub.add_parser("run", formatter_class=defaults, help="apply N edits sequentially with each method and score them at checkpoints")
     run.add_argument("--method", action="append", required=True,
                      help="editor name; repeat for several; 'all' = every registered editor")
     _add_run_options(run)
 
-    compare = sub.add_parser("compare", help="run methods on the same edits and compare each with the first")
+    compare = sub.add_parser("compare", formatter_class=defaults, help="run methods on the same edits and compare each with the first")
     compare.add_argument("--method", action="append", required=True, help="reference method first")
     _add_run_options(compare)
 
-    regress = sub.add_parser("regress", help="compare a run with a baseline, or this tree with a commit; exit 0 "
+    regress = sub.add_parser("regress", formatter_class=defaults, help="compare a run with a baseline, or this tree with a commit; exit 0 "
                              "ok, 1 regression, 2 bad input")
     regress.add_argument("run_dir", type=Path, nargs="?", help="a run directory (with --baseline), or where "
                          "--against writes the working tree's run (default: a temporary folder)")
@@ -42,31 +46,58 @@ def build_parser() -> argparse.ArgumentParser:
     regress.add_argument("--tolerances", type=Path, help="YAML of absolute tolerances per metric")
     regress.add_argument("--tolerance", action="append", default=[], metavar="METRIC=VALUE")
 
-    baseline = sub.add_parser("baseline", help="store a run's final metrics as a baseline file for `regress`")
+    baseline = sub.add_parser("baseline", formatter_class=defaults, help="store a run's final metrics as a baseline file for `regress`")
     baseline.add_argument("run_dir", type=Path)
     baseline.add_argument("--out", type=Path, required=True)
 
-    sweep = sub.add_parser("sweep", help="run one method over a grid of config values; tables and heat maps")
+    sweep = sub.add_parser("sweep", formatter_class=defaults, help="run one method over a grid of config values; tables and heat maps")
     sweep.add_argument("--method", required=True)
     sweep.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2,...")
     _add_run_options(sweep)
 
-    tune = sub.add_parser("tune", help="choose one method's hyper-parameters on the world's dev split (never the "
+    tune = sub.add_parser("tune", formatter_class=defaults, help="choose one method's hyper-parameters on the world's dev split (never the "
                           "leaderboard's edits), same budget for every method; writes a YAML with provenance")
     tune.add_argument("--method", required=True)
     tune.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2,...")
     tune.add_argument("--budget", type=int, default=16, help="cells at most (a seeded sample when the grid is "
-                      "larger); default 16")
+                      "larger)")
     tune.add_argument("--write", type=Path, help="write the chosen YAML here (e.g. "
                       "editbench/hparams/METHOD/world.yaml)")
     _add_run_options(tune)
 
-    report = sub.add_parser("report", help="write leaderboard tables and plots for a run directory")
+    report = sub.add_parser("report", formatter_class=defaults, help="write leaderboard tables and plots for a run directory")
     report.add_argument("run_dir", type=Path)
+    report.add_argument("--format", help="md,csv,json,html: which files (default: all four)")
+    report.add_argument("--metrics", help="figures to draw, e.g. reliability,locality (default: every metric)")
+    report.add_argument("--checkpoint", type=int, help="rank at this T instead of each run's last checkpoint")
 
-    sub.add_parser("methods", help="list registered editors")
-    sub.add_parser("benchmarks", help="list benchmarks and exams")
+    sub.add_parser("methods", formatter_class=defaults, help="list registered editors")
+    sub.add_parser("benchmarks", formatter_class=defaults, help="list benchmarks and exams")
     return parser
+
+
+DEFAULT_WORLD_EDITS = 100
+
+
+class _DefaultsHelp(argparse.HelpFormatter):
+    """Adds '(default: X)' to an option's help unless it has no default or already names one."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        unset = action.default is None or action.default is False or action.default == [] \
+            or action.default == argparse.SUPPRESS
+        if not action.option_strings or unset or "default" in text:
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def _version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("editbench")
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed)"
 
 
 def _hparams_files(items: list[str], methods: list[str]) -> dict[str, Path]:
@@ -87,6 +118,9 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--benchmark", default="world", help="world (default), zsre, counterfact, wikibigedit, "
                         "knowedit, mquake")
     parser.add_argument("--data", help="the benchmark's JSON/JSONL file (or a Hugging Face dataset id)")
+    parser.add_argument("--data-dir", type=Path, default=os.environ.get("EDITBENCH_DATA"),
+                        help="folder that a relative --data or --exam-dir is read from when it is not found "
+                             "from the current folder (default: $EDITBENCH_DATA)")
     parser.add_argument("--limit", type=int, help="take the first N records (after --shuffle)")
     parser.add_argument("--shuffle", action="store_true", help="shuffle records with --seed before --limit")
     parser.add_argument("--on-bad-record", default="fail", choices=("fail", "skip"),
@@ -105,18 +139,19 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
                              "tuning pool)")
     parser.add_argument("--world", default="default", help="world size when the world model or data is used")
     parser.add_argument("--model", help="Hugging Face id or local path (default: the world model)")
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps")
     parser.add_argument("--device-map", help="split the model across devices with accelerate: auto, balanced, or "
                         "a JSON file {module: device}; --device is then ignored")
     parser.add_argument("--max-memory", help="per-device memory for --device-map, e.g. 0=20GiB,1=20GiB,cpu=64GiB")
-    parser.add_argument("--eval-batch-size", type=int, default=64, help="rows per evaluation forward pass "
-                        "(default 64)")
+    parser.add_argument("--eval-batch-size", type=int, default=64, help="rows per evaluation forward pass")
     parser.add_argument("--eval-token-budget", type=int, help="padded tokens per evaluation forward pass "
                         "(rows are cut to fit; default: no limit)")
-    parser.add_argument("--dtype", default="float32")
-    parser.add_argument("--edits", type=int, help="number of edits (default: 100 on the world, else every record)")
-    parser.add_argument("--checkpoints", type=_csv_ints, help="e.g. 1,10,100 (the last edit is always one)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--dtype", default="float32", help="float32, bfloat16 or float16")
+    parser.add_argument("--edits", type=int, help="number of edits (default: 100 on the world, every fact of its pool when it "
+                        "holds fewer; else every record)")
+    parser.add_argument("--checkpoints", type=_csv_ints, help="e.g. 1,10,100 (the last edit is always one; default: "
+                        "powers of ten up to N, and N)")
+    parser.add_argument("--seed", type=int, default=0, help="edit sampling and order, generation, training")
     parser.add_argument("--orders", type=int, default=1,
                         help="run K seeded orders of the same edits; reports give mean ± std across orders")
     parser.add_argument("--out", type=Path, required=True, help="output directory")
@@ -135,7 +170,7 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
                              "exceeds --max-update-ratio times its weight's: not applied (default) or applied; "
                              "either way recorded as 'diverged'")
     parser.add_argument("--max-update-ratio", type=float, default=10.0,
-                        help="bound on ||update|| / ||weight|| per parameter (default 10)")
+                        help="bound on ||update|| / ||weight|| per parameter")
     parser.add_argument("--truncate", default="none", choices=("none", "left"),
                         help="an edit text longer than the model's context: an error (default), or keep its "
                              "last tokens (recorded per edit as truncated_tokens)")
@@ -144,9 +179,9 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
                              "a Ray task (pip install -e '.[ray]')")
     parser.add_argument("--ray-address", help="an existing Ray cluster (ray start --head; default: RAY_ADDRESS, "
                         "else a local instance)")
-    parser.add_argument("--cpus-per-task", type=float, default=1.0, help="Ray: CPUs per task (default 1)")
-    parser.add_argument("--gpus-per-task", type=float, default=0.0, help="Ray: GPUs per task (default 0)")
-    parser.add_argument("--quiet", action="store_true")
+    parser.add_argument("--cpus-per-task", type=float, default=1.0, help="Ray: CPUs per task")
+    parser.add_argument("--gpus-per-task", type=float, default=0.0, help="Ray: GPUs per task")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars or log lines")
 
 
 def _show_library_log(quiet: bool) -> None:
@@ -179,7 +214,9 @@ class _RunContext:
         _quiet_transformers()
         self.classes = {m: get_editor_class(m) for m in methods}
         self.protocol = get_protocol(args.protocol)
-        self.exam_name = args.exam or ("world" if args.model is None else None)
+        # --model naming a world folder: that world's edits, exam and YAMLs, as with --world
+        self.model_world = Path(args.model) if args.model and _is_world_folder(args.model) else None
+        self.exam_name = args.exam or ("world" if args.model is None or self.model_world else None)
         registry.check_names(args.benchmark, self.exam_name)
         if args.orders < 1:
             raise ConfigError(f"--orders must be >= 1, got {args.orders}")
@@ -209,10 +246,16 @@ class _RunContext:
 
         args = self.args
         uses_world = args.model is None or args.benchmark == "world" or self.exam_name == "world"
-        self.world_path = ensure_world(world_config(args.world), log=self.log) if uses_world else None
+        self.world_path = self.model_world or (ensure_world(world_config(args.world), log=self.log) if uses_world
+                                               else None)
         if args.benchmark == "world":
-            data = registry.world_benchmark(self.world_path, 100 if args.edits is None else args.edits, args.seed,
-                                            args.split)
+            n_edits = args.edits
+            if n_edits is None:  # 100, or every fact of the pool when it holds fewer
+                n_edits = min(DEFAULT_WORLD_EDITS, registry.world_pool_size(self.world_path, args.split))
+                if n_edits < DEFAULT_WORLD_EDITS:
+                    self.log(f"world '{args.world}': its {args.split} pool holds {n_edits} facts, so {n_edits} edits "
+                             f"(not {DEFAULT_WORLD_EDITS}); --edits chooses")
+            data = registry.world_benchmark(self.world_path, n_edits, args.seed, args.split)
         else:
             data = registry.dataset_benchmark(args.benchmark, args.data, args.limit, args.shuffle, args.seed,
                                               args.on_bad_record)
@@ -230,7 +273,8 @@ class _RunContext:
         self.checkpoints = resolve_checkpoints(args.checkpoints, self.n_edits)
         self.save_model_at = _save_points(args, self.checkpoints)
         self.model_path = args.model or str(self.world_path)
-        self.hparams_key = None if args.model else "world"
+        # a world folder given as --model is a world model: the world's YAMLs, whatever its folder is called
+        self.hparams_key = "world" if args.model is None or _is_world_folder(args.model) else None
         self.lm = self.fresh_model()
         from editbench.harness.context import fit_to_context
 
@@ -286,6 +330,7 @@ class _RunContext:
             "name": self.data.name, "world": None if a.model else a.world, "source": self.data.source,
             "records": self.data.total_records, "skipped_records": len(self.data.skipped),
             "limit": a.limit, "shuffle": a.shuffle, "split": a.split if a.model is None else None,
+            "exam_limit": a.exam_limit,
         }, "order": order, "audit": self.audit}
         store = RunStore(where, meta, self.save_model_at, resume=a.resume)
         try:
@@ -377,8 +422,27 @@ def _free_accelerator_memory() -> None:
         torch.cuda.empty_cache()
 
 
+def _from_data_dir(args: argparse.Namespace) -> None:
+    """A relative --data / --exam-dir missing here is looked up in --data-dir ($EDITBENCH_DATA), so the
+    README's `--data zsre/zsre_3k.json` works from any clone location."""
+    base = args.data_dir
+    if base is None:
+        return
+    if args.data and not Path(args.data).is_absolute() and not Path(args.data).exists() \
+            and (Path(base) / args.data).exists():
+        args.data = str(Path(base) / args.data)
+    if args.exam_dir is not None and not args.exam_dir.is_absolute() and not args.exam_dir.exists() \
+            and (Path(base) / args.exam_dir).is_dir():
+        args.exam_dir = Path(base) / args.exam_dir
+
+
+def _is_world_folder(path: str) -> bool:
+    return (Path(path) / "world.json").is_file()
+
+
 def _check_paths(args: argparse.Namespace) -> None:
     """Files named on the command line exist and are what they should be (before any model work)."""
+    _from_data_dir(args)
     if args.data:
         path = Path(args.data)
         if path.is_dir():
@@ -391,6 +455,9 @@ def _check_paths(args: argparse.Namespace) -> None:
         raise ConfigError(f"--exam-dir {args.exam_dir}: no such directory")
     if args.out.exists() and not args.out.is_dir():
         raise ConfigError(f"--out {args.out}: exists and is not a directory")
+    if args.benchmark == "world" and (args.limit is not None or args.shuffle or args.data):
+        flag = "--limit" if args.limit is not None else "--shuffle" if args.shuffle else "--data"
+        raise ConfigError(f"{flag} applies to dataset benchmarks; the world draws its edits with --edits and --seed")
 
 
 def _check_numbers(args: argparse.Namespace) -> None:
@@ -403,7 +470,7 @@ def _check_numbers(args: argparse.Namespace) -> None:
         if value is not None and not low <= value < 2**63:
             raise ConfigError(f"{flag} must be in [{low}, 2**63), got {value}")
     _check_device(args.device)
-    n = args.edits if args.edits is not None else (100 if args.benchmark == "world" else None)
+    n = args.edits  # without --edits, N is known only once the benchmark is loaded (checked again there)
     for flag, points in (("--checkpoints", args.checkpoints), ("--save-model-at", args.save_model_at)):
         bad = [t for t in points or [] if t < 1 or (n is not None and t > n)]
         if bad:
@@ -460,6 +527,8 @@ def _check_override_keys(overrides: dict, classes: dict) -> None:
     import dataclasses
 
     for method, values in overrides.items():
+        if hasattr(classes[method].config_class, "from_mapping"):
+            continue  # its keys are another tool's (EasyEdit's), checked when its config is built
         valid = [f.name for f in dataclasses.fields(classes[method].config_class)]
         for key in values:
             if key not in valid:
@@ -752,9 +821,12 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from editbench.reports.leaderboard import write_report
+    from editbench.reports.leaderboard import FORMATS, write_report
 
-    for path in write_report(args.run_dir, log=lambda msg: print(msg, file=sys.stderr)):
+    split = lambda text: tuple(x.strip() for x in text.split(",") if x.strip()) if text else None  # noqa: E731
+    for path in write_report(args.run_dir, log=lambda msg: print(msg, file=sys.stderr),
+                             formats=split(args.format) or FORMATS, metrics=split(args.metrics),
+                             checkpoint=args.checkpoint):
         print(path)
     return 0
 
@@ -762,8 +834,16 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_methods(args: argparse.Namespace) -> int:
     for name in editor_names():
         cls = get_editor_class(name)
-        doc = (sys.modules[cls.__module__].__doc__ or "").strip().splitlines()
+        own = cls.__dict__.get("__doc__")  # the class's own line first: ft / ft_l share a module
+        doc = (own or sys.modules[cls.__module__].__doc__ or "").strip().splitlines()
         print(f"{name:12s} {cls.__module__}" + (f"  {doc[0]}" if doc else ""))
+    from editbench.core import EDITOR_FAMILIES
+
+    for family, module in EDITOR_FAMILIES.items():
+        mod = importlib.import_module(module)
+        doc = (mod.__doc__ or "").strip().splitlines()
+        members = ", ".join(getattr(mod, "ALGORITHMS", {}))
+        print(f"{family + ':ALGO':12s} {module}" + (f"  {doc[0]}" if doc else "") + (f" ({members})" if members else ""))
     return 0
 
 

@@ -8,6 +8,7 @@ import abc
 import dataclasses
 import importlib
 import math
+import re
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any, ClassVar, Sequence
@@ -26,7 +27,11 @@ BUILTIN_EDITOR_MODULES = {
     "lora": "editbench.methods.lora",
     "rome": "editbench.methods.rome",
     "memit": "editbench.methods.memit",
+    "alphaedit": "editbench.methods.alphaedit",
 }
+# Families of editors named FAMILY:MEMBER, made on first use by the module's editor_class(MEMBER):
+# easyedit:ROME runs EasyEdit's own ROME (methods/easyedit_bridge.py).
+EDITOR_FAMILIES = {"easyedit": "editbench.methods.easyedit_bridge"}
 
 
 class EditbenchError(Exception):
@@ -48,6 +53,9 @@ class InvalidDeltaError(EditbenchError, ValueError):
 # --------------------------------------------------------------------------- requests
 
 
+GROUP_NAME = re.compile(r"[a-z][a-z0-9]*(_[a-z0-9]+)*")
+
+
 def _require(ok: bool, record: str, field_name: str, why: str) -> None:
     if not ok:
         raise DataError(f"{record}: field '{field_name}' {why}")
@@ -65,6 +73,10 @@ class EditRequest:
     rephrase_prompts: tuple[str, ...] = ()
     locality: tuple[tuple[str, str], ...] = ()
     portability: tuple[tuple[str, str], ...] = ()
+    # optional name per locality / portability pair (e.g. 'neighbourhood', 'two_hop', 'alias'): each
+    # group is also scored on its own; empty, or one lower-case name per pair
+    locality_groups: tuple[str, ...] = ()
+    portability_groups: tuple[str, ...] = ()
     source: str = ""  # file or benchmark the record came from, for error messages
     truncated_tokens: int = 0  # prompt tokens cut to fit the model's context (--truncate left)
 
@@ -91,6 +103,12 @@ class EditRequest:
                     name,
                     "must hold non-empty (prompt, answer) pairs",
                 )
+            groups = getattr(self, f"{name}_groups")
+            _require(isinstance(groups, tuple) and (not groups or len(groups) == len(getattr(self, name))),
+                     where, f"{name}_groups", f"must be empty or name each of the {len(getattr(self, name))} pairs")
+            for group in groups:
+                _require(isinstance(group, str) and GROUP_NAME.fullmatch(group) is not None, where,
+                         f"{name}_groups", f"names must be lower-case words joined by '_', got {group!r}")
 
 
 @dataclass(frozen=True)
@@ -284,12 +302,23 @@ def _load_plugins() -> None:
 
 
 def editor_names() -> list[str]:
+    """The registered editors (family members made on demand, such as easyedit:ROME, left out)."""
     _load_plugins()
-    return sorted(_REGISTRY)
+    return sorted(n for n in _REGISTRY if ":" not in n)
+
+
+def registered_names() -> set[str]:
+    """Every name registered so far (family members such as easyedit:ROME appear once first used)."""
+    return set(_REGISTRY)
 
 
 def get_editor_class(name: str) -> type[Editor]:
     _load_plugins()
+    family, sep, member = name.partition(":")
+    if sep and name not in _REGISTRY:
+        if family not in EDITOR_FAMILIES:
+            raise ConfigError(f"unknown method family '{family}' in '{name}' (valid: {', '.join(EDITOR_FAMILIES)})")
+        return importlib.import_module(EDITOR_FAMILIES[family]).editor_class(member)
     if name not in _REGISTRY:
-        raise ConfigError(f"unknown method '{name}' (valid: {', '.join(sorted(_REGISTRY))})")
+        raise ConfigError(f"unknown method '{name}' (valid: {', '.join(sorted(_REGISTRY))}, or easyedit:ALGO)")
     return _REGISTRY[name]

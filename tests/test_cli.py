@@ -130,3 +130,87 @@ def test_device_map_and_small_eval_batches_give_the_same_numbers(micro_world, tm
     assert numbers(tmp_path / "mapped") == plain
     assert numbers(tmp_path / "small") == plain
     assert main([*base, "--out", str(tmp_path / "x"), "--max-memory", "cpu=1GiB"]) == 2  # needs --device-map
+
+
+def test_cli_explains_itself(micro_world, tmp_path, capsys):
+    """--version; defaults in --help; --limit refused on the world; a world pool smaller than the
+    default N gives its size (stated) with powers-of-ten checkpoints; --set reads 1e-4 as a number;
+    --model naming a world folder runs that world with its YAMLs; CSV intervals as two columns."""
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out.startswith("editbench ")
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    assert "(default: 0)" in capsys.readouterr().out  # --seed
+    assert main(["run", "--method", "noedit", "--limit", "3", "--out", str(tmp_path / "x")]) == 2
+    assert "--limit applies to dataset benchmarks" in capsys.readouterr().err
+    out = tmp_path / "run"
+    assert main(["run", "--method", "noedit", "--method", "rsft", "--world", "micro", "--out", str(out),
+                 "--set", "rsft.lr=1e-4", "--set", "rsft.epochs=1", "--model", str(micro_world)]) == 0
+    err = capsys.readouterr().err
+    assert "pool holds 54 facts, so 54 edits" in err
+    results = json.loads((out / "rsft" / "results.json").read_text())
+    assert [cp["edits"] for cp in results["checkpoints"]] == [1, 10, 54]
+    assert results["config"]["lr"] == 1e-4 and results["model"]["hparams_key"] == "world"
+    assert main(["report", str(out)]) == 0
+    header = (out / "leaderboard.csv").read_text().splitlines()[0].split(",")
+    assert "reliability_ci_lo" in header and "reliability_ci_hi" in header and "reliability_ci" not in header
+
+
+def test_report_has_a_per_edit_drilldown(micro_world, tmp_path):
+    """edits.jsonl says what each edit asked and what the model answered; the HTML page has one
+    filterable, sortable row per method and edit (parsed here)."""
+    from html.parser import HTMLParser
+
+    out = tmp_path / "run"
+    assert main(["run", "--method", "noedit", "--method", "ft", "--world", "micro", "--edits", "3",
+                 "--out", str(out), "--quiet"]) == 0
+    row = json.loads((out / "ft" / "edits.jsonl").read_text().splitlines()[0])
+    assert {"prompt", "subject", "target_new", "target_true", "prediction_before", "prediction_after"} <= row.keys()
+    assert row["prompt"].startswith(row["subject"]) or row["subject"] in row["prompt"]
+    assert main(["report", str(out)]) == 0
+
+    class Table(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.inside, self.rows, self.headers, self.ids = False, [], [], set()
+
+        def handle_starttag(self, tag, attrs):
+            attrs = dict(attrs)
+            self.ids.add(attrs.get("id"))
+            if tag == "table" and attrs.get("id") == "edit-table":
+                self.inside = True
+            elif self.inside and tag == "tr":
+                self.rows.append([])
+            elif self.inside and tag == "td":
+                self.rows[-1].append(attrs.get("data-v"))
+            elif self.inside and tag == "th":
+                self.headers.append(attrs.get("data-k"))
+
+        def handle_endtag(self, tag):
+            if tag == "table":
+                self.inside = False
+
+    page = Table()
+    page.feed((out / "leaderboard.html").read_text())
+    body = [r for r in page.rows if r]
+    assert len(body) == 6 and {"edit-filter", "method-filter", "status-filter"} <= page.ids
+    col = {k: i for i, k in enumerate(page.headers)}
+    ft = [r for r in body if r[col["method"]] == "ft"]
+    assert len(ft) == 3 and all(r[col["prediction_after"]] for r in ft) and all(r[col["status"]] == "ok" for r in ft)
+
+
+def test_make_leaderboard_takes_n_through(micro_world, tmp_path, capsys):
+    """`make leaderboard N=20 WORLD=micro` passes N and no checkpoints (so they follow N), and that
+    command runs: checkpoints 1, 10, 20."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    dry = subprocess.run(["make", "-n", "--no-print-directory", "leaderboard", "N=20", "WORLD=micro",
+                          f"OUT={tmp_path / 'lb'}"], cwd=root, capture_output=True, text=True)
+    line = next(x for x in dry.stdout.replace("\\\n", " ").splitlines() if "editbench run" in x)
+    assert "--edits 20" in line and "--checkpoints" not in line and "--world micro" in line
+    out = tmp_path / "lb"
+    assert main(["run", "--method", "noedit", "--world", "micro", "--edits", "20", "--out", str(out), "--quiet"]) == 0
+    results = json.loads((out / "noedit" / "results.json").read_text())
+    assert [cp["edits"] for cp in results["checkpoints"]] == [1, 10, 20]

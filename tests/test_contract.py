@@ -9,12 +9,12 @@ from editbench.harness.metrics import edit_scores, locality_top1
 from editbench.harness.scoring import score_targets
 
 # Editors that must actually write the fact in (noedit is the exception by design).
-FLIPS = {"rsft", "lora"}
+FLIPS = {"rsft"}
 # FT-L scores every target token at the last prompt position, ROME/MEMIT write the fact through one
-# vector at the subject, and FT's world YAML (tuned for 100 sequential edits: lr 1e-4, 25 steps) moves
-# gently: on a multi-token object of the micro world one edit need not flip it, but it must make the
-# target more likely (test_locate covers how many ROME/MEMIT flip).
-RAISES = {"ft", "ft_l", "rome", "memit"}
+# vector at the subject, and FT's and LoRA's world YAMLs (tuned for 100 sequential edits: FT lr 1e-4, 25
+# steps; LoRA 20 steps) move gently: on a multi-token object of the micro world one edit need not flip
+# it, but it must make the target more likely (test_locate covers how many ROME/MEMIT flip).
+RAISES = {"ft", "ft_l", "rome", "memit", "alphaedit", "lora"}
 
 
 def target_logprob(lm, request) -> float:

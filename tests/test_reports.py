@@ -5,6 +5,8 @@ from html.parser import HTMLParser
 
 import pytest
 
+from editbench.core import DataError
+
 from editbench.cli import main
 from editbench.harness.results import SCHEMA_VERSION
 from editbench.harness.runner import write_run
@@ -62,16 +64,16 @@ def test_report_writes_every_format_and_a_self_contained_page(tmp_path):
     run = write_fake_run(tmp_path, [fake_result("alpha", 0.8), fake_result("beta", 0.4, locality=0.5)])
     outputs = {p.name for p in write_report(run)}
     for name in ("leaderboard.md", "leaderboard.csv", "checkpoints.csv", "leaderboard.json", "leaderboard.html",
-                 "reliability.png", "reliability.svg", "locality.png", "score.svg", "radar_alpha.png",
-                 "radar_beta.svg"):
+                 "reliability.png", "reliability.svg", "locality.png", "score.svg", "radar.png", "radar.svg"):
         assert name in outputs and (run / name).stat().st_size > 0, name
     md = (run / "leaderboard.md").read_text()
     assert "toy-model" in md and "N = 10" in md and "seed(s) 0" in md and "git abc123" in md and "exam: world" in md
     assert md.index("| alpha") < md.index("| beta")  # ranked by score
     parser = _Html()
     parser.feed((run / "leaderboard.html").read_text())
-    assert parser.tables == 2 and parser.sources
-    assert all(s.startswith("data:image/png;base64,") for s in parser.sources)
+    assert parser.tables == 3 and parser.sources  # final, every checkpoint, every edit
+    # self-contained: every image inline, every link within the page
+    assert all(s.startswith("data:image/png;base64,") or s.startswith("#") for s in parser.sources)
     board = json.loads((run / "leaderboard.json").read_text())
     alpha = next(r for r in board["final"] if r["method"] == "alpha")
     assert alpha["reliability"] == pytest.approx(0.8)
@@ -157,3 +159,33 @@ def test_regress_exit_codes(tmp_path, capsys):
     assert "schema_version" in capsys.readouterr().err
     assert main(["regress", str(same), "--baseline", str(baseline), "--tolerance", "speed=1"]) == 2
     assert "unknown metric" in capsys.readouterr().err
+
+
+def test_figures_are_fit_for_a_paper(tmp_path):
+    """300 dpi PNG, text kept in the SVG, the checkpoints as plain tick labels, one radar for all."""
+    import struct
+
+    run = write_fake_run(tmp_path, [fake_result("alpha", 0.8), fake_result("beta", 0.8)])  # identical numbers
+    write_report(run)
+    png = (run / "reliability.png").read_bytes()
+    width = struct.unpack(">I", png[16:20])[0]
+    assert width >= 1500  # 6.5 in at 300 dpi, less the trimmed margins
+    svg = (run / "reliability.svg").read_text()
+    checkpoints = [str(cp["edits"]) for cp in fake_result("alpha", 0.8)["checkpoints"]]
+    assert all(f">{t}<" in svg for t in checkpoints) and "10^" not in svg
+    assert ">alpha<" in svg and ">beta<" in svg  # the legend names both, though their lines coincide
+    radar = (run / "radar.svg").read_text()
+    assert ">alpha (T=" in radar and ">beta (T=" in radar
+
+
+def test_report_options_pick_formats_figures_and_checkpoint(tmp_path):
+    run = write_fake_run(tmp_path, [fake_result("alpha", 0.8), fake_result("beta", 0.4)])
+    names = {p.name for p in write_report(run, formats=("md",), metrics=("locality",), checkpoint=1)}
+    assert names == {"leaderboard.md", "locality.png", "locality.svg", "radar.png", "radar.svg"}
+    md = (run / "leaderboard.md").read_text()
+    final = md.split("## Final checkpoint")[1].split("##")[0]
+    assert "| alpha | sequential | 1 |" in final and "| 10 |" not in final
+    with pytest.raises(DataError, match="--checkpoint 7: no run has it"):
+        write_report(run, checkpoint=7)
+    with pytest.raises(DataError, match="--format pdf: unknown"):
+        write_report(run, formats=("pdf",))

@@ -153,6 +153,16 @@ KMENG = {
     "kmeng01/memit hparams/MEMIT/EleutherAI_gpt-j-6B.json": dict(
         layers=[3, 4, 5, 6, 7, 8], v_num_grad_steps=25, v_lr=0.5, v_weight_decay=0.5, clamp_norm_factor=0.75,
         kl_factor=0.0625, mom2_update_weight=15000, mom2_n_samples=100000),
+    # the AlphaEdit paper's own files (the reference names L2 "L2"; editbench's field is `l2`)
+    "jianghoucheng/AlphaEdit hparams/AlphaEdit/Llama3-8B.json (commit 110e051)": dict(
+        layers=[4, 5, 6, 7, 8], v_num_grad_steps=25, v_lr=0.1, v_weight_decay=0.5, clamp_norm_factor=0.75,
+        kl_factor=0.0625, mom2_n_samples=100000, nullspace_threshold=2e-2, l2=10),
+    "jianghoucheng/AlphaEdit hparams/AlphaEdit/gpt2-xl.json (commit 110e051)": dict(
+        layers=[13, 14, 15, 16, 17], v_num_grad_steps=20, v_lr=0.5, v_weight_decay=0.5, clamp_norm_factor=0.75,
+        kl_factor=0.0625, mom2_n_samples=100000, nullspace_threshold=2e-2, l2=10),
+    "jianghoucheng/AlphaEdit hparams/AlphaEdit/EleutherAI_gpt-j-6B.json (commit 110e051)": dict(
+        layers=[3, 4, 5, 6, 7, 8], v_num_grad_steps=25, v_lr=0.5, v_weight_decay=0.5, clamp_norm_factor=0.75,
+        kl_factor=0.0625, mom2_n_samples=100000, nullspace_threshold=2e-2, l2=10),
 }
 # EasyEdit hparams key -> editbench config key
 EASYEDIT_KEYS = {"num_steps": "steps", "lr": "lr", "norm_constraint": "norm_constraint", "rank": "rank",

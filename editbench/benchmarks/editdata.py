@@ -8,6 +8,7 @@ that cannot become an edit (e.g. its subject is not in its prompt) is fatal by d
 from __future__ import annotations
 
 import json
+import re
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -253,7 +254,7 @@ def wikibigedit(rec: _Record) -> EditRequest:
 
 def _knowedit_pairs(rec: _Record, name: str) -> tuple[tuple[str, str], ...]:
     groups = rec.get(name, dict, required=False) or {}
-    pairs = []
+    pairs, names = [], []
     for kind, items in groups.items():
         if not isinstance(items, list):
             raise rec.fail(f"{name}.{kind}", "must be a list of {prompt, ground_truth}")
@@ -262,7 +263,14 @@ def _knowedit_pairs(rec: _Record, name: str) -> tuple[tuple[str, str], ...]:
                 raise rec.fail(f"{name}.{kind}[{j}]", "must have 'prompt' and 'ground_truth'")
             pairs.append((rec.text(item["prompt"], f"{name}.{kind}[{j}].prompt"),
                           rec.text(item["ground_truth"], f"{name}.{kind}[{j}].ground_truth")))
-    return tuple(pairs)
+            names.append(group_name(kind))
+    return tuple(pairs), tuple(names)
+
+
+def group_name(kind: str) -> str:
+    """KnowEdit's group key as a metric-name suffix: 'Subject_Aliasing' -> 'subject_aliasing'."""
+    words = re.findall(r"[a-z0-9]+", str(kind).lower())
+    return "_".join(words) if words and words[0][0].isalpha() else "_".join(["group", *words])
 
 
 def knowedit(rec: _Record) -> EditRequest:
@@ -273,8 +281,15 @@ def knowedit(rec: _Record) -> EditRequest:
                                                                                       "target_new"),
         target_true=rec.text(truth, "ground_truth") if truth not in (None, "", []) else None,
         rephrase_prompts=(rec.text(rephrase, "rephrase_prompt"),) if rephrase else (),
-        locality=_knowedit_pairs(rec, "locality"), portability=_knowedit_pairs(rec, "portability"),
+        **_knowedit_groups(rec),
     )
+
+
+def _knowedit_groups(rec: _Record) -> dict:
+    locality, locality_groups = _knowedit_pairs(rec, "locality")
+    portability, portability_groups = _knowedit_pairs(rec, "portability")
+    return dict(locality=locality, locality_groups=locality_groups, portability=portability,
+                portability_groups=portability_groups)
 
 
 def mquake(rec: _Record) -> list[EditRequest]:

@@ -56,6 +56,11 @@ def world_exam(world_path: Path) -> Exam:
     return Exam(name="world", mode="cloze", questions=questions, subjects=1)
 
 
+def world_pool_size(world_path: Path, split: str = "edit") -> int:
+    """How many facts the world's edit (or dev) pool holds: the most edits a world run can draw."""
+    return len(load_world(world_path).facts_of(split))
+
+
 def world_benchmark(world_path: Path, n_edits: int, seed: int, split: str = "edit") -> BenchmarkData:
     """The world's edits: split 'edit' is the leaderboard's pool, 'dev' the disjoint tuning pool."""
     world = load_world(world_path)

@@ -19,7 +19,19 @@ import torch
 from tqdm import tqdm
 
 from editbench.core import EditbenchError
-from editbench.benchmarks.world import World, WorldConfig, exam_csv, exam_questions, generate_world, training_sentences
+from editbench.benchmarks.world import (
+    EDIT_POOLS,
+    World,
+    WorldConfig,
+    alias_pairs,
+    exam_csv,
+    exam_questions,
+    generate_world,
+    teaching_people,
+    training_sentences,
+    two_hop_pairs,
+    two_hop_questions,
+)
 from editbench.harness.cache import build_lock, cache_root, sha256_file, sha256_tree
 from editbench.harness.corpus import WORLD_CORPUS_FILE
 from editbench.harness.models import LoadedModel, load_model, weights_sha256
@@ -51,8 +63,15 @@ class WorldBuildError(EditbenchError):
     pass
 
 
+# fields added with edition 2: left out of an edition-1 world's hash, so its cached copy stays valid
+EDITION2_FIELDS = ("edition", "min_two_hop_accuracy", "n_teaching_only")
+
+
 def world_hash(config: WorldConfig) -> str:
-    blob = json.dumps({"v": WORLD_FORMAT_VERSION, **asdict(config)}, sort_keys=True)
+    fields = asdict(config)
+    if config.edition == 1:
+        fields = {k: v for k, v in fields.items() if k not in EDITION2_FIELDS}
+    blob = json.dumps({"v": WORLD_FORMAT_VERSION, **fields}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
@@ -155,15 +174,28 @@ def train_world_model(world: World, tokenizer):
 
 
 def fact_accuracy(lm: LoadedModel, world: World) -> dict[str, float]:
-    """Share of (fact, template) prompts whose object the model gets fully right (teacher forced)."""
-    train_pairs = [(f.prompt(t), f.obj) for f in world.facts for t in f.train_templates]
-    heldout_pairs = [(f.prompt(t), f.obj) for f in world.facts for t in f.heldout_templates]
-    return {
-        "train_accuracy": sum(s.exact for s in score_targets(lm, train_pairs)) / len(train_pairs),
-        "heldout_accuracy": sum(s.exact for s in score_targets(lm, heldout_pairs)) / len(heldout_pairs),
-        "train_prompts": len(train_pairs),
-        "heldout_prompts": len(heldout_pairs),
-    }
+    """Share of (fact, template) prompts whose object the model gets fully right (teacher forced).
+
+    Edition 2 adds, over the people whose such statements were never trained (edit and dev pools):
+    two_hop_accuracy (e.g. "The country where X lives is" -> the country of X's city) and
+    alias_accuracy (X's facts asked with X's alias); two_hop_train_accuracy is the same over the
+    teaching people, whose two-hop statements were trained."""
+    kinds = {"train": [(f.prompt(t), f.obj) for f in world.facts for t in f.train_templates],
+             "heldout": [(f.prompt(t), f.obj) for f in world.facts for t in f.heldout_templates]}
+    if world.config.edition >= 2:
+        untaught = {p for pool in EDIT_POOLS for p in world.pools[pool]}
+        kinds["two_hop"] = two_hop_pairs(world, untaught)
+        kinds["two_hop_train"] = two_hop_pairs(world, teaching_people(world))
+        kinds["alias"] = alias_pairs(world, untaught)
+    report: dict[str, float] = {}
+    for kind, pairs in kinds.items():
+        scores = score_targets(lm, pairs)
+        report[f"{kind}_accuracy"] = sum(s.exact for s in scores) / len(pairs) if pairs else None
+        report[f"{kind}_prompts"] = len(pairs)
+        if kind == "two_hop":  # which questions portability may use (World.two_hop_known)
+            keys = [key for key, _, _ in two_hop_questions(world, untaught)]
+            world.two_hop_known = {key for key, s in zip(keys, scores) if s.exact}
+    return report
 
 
 def check_tokenizer_roundtrip(path: Path, tokenizer, texts: list[str]) -> None:
@@ -232,13 +264,19 @@ def build_world_here(config: WorldConfig, log=print) -> Path:
         accuracy = fact_accuracy(lm, world)
         report = {
             "world": config.name, "hash": world_hash(config), "parameters": sum(p.numel() for p in model.parameters()),
-            "facts": len(world.facts), "build_seconds": round(train_seconds, 1), **accuracy,
+            "facts": len(world.facts), "edit_pool_facts": len(world.facts_of("edit")),
+            "two_hop_facts": len(world.derived),
+            "two_hop_known": None if world.two_hop_known is None else len(world.two_hop_known), "build_seconds": round(train_seconds, 1), **accuracy,
             "weights_sha256": weights_sha256(lm.model), "build_environment": build_environment(),
         }
         log(
             f"world '{config.name}': {report['parameters']:,} parameters, {report['facts']} facts, trained in "
             f"{train_seconds:.0f}s; train-template accuracy {accuracy['train_accuracy']:.3f}, held-out paraphrase "
-            f"accuracy {accuracy['heldout_accuracy']:.3f}; weights sha256 {report['weights_sha256'][:16]}"
+            f"accuracy {accuracy['heldout_accuracy']:.3f}"
+            + (f", held-out two-hop accuracy {accuracy['two_hop_accuracy']:.3f} (taught people "
+               f"{accuracy['two_hop_train_accuracy']:.3f}), alias accuracy {accuracy['alias_accuracy']:.3f}"
+               if config.edition >= 2 else "")
+            + f"; weights sha256 {report['weights_sha256'][:16]}"
         )
         if accuracy["train_accuracy"] < config.min_train_accuracy or (
             accuracy["heldout_accuracy"] < config.min_heldout_accuracy
@@ -247,6 +285,11 @@ def build_world_here(config: WorldConfig, log=print) -> Path:
                 f"world '{config.name}' model did not learn its facts: train {accuracy['train_accuracy']:.3f} "
                 f"(need {config.min_train_accuracy}), held-out {accuracy['heldout_accuracy']:.3f} "
                 f"(need {config.min_heldout_accuracy})"
+            )
+        if config.edition >= 2 and accuracy["two_hop_accuracy"] < config.min_two_hop_accuracy:
+            raise WorldBuildError(
+                f"world '{config.name}' model does not compose its facts: held-out two-hop accuracy "
+                f"{accuracy['two_hop_accuracy']:.3f} (need {config.min_two_hop_accuracy})"
             )
         atomic_write_json(tmp / "world.json", world.to_json())
         write_corpus(tmp, world)

@@ -19,8 +19,9 @@ def hparams_file(method: str, hparams_key: str, model_type: str, protocol: str |
     """The method's YAML for this model: by model name first (`<name>-<protocol>.yaml` where the best
     settings differ between protocols, e.g. world-batch.yaml), then by architecture."""
     keys = ([f"{hparams_key}-{protocol}"] if protocol else []) + [hparams_key, model_type]
+    folder = HPARAMS_DIR.joinpath(*method.split(":"))  # easyedit:ROME -> hparams/easyedit/ROME
     for key in keys:
-        path = HPARAMS_DIR / method / f"{key}.yaml"
+        path = folder / f"{key}.yaml"
         if path.exists():
             return path
     return None
@@ -51,6 +52,8 @@ PROVENANCE_KEY = "provenance"
 
 def build_config(config_cls: type[EditorConfig], values: dict[str, Any], source: str) -> EditorConfig:
     values = {k: v for k, v in values.items() if k != PROVENANCE_KEY}
+    if hasattr(config_cls, "from_mapping"):  # a config whose keys another tool defines (the EasyEdit bridge)
+        return config_cls.from_mapping(values, source)
     valid = [f.name for f in dataclasses.fields(config_cls)]
     unknown = [k for k in values if k not in valid]
     if unknown:

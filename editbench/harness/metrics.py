@@ -65,9 +65,12 @@ def edit_scores(
     - locality: per locality pair, the share of its answer positions whose top-1 equals the pre-edit
       top-1; then the mean over pairs (EasyEdit: per prompt, then over prompts).
     - portability: token accuracy per portability pair, averaged over pairs.
+    - locality_<group> / portability_<group>: the same over the pairs of one named group (the
+      request's locality_groups / portability_groups), e.g. locality_neighbourhood, portability_two_hop.
     - reliability_gain / generalization_gain: `_gain` against the same edit's pre-edit value
       (`pre_rows`, scores of the unedited model), so free credit on multi-token names does not count.
-    A metric the record has no data for is None.
+    A metric the record has no data for is None. `prediction` is not a metric: the model's top-1
+    tokens at the target's positions (teacher forced), decoded, for reading an edit's outcome.
     """
     # every prompt of every metric in one sorted, padded stream (one pass), split back per metric
     kinds = [[[(r.prompt, r.target_new)] for r in requests],
@@ -82,10 +85,11 @@ def edit_scores(
     loc_now = [[s.top1 for s in group] for group in scored[4 * n:]] if locality_pre is not None else None
     rows = []
     for i, r in enumerate(requests):
-        loc = None
+        loc, per_pair = None, []
         if locality_pre is not None and r.locality:
             per_pair = [mean([a == b for a, b in zip(pre, now)]) for pre, now in zip(locality_pre[i], loc_now[i])]
             loc = mean(per_pair)
+        port_pairs = [s.token_accuracy for s in port[i]]
         row = {
             "case_id": r.case_id,
             "reliability": rel[i][0].token_accuracy,
@@ -93,13 +97,31 @@ def edit_scores(
             "efficacy": float(_mean_logprob(rel[i][0]) > _mean_logprob(true[i][0])) if true[i] else None,
             "generalization": mean([s.token_accuracy for s in gen[i]]),
             "locality": loc,
-            "portability": mean([s.token_accuracy for s in port[i]]),
+            "portability": mean(port_pairs),
+            "prediction": lm.tokenizer.decode(rel[i][0].top1),
         }
+        row.update(_group_means("locality", r.locality_groups, per_pair))
+        row.update(_group_means("portability", r.portability_groups, port_pairs))
         pre = pre_rows[i] if pre_rows is not None else {}
         row["reliability_gain"] = _gain(row["reliability"], pre.get("reliability"))
         row["generalization_gain"] = _gain(row["generalization"], pre.get("generalization"))
         rows.append(row)
     return rows
+
+
+def _group_means(metric: str, groups: Sequence[str], values: Sequence[float]) -> dict[str, float]:
+    """{metric_group: mean of the values of that group's pairs}; nothing when values or groups are absent."""
+    if not values or not groups:
+        return {}
+    by_group: dict[str, list[float]] = {}
+    for group, value in zip(groups, values):
+        by_group.setdefault(group, []).append(value)
+    return {f"{metric}_{group}": mean(vals) for group, vals in sorted(by_group.items())}
+
+
+def group_metrics(rows: Sequence[dict]) -> list[str]:
+    """The per-group metric names present in any row (locality_<group>, portability_<group>), sorted."""
+    return sorted({k for row in rows for k in row if k.startswith(("locality_", "portability_"))})
 
 
 def locality_top1(lm: LoadedModel, requests: Sequence[EditRequest]) -> list[list[list[int]]]:

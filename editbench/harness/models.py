@@ -62,7 +62,10 @@ def parse_dtype(name: str) -> torch.dtype:
 
 
 def default_hparams_key(name_or_path: str, model_type: str) -> str:
-    """Hparams files are named by the model's base name (e.g. qwen2.5-7b-instruct) or its model_type."""
+    """Hparams files are named by the model's base name (e.g. qwen2.5-7b-instruct) or its model_type;
+    a world folder (it holds world.json) takes the world's YAMLs, whatever the folder is called."""
+    if (Path(name_or_path) / "world.json").is_file():
+        return "world"
     return Path(name_or_path.rstrip("/")).name.lower() or model_type
 
 
@@ -82,13 +85,14 @@ def check_loading_info(name_or_path: str, info: dict) -> None:
 
 
 def load_model(
-    name_or_path: str, device: str = "cpu", dtype: str = "float32", hparams_key: str | None = None,
+    name_or_path: str | Path, device: str = "cpu", dtype: str = "float32", hparams_key: str | None = None,
     device_map: str | dict | None = None, max_memory: dict | None = None,
 ) -> LoadedModel:
     """`device_map` ('auto', 'balanced', or {module: device}) splits the model across devices with
-    accelerate (`max_memory` per device passes through); `device` is then ignored."""
+    accelerate (`max_memory` per device passes through); `device` is then ignored. A `Path` works too."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    name_or_path = str(name_or_path)
     local = os.path.isdir(name_or_path)
     try:
         tokenizer = AutoTokenizer.from_pretrained(name_or_path, local_files_only=local)

@@ -351,9 +351,14 @@ class Runner:
                                         [pre["edits"][i] for i in idx])
         for j, row in enumerate(immediate):
             info = delta.info[j] if delta is not None and j < len(delta.info) else {}
+            request, before = batch[j], pre["edits"][idx[j]]
             edit_rows.append(
                 {"index": idx[j], "batch": step_no, "status": status, "error": error,
-                 **{f"immediate_{k}": row[k] for k in EDIT_METRICS}, "case_id": row["case_id"], **info,
+                 **{f"immediate_{k}": row[k] for k in EDIT_METRICS}, "case_id": row["case_id"],
+                 # what the edit asked and what the model said at the target's positions, before and after
+                 "prompt": request.prompt, "subject": request.subject, "target_new": request.target_new,
+                 "target_true": request.target_true, "prediction_before": before.get("prediction"),
+                 "prediction_after": row["prediction"], **info,
                  **({"truncated_tokens": batch[j].truncated_tokens} if batch[j].truncated_tokens else {})}
             )
         return seconds, immediate
@@ -382,6 +387,7 @@ class Runner:
         if rows is None:
             rows = metrics.edit_scores(self.lm, self.requests[:done], pre["locality"][:done], pre["edits"][:done])
         scores = metrics.aggregate(rows, EDIT_METRICS)
+        groups = metrics.group_metrics(rows)
         fluency_now, exam_now = self._fluency(), self._exam()
         eval_seconds = time.perf_counter() - t0
         row = {
@@ -395,8 +401,11 @@ class Runner:
             "edit_seconds": round(edit_seconds, 3),
             "eval_seconds": round(eval_seconds, 3),
             # Per-edit retention scores let reports bootstrap confidence intervals over edits.
-            "per_edit": [{"case_id": r["case_id"], **{k: r[k] for k in EDIT_METRICS}} for r in rows],
+            "per_edit": [{"case_id": r["case_id"], **{k: r[k] for k in (*EDIT_METRICS, *groups) if k in r}}
+                         for r in rows],
         }
+        if groups:  # locality and portability per named group of pairs (e.g. neighbourhood, two_hop)
+            row["groups"] = metrics.aggregate(rows, groups)
         line = (
             f"{self.label} T={done}: " + " ".join(f"{k}={_fmt(v)}" for k, v in scores.items()
                                                   if not k.endswith("_gain"))

@@ -97,7 +97,14 @@ def sample_continuations(
 ) -> list[str]:
     """Seeded top-k sampling of a fixed number of new tokens; returns only the continuations."""
     tok = lm.tokenizer
-    tok.padding_side = "left"  # generation appends on the right, so pad on the left
+    side, tok.padding_side = tok.padding_side, "left"  # generation appends on the right, so pad on the left
+    try:
+        return _sample(lm, tok, prompts, max_new_tokens, top_k, seed, batch_size)
+    finally:
+        tok.padding_side = side  # callers (EasyEdit's code among them) rely on the side they set
+
+
+def _sample(lm, tok, prompts, max_new_tokens, top_k, seed, batch_size) -> list[str]:
     texts: list[str] = []
     with torch.random.fork_rng(devices=[lm.device] if lm.device.type == "cuda" else []):
         torch.manual_seed(seed)

@@ -79,9 +79,13 @@ class _FineTune(Editor):
 
 @register_editor("ft")
 class FTM(_FineTune):
+    """FT-M: fine-tune one layer's MLP on the target tokens after the prompt (prompt masked)."""
+
     loss = staticmethod(training.target_nll)
 
 
 @register_editor("ft_l")
 class FTL(_FineTune):
+    """FT-L (EasyEdit's prompt_last): every target token predicted from the last prompt position."""
+
     loss = staticmethod(training.prompt_last_nll)

@@ -49,3 +49,30 @@ def memit_solve(residuals: torch.Tensor, keys: torch.Tensor, cov: torch.Tensor, 
     k = keys.double()
     system = weight * cov.to(k.device, torch.float64) + k @ k.T  # C follows the layer's device  # symmetric, so solving with it on the right is a transpose away
     return torch.linalg.solve(system, k @ residuals.to(k.device, torch.float64).T).T
+
+
+def nullspace_projector(cov: torch.Tensor, threshold: float) -> torch.Tensor:
+    """AlphaEdit's P = U_0 U_0^T: U_0 the eigenvectors of the key second moment C whose eigenvalues
+    are below `threshold` (the reference takes singular values of C, the same for a symmetric PSD
+    matrix). An update dW with dW (I - P) = 0 leaves every key in the span of the large eigenvectors,
+    the keys the model already uses, mapped as before. float64, [in, in]."""
+    c = cov.double()
+    values, vectors = torch.linalg.eigh((c + c.T) / 2)
+    small = vectors[:, values < threshold]
+    return small @ small.T
+
+
+def alphaedit_solve(residuals: torch.Tensor, keys: torch.Tensor, projector: torch.Tensor,
+                    earlier_keys_moment: torch.Tensor, l2: float) -> torch.Tensor:
+    """AlphaEdit's update for one layer (AlphaEdit_main.py): X = (P (K K^T + C_p) + l2 I)^{-1} P K R^T,
+    dW = X^T, in float64, [out, in]. residuals R: [out, n], keys K: [in, n], C_p = sum of K K^T of the
+    batches edited before (so new updates keep earlier edits' keys in place).
+
+    X lies in the range of P: from (P A + l2 I) X = P B, l2 X = P (B - A X). Hence dW (I - P) = 0 exactly
+    (up to rounding): the preserved keys' outputs do not move.
+    """
+    k = keys.double()
+    p = projector.to(k.device, torch.float64)
+    system = p @ (k @ k.T + earlier_keys_moment.to(k.device, torch.float64))
+    system = system + l2 * torch.eye(system.shape[0], dtype=torch.float64, device=k.device)
+    return torch.linalg.solve(system, p @ k @ residuals.to(k.device, torch.float64).T).T

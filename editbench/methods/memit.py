@@ -5,6 +5,7 @@ Target hidden states z (residual stream at the last edited layer, subject's last
 keys K at that layer (averaged within each context-template type, then across types, as MEMIT's
 compute_ks: the bare prompt weighs 1/2 with one generated group; earlier layers already updated), residual
 R = (Z - H) / (layers left), dW = R K^T (lam C + K K^T)^{-1} (locate.memit_solve, float64).
+AlphaEdit (methods/alphaedit.py) runs the same loop with its own solve.
 """
 from __future__ import annotations
 
@@ -22,28 +23,55 @@ from editbench.methods.rome import LocateConfig, LocateEditor, add_update
 
 
 @dataclass(frozen=True)
-class MEMITConfig(LocateConfig):
+class BatchLocateConfig(LocateConfig):
+    """What MEMIT and AlphaEdit share: several layers, MEMIT's context templates, batched z's."""
+
     layers: tuple[int, ...] = (0, 1)
     context_template_lengths: tuple[tuple[int, int], ...] = ((10, 5),)  # MEMIT's compute_z templates
-    mom2_update_weight: float = 15000.0  # lambda
     # requests whose z's are optimised in one padded pass (memory grows with it; the z's do not change)
     z_batch_requests: int = 64
 
     def check(self) -> None:
         super().check()
-        check_range(self, "mom2_update_weight", self.mom2_update_weight > 0, "> 0")
         check_range(self, "z_batch_requests", self.z_batch_requests >= 1, ">= 1")
 
 
-@register_editor("memit")
-class MEMIT(LocateEditor):
-    config_class = MEMITConfig
+@dataclass(frozen=True)
+class MEMITConfig(BatchLocateConfig):
+    mom2_update_weight: float = 15000.0  # lambda
+
+    def check(self) -> None:
+        super().check()
+        check_range(self, "mom2_update_weight", self.mom2_update_weight > 0, "> 0")
+
+
+class BatchLocateEditor(LocateEditor):
+    """MEMIT's loop over layers; subclasses give the per-layer solve and may keep state across calls."""
+
+    def layer_statistics(self, lm, layers: list[int], cache: dict | None) -> dict[int, torch.Tensor]:
+        """Per layer, what the solve needs from the unedited model, read before any layer changes."""
+        return key_statistics(lm, layers, self.config.stats_spec, cache)
+
+    def solve(self, index: int, layer: int, residual: torch.Tensor, keys: torch.Tensor,
+              stats: torch.Tensor) -> torch.Tensor:
+        """The [out, in] update of `layer` (the index-th edited layer) from residuals R [out, n], keys
+        K [in, n] and that layer's `layer_statistics`."""
+        raise NotImplementedError
+
+    def after_batch(self, lm, requests, templates, group_sizes) -> None:
+        """Called with the batch written into every layer (AlphaEdit keeps the new keys)."""
+
+    def keys_at(self, lm, layer: int, requests, templates, group_sizes) -> torch.Tensor:
+        """Keys of the requests at `layer` on the current weights, [n, in] (MEMIT's compute_ks)."""
+        keys, _ = read_at_subject(lm, self.down_proj(lm, layer), requests, templates, self.config.fact_token,
+                                  group_sizes)
+        return keys
 
     def edit(self, lm, requests, cache=None) -> WeightDelta:
-        cfg: MEMITConfig = self.config
+        cfg: BatchLocateConfig = self.config
         layers = list(cfg.layers)
         block = get_module(lm.model, layer_path(lm.model, layers[-1]))
-        covs = key_statistics(lm, layers, cfg.stats_spec, cache)
+        stats = self.layer_statistics(lm, layers, cache)
         groups = context_templates(lm, cfg.context_template_lengths, cache, cfg.template_seed,
                                    cfg.context_template_source)
         templates, group_sizes = flat(groups), [len(g) for g in groups]
@@ -57,17 +85,26 @@ class MEMIT(LocateEditor):
         with training.trained_in_place(lm.model, names) as params:
             original = training.snapshot(params)
             for i, layer in enumerate(layers):
-                module = self.down_proj(lm, layer)
-                keys, _ = read_at_subject(lm, module, requests, templates, cfg.fact_token, group_sizes)
+                keys = self.keys_at(lm, layer, requests, templates, group_sizes)
                 _, z_now = read_at_subject(lm, block, requests, ["{}"], cfg.fact_token)
                 residual = (z_all - z_now).T / (len(layers) - i)  # [hidden, n]
-                try:
-                    update = memit_solve(residual, keys.T, covs[layer], cfg.mom2_update_weight)
-                except torch.linalg.LinAlgError:
-                    raise InvalidDeltaError(f"MEMIT at layer {layer}: the system lambda*C + K K^T is singular "
-                                            f"(mom2_update_weight={cfg.mom2_update_weight:g} too small?)") from None
-                add_update(module, update, f"MEMIT at layer {layer}")
+                update = self.solve(i, layer, residual, keys.T, stats[layer])
+                add_update(self.down_proj(lm, layer), update, f"{self.name} at layer {layer}")
                 for info in infos:
                     info.setdefault("update_norms", []).append(round(update.norm().item(), 5))
+            self.after_batch(lm, requests, templates, group_sizes)
             deltas = training.delta_against(params, original)
         return WeightDelta(tensors=deltas, info=infos)
+
+
+@register_editor("memit")
+class MEMIT(BatchLocateEditor):
+    config_class = MEMITConfig
+
+    def solve(self, index, layer, residual, keys, stats):
+        cfg: MEMITConfig = self.config
+        try:
+            return memit_solve(residual, keys, stats, cfg.mom2_update_weight)
+        except torch.linalg.LinAlgError:
+            raise InvalidDeltaError(f"MEMIT at layer {layer}: the system lambda*C + K K^T is singular "
+                                    f"(mom2_update_weight={cfg.mom2_update_weight:g} too small?)") from None

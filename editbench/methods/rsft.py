@@ -101,6 +101,8 @@ def robust_sft(lm, requests, cfg: RSFTConfig) -> tuple[dict[str, torch.Tensor], 
 
 @register_editor("rsft")
 class RSFT(Editor):
+    """R-SFT (arXiv 2506.12384): robust supervised fine-tuning of one layer's MLP, sample by sample."""
+
     config_class = RSFTConfig
 
     def check_model(self, lm) -> None:
@@ -113,6 +115,8 @@ class RSFT(Editor):
 
 @register_editor("rsft_merge")
 class RSFTMerge(RSFT):
+    """R-SFT+Merge (arXiv 2506.12384): R-SFT, then the pruned, weighted delta merged into the base."""
+
     config_class = RSFTMergeConfig
 
     def __init__(self, config: RSFTMergeConfig | None = None) -> None:

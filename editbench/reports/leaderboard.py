@@ -11,7 +11,7 @@ from editbench.harness.results import (
     atomic_write_json, atomic_write_text, find_results, load_results, remove_stale_temps,
 )
 from editbench.harness.store import check_same_setting, complete_only
-from editbench.reports import plots, tables
+from editbench.reports import drilldown, plots, tables
 from editbench.reports.stats import CI_LEVEL, N_RESAMPLES, SCORE_EDIT, SCORE_KEEP
 
 
@@ -36,6 +36,8 @@ def header_facts(results: list[dict]) -> dict:
         "editbench": first["packages"].get("editbench"),
         "git_sha": first.get("git_sha"),
         "methods": list(dict.fromkeys(r["method"] for r in results)),
+        "exam_questions": len(first.get("exam_questions") or []),
+        "exam_limit": (first.get("benchmark") or {}).get("exam_limit"),
     }
 
 
@@ -47,7 +49,9 @@ def _header_lines(facts: dict) -> list[str]:
         f"N = {facts['n_edits']} edits, checkpoints "
         f"{','.join(map(str, facts['checkpoints']))}, seed(s) {','.join(map(str, facts['seeds']))}, "
         f"edit orders {facts['orders']}",
-        f"exam: {facts['exam']} (pre-edit accuracy {tables._num(facts['exam_accuracy_pre'])}), "
+        f"exam: {facts['exam']} ({facts.get('exam_questions') or 0} questions"
+        + (f", subsampled: {facts['exam_limit']} per subject, seeded (--exam-limit)" if facts.get("exam_limit") else "")
+        + f"; pre-edit accuracy {tables._num(facts['exam_accuracy_pre'])}), "
         f"pre-edit fluency {tables._num(facts['fluency_pre'], 2)}",
         f"editbench {facts['editbench']}, git {facts['git_sha'] or 'unknown'}, torch threads {facts.get('threads')}",
     ] + [f"not included (incomplete): {line}" for line in facts.get("left_out") or []]
@@ -61,7 +65,15 @@ EXPLAIN = (
 )
 
 
-def _html_page(facts: dict, final: list[dict], every: list[dict], figures: list[Path]) -> str:
+GROUPS_EXPLAIN = (
+    "locality_neighbourhood: other people with the same relation and the same true object as the edited "
+    "fact (CounterFact's neighbourhood prompts); locality_unrelated: other people's facts; portability_two_hop: "
+    "questions whose answer follows from the new object (e.g. the country of the new home city); "
+    "portability_alias: the edited fact asked with the person's alias."
+)
+
+
+def _html_page(facts: dict, final: list[dict], every: list[dict], figures: list[Path], drill: str = "") -> str:
     images = "".join(
         f'<figure><img alt="{html.escape(p.stem)}" src="data:image/png;base64,'
         f'{base64.b64encode(p.read_bytes()).decode()}"><figcaption>{html.escape(p.stem)}</figcaption></figure>'
@@ -69,17 +81,31 @@ def _html_page(facts: dict, final: list[dict], every: list[dict], figures: list[
     )
     items = "".join(f"<li>{html.escape(line)}</li>" for line in _header_lines(facts))
     style = ("body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;font-size:13px}"
-             "td,th{border:1px solid #ccc;padding:3px 6px}figure{display:inline-block;margin:4px}")
+             "td,th{border:1px solid #ccc;padding:3px 6px}figure{display:inline-block;margin:4px}"
+             "figure img{width:600px;height:auto}"
+             "#edit-table th{cursor:pointer;background:#f3f3f3;position:sticky;top:0}"
+             ".filters{margin:6px 0}.filters input,.filters select{margin-right:8px}")
     return (
         f"<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>editbench leaderboard</title>"
         f"<style>{style}</style></head><body><h1>editbench leaderboard</h1><ul>{items}</ul>"
         f"<p>{html.escape(EXPLAIN)}</p><h2>Final checkpoint</h2>{tables.html_table(final)}"
-        f"<h2>Every checkpoint</h2>{tables.html_table(every)}<h2>Figures</h2>{images}</body></html>\n"
+        + (f"<h2>Locality and portability by group</h2>{tables.groups_html(final)}" if tables.groups_html(final)
+           else "") +
+        f"<h2>Every checkpoint</h2>{tables.html_table(every)}<h2>Figures</h2>{images}{drill}</body></html>\n"
     )
 
 
-def write_report(run_dir: Path, log=None) -> list[Path]:
+FORMATS = ("md", "csv", "json", "html")
+
+
+def write_report(run_dir: Path, log=None, formats: tuple[str, ...] = FORMATS, metrics: tuple[str, ...] | None = None,
+                 checkpoint: int | None = None) -> list[Path]:
+    """The leaderboard of every complete run in `run_dir`. `formats`: which files; `metrics`: which
+    figures (default all); `checkpoint`: the T of the ranked table (default each run's last)."""
     run_dir = Path(run_dir)
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown:
+        raise DataError(f"report --format {','.join(unknown)}: unknown (valid: {', '.join(FORMATS)})")
     paths = find_results(run_dir)
     remove_stale_temps(run_dir)  # left by a report killed mid-way
     results, paths, left_out = complete_only([load_results(p) for p in paths], paths)
@@ -90,20 +116,83 @@ def write_report(run_dir: Path, log=None) -> list[Path]:
     check_same_setting(results, paths)
     facts = header_facts(results)
     facts["left_out"] = left_out
-    final, every = tables.final_rows(results), tables.all_rows(results)
+    every = tables.all_rows(results)
+    if checkpoint is None:
+        final = tables.final_rows(results)
+    else:
+        final = [r for r in every if r["edits"] == checkpoint]
+        if not final:
+            raise DataError(f"report --checkpoint {checkpoint}: no run has it (checkpoints: "
+                            f"{','.join(map(str, sorted({r['edits'] for r in every})))})")
     final.sort(key=lambda r: (r.get("protocol") or "", -(r["score"] if r["score"] is not None else -1)))
-    figures = plots.metric_curves(every, run_dir) + plots.radar_charts(final, run_dir)
+    chosen = plots.CURVE_METRICS if metrics is None else tuple(metrics)
+    bad = [m for m in chosen if m not in plots.CURVE_METRICS]
+    if bad:
+        raise DataError(f"report --metrics {','.join(bad)}: unknown (valid: {', '.join(plots.CURVE_METRICS)})")
+    figures = plots.metric_curves(every, run_dir, chosen) + plots.radar_charts(final, run_dir)
+    comparison = _comparison(run_dir)
+    categories = _exam_categories(results)
     md = (
         "# editbench leaderboard\n\n" + "".join(f"- {line}\n" for line in _header_lines(facts))
         + f"\n{EXPLAIN}\n\n## Final checkpoint (ranked by score)\n\n" + tables.markdown(final)
+        + (f"\n## Locality and portability by group (final checkpoint)\n\n{GROUPS_EXPLAIN}\n\n"
+           + tables.groups_markdown(final) if tables.groups_markdown(final) else "")
+        + (f"\n## Comparison\n\n{comparison}" if comparison else "")
+        + (f"\n## Exam by category (final checkpoint; pre-edit in brackets)\n\n{categories}" if categories else "")
         + "\n## Every checkpoint\n\n" + tables.markdown(every) + "\n"
         + "".join(f"![{p.stem}]({p.name})\n" for p in figures if p.suffix == ".png")
     )
-    outputs = [run_dir / n for n in ("leaderboard.md", "leaderboard.csv", "checkpoints.csv", "leaderboard.json",
-                                     "leaderboard.html")]
-    atomic_write_text(outputs[0], md)
-    atomic_write_text(outputs[1], tables.to_csv(final))
-    atomic_write_text(outputs[2], tables.to_csv(every))
-    atomic_write_json(outputs[3], {"header": facts, "final": final, "checkpoints": every})
-    atomic_write_text(outputs[4], _html_page(facts, final, every, figures))
+    outputs = []
+    if "md" in formats:
+        outputs.append(run_dir / "leaderboard.md")
+        atomic_write_text(outputs[-1], md)
+    if "csv" in formats:
+        outputs += [run_dir / "leaderboard.csv", run_dir / "checkpoints.csv"]
+        atomic_write_text(outputs[-2], tables.to_csv(final))
+        atomic_write_text(outputs[-1], tables.to_csv(every))
+    if "json" in formats:
+        outputs.append(run_dir / "leaderboard.json")
+        atomic_write_json(outputs[-1], {"header": facts, "final": final, "checkpoints": every})
+    if "html" in formats:
+        drill = drilldown.html_section([row for result, path in zip(results, paths)
+                                        for row in drilldown.edit_rows(result, path)])
+        extra = "".join(f"<h2>{title}</h2>{_md_table_html(text)}" for title, text in
+                        (("Comparison", comparison), ("Exam by category (final checkpoint; pre-edit in brackets)",
+                                                      categories)) if text)
+        outputs.append(run_dir / "leaderboard.html")
+        atomic_write_text(outputs[-1], _html_page(facts, final, every, figures, extra + drill))
     return outputs + figures
+
+
+def _comparison(run_dir: Path) -> str:
+    """comparison.md's table when `editbench compare` wrote one into this folder."""
+    path = run_dir / "comparison.md"
+    if not path.is_file():
+        return ""
+    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.startswith("|")]
+    return "\n".join(lines) + "\n" if lines else ""
+
+
+def _exam_categories(results: list[dict]) -> str:
+    """Per method, the exam accuracy of each category at the final checkpoint (pre-edit in brackets)."""
+    finals = [(r["method"], (r["checkpoints"][-1].get("general") or {})) for r in results if r["checkpoints"]]
+    cats = sorted({c for _, g in finals for c in (g.get("by_category") or {})})
+    if not cats:
+        return ""
+    lines = ["| method | " + " | ".join(cats) + " |", "|" + "---|" * (len(cats) + 1)]
+    for method, g in finals:
+        now, pre = g.get("by_category") or {}, g.get("by_category_pre") or {}
+        lines.append(f"| {method} | " + " | ".join(
+            f"{tables._num(now.get(c))} [{tables._num(pre.get(c))}]" for c in cats) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _md_table_html(text: str) -> str:
+    """A Markdown pipe table as an HTML table (the report's own tables only: no escaping pipes inside)."""
+    rows = [[c.strip() for c in line.strip().strip("|").split("|")] for line in text.strip().splitlines()
+            if not set(line.replace("|", "").strip()) <= {"-"}]
+    if not rows:
+        return ""
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in rows[0])
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows[1:])
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"

@@ -1,5 +1,14 @@
-"""Figures (matplotlib, PNG and SVG): metrics against the number of edits with uncertainty bands,
-and a radar chart per method at the final checkpoint."""
+"""Figures for a paper (matplotlib; 300 dpi PNG and SVG): each metric against the number of edits,
+and one radar figure comparing every method at the final checkpoint.
+
+- Colour-blind-safe colours (Okabe & Ito) with a distinct marker and line style per method, so
+  methods stay apart in print and in grey; methods with the same numbers are drawn side by side
+  (a small horizontal dodge) instead of on top of each other.
+- The x axis is logarithmic when the checkpoints span two decades or more, else linear; its ticks
+  are the checkpoints themselves (1, 10, 100, 1000, not 10⁰, 10¹).
+- Uncertainty (95 % CI over edits, or ± std over edit orders) as error bars, which do not blur
+  into each other the way eight shaded bands do. The legend sits outside the data.
+"""
 from __future__ import annotations
 
 import math
@@ -8,7 +17,14 @@ from pathlib import Path
 from editbench.harness.results import atomic_path
 
 CURVE_METRICS = ("score", "reliability", "generalization", "locality", "portability", "fluency", "exam_accuracy")
-RADAR_AXES = ("reliability", "generalization", "locality", "fluency", "exam_accuracy")
+RADAR_AXES = ("reliability", "generalization", "locality", "portability", "fluency", "exam_accuracy")
+# Okabe & Ito's palette (colour-blind safe), black last; then the same colours with other line styles
+PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "h", "<")
+LINESTYLES = ("-", "--", "-.", ":")
+DPI = 300
+# fluency on the radar: 1 at the pre-edit entropy, 0 at half of it (repetitive, collapsed text)
+FLUENCY_FLOOR_SHARE = 0.5
 
 
 def pyplot():
@@ -17,19 +33,26 @@ def pyplot():
     matplotlib.use("Agg")  # files only, no display
     import matplotlib.pyplot as plt
 
+    plt.rcParams["svg.fonttype"] = "none"  # SVG keeps its text as text: editable, searchable in a paper
     return plt
 
 
 def save_figure(fig, out_dir: Path, stem: str) -> list[Path]:
-    """Write stem.png and stem.svg atomically (temp name, then rename); close the figure."""
+    """Write stem.png (300 dpi) and stem.svg atomically, nothing clipped; close the figure."""
     paths = []
     for suffix in (".png", ".svg"):
         path = Path(out_dir) / f"{stem}{suffix}"
         with atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=110)
+            fig.savefig(tmp, dpi=DPI, bbox_inches="tight")
         paths.append(path)
     pyplot().close(fig)
     return paths
+
+
+def style(index: int) -> dict:
+    """Colour, marker and line style of the index-th method (distinct for the first 32)."""
+    return {"color": PALETTE[index % len(PALETTE)], "marker": MARKERS[index % len(MARKERS)],
+            "linestyle": LINESTYLES[(index // len(PALETTE)) % len(LINESTYLES)]}
 
 
 def _band(row: dict, metric: str) -> tuple[float, float] | None:
@@ -39,59 +62,82 @@ def _band(row: dict, metric: str) -> tuple[float, float] | None:
     return (ci[0], ci[1]) if ci else None
 
 
-def metric_curves(rows: list[dict], out_dir: Path) -> list[Path]:
-    """One figure per metric: value against T (log axis), a line per method, CI (or ±std) band."""
+def use_log_axis(checkpoints: list[int]) -> bool:
+    return min(checkpoints) > 0 and max(checkpoints) / min(checkpoints) >= 100
+
+
+def _dodged(xs: list[float], k: int, n: int, log: bool, span: float) -> list[float]:
+    """Shift the k-th of n methods a little sideways (a constant factor on a log axis)."""
+    offset = (k - (n - 1) / 2) * (0.025 if n > 1 else 0.0)
+    return [x * 10 ** offset if log else x + offset * span * 0.4 for x in xs]
+
+
+def metric_curves(rows: list[dict], out_dir: Path, metrics: tuple[str, ...] = CURVE_METRICS) -> list[Path]:
+    """One figure per metric: value against T, a line per method, its uncertainty as error bars."""
     plt = pyplot()
     paths = []
-    for metric in CURVE_METRICS:
-        fig, ax = plt.subplots(figsize=(5, 3.5))
-        drawn = False
-        for method in dict.fromkeys(r["method"] for r in rows):
-            points = [r for r in rows if r["method"] == method and r.get(metric) is not None]
-            if not points:
-                continue
-            drawn = True
-            line = ax.plot([r["edits"] for r in points], [r[metric] for r in points], marker="o", label=method)[0]
-            bands = [(r["edits"], _band(r, metric)) for r in points if _band(r, metric)]
-            if bands:
-                ax.fill_between([b[0] for b in bands], [b[1][0] for b in bands], [b[1][1] for b in bands],
-                                color=line.get_color(), alpha=0.15, linewidth=0)
-        if not drawn:
-            plt.close(fig)
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    checkpoints = sorted({r["edits"] for r in rows})
+    log = use_log_axis(checkpoints)
+    span = (max(checkpoints) - min(checkpoints)) / max(1, len(checkpoints)) if checkpoints else 1.0
+    for metric in metrics:
+        series = [(k, m, [r for r in rows if r["method"] == m and r.get(metric) is not None])
+                  for k, m in enumerate(methods)]
+        series = [s for s in series if s[2]]
+        if not series:
             continue
-        ax.set_xscale("log")
-        ax.set_xlabel("number of edits (T)")
-        ax.set_ylabel(metric)
+        fig, ax = plt.subplots(figsize=(6.5, 3.6))
+        for k, method, points in series:
+            xs = _dodged([r["edits"] for r in points], k, len(methods), log, span)
+            ys = [r[metric] for r in points]
+            bands = [_band(r, metric) for r in points]
+            err = None
+            if any(bands):
+                err = [[max(0.0, y - b[0]) if b else 0.0 for y, b in zip(ys, bands)],
+                       [max(0.0, b[1] - y) if b else 0.0 for y, b in zip(ys, bands)]]
+            ax.errorbar(xs, ys, yerr=err, label=method, markersize=5, linewidth=1.4, capsize=2.5, elinewidth=0.9,
+                        alpha=0.95, **style(k))
+        ax.set_xscale("log" if log else "linear")
+        ax.set_xticks(checkpoints, [str(t) for t in checkpoints])
+        ax.minorticks_off()
+        ax.set_xlabel("number of edits T")
+        ax.set_ylabel(metric.replace("_", " "))
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-        fig.tight_layout()
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize=8)
         paths += save_figure(fig, out_dir, metric)
     return paths
 
 
 def radar_value(row: dict, axis: str) -> float:
-    """Axis value in [0, 1]: fluency as a share of its pre-edit value, the others as they are."""
+    """Axis value in [0, 1]. Fluency: 1 at the pre-edit entropy, 0 at FLUENCY_FLOOR_SHARE of it, so a
+    model that writes repetitive text shows a collapsed spoke (a plain ratio would still read 0.8)."""
     if axis == "fluency":
         now, pre = row.get("fluency"), row.get("fluency_pre")
-        return min(1.0, now / pre) if now is not None and pre else 0.0
+        if now is None or not pre:
+            return 0.0
+        floor = FLUENCY_FLOOR_SHARE * pre
+        return min(1.0, max(0.0, (now - floor) / (pre - floor)))
     value = row.get(axis)
-    return 0.0 if value is None else float(value)
+    return 0.0 if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
 
 
 def radar_charts(final: list[dict], out_dir: Path) -> list[Path]:
-    """A radar chart per method at the final checkpoint (fluency relative to pre-edit)."""
+    """One radar figure with every method at the final checkpoint, on one 0-1 scale."""
+    if not final:
+        return []
     plt = pyplot()
-    paths = []
-    angles = [2 * math.pi * i / len(RADAR_AXES) for i in range(len(RADAR_AXES))]
-    for row in final:
-        values = [radar_value(row, a) for a in RADAR_AXES]
-        fig = plt.figure(figsize=(4, 4))
-        ax = fig.add_subplot(polar=True)
-        ax.plot(angles + angles[:1], values + values[:1], marker="o")
-        ax.fill(angles + angles[:1], values + values[:1], alpha=0.2)
-        ax.set_xticks(angles, [a.replace("_accuracy", "") for a in RADAR_AXES], fontsize=8)
-        ax.set_ylim(0, 1)
-        ax.set_title(f"{row['method']} (T={row['edits']})", fontsize=10)
-        fig.tight_layout()
-        paths += save_figure(fig, out_dir, f"radar_{row['method']}")
-    return paths
+    axes = [a for a in RADAR_AXES if any(r.get(a) is not None for r in final)]
+    angles = [2 * math.pi * i / len(axes) for i in range(len(axes))]
+    fig = plt.figure(figsize=(6.5, 4.8))
+    ax = fig.add_subplot(polar=True)
+    for k, row in enumerate(final):
+        values = [radar_value(row, a) for a in axes]
+        ax.plot(angles + angles[:1], values + values[:1], label=f"{row['method']} (T={row['edits']})",
+                linewidth=1.4, markersize=4, **style(k))
+    labels = [a.replace("_accuracy", "").replace("fluency", "fluency\n(vs pre-edit)") for a in axes]
+    ax.set_xticks(angles, labels, fontsize=8)
+    ax.set_ylim(0, 1)
+    ax.set_yticks([0.25, 0.5, 0.75, 1.0], ["0.25", "0.5", "0.75", "1"], fontsize=7, color="#555555")
+    ax.set_rlabel_position(100)  # the scale between two spokes, clear of their labels
+    ax.legend(loc="upper left", bbox_to_anchor=(1.12, 1.05), frameon=False, fontsize=8)
+    return save_figure(fig, out_dir, "radar")

@@ -6,10 +6,8 @@ combined into mean and standard deviation across orders (`<metric>_std`).
 """
 from __future__ import annotations
 
-import csv
 import math
 import html
-import io
 from collections.abc import Sequence
 
 from editbench.reports.stats import bootstrap_ci, exam_retention, mean_std, overall_score
@@ -60,6 +58,8 @@ def checkpoint_row(result: dict, cp: dict) -> dict:
         "peak_rss_mb": memory.get("cpu_rss_mb"),
         "cuda_max_allocated_mb": memory.get("cuda_max_allocated_mb"),
     }
+    # per named group of locality / portability pairs (World 2.0, KnowEdit): e.g. locality_neighbourhood
+    row.update(cp.get("groups") or {})
     row["score"] = overall_score(row)
     per_edit = cp.get("per_edit") or []
     for k in METRIC_COLUMNS:
@@ -138,13 +138,56 @@ def html_table(rows: Sequence[dict]) -> str:
 def to_csv(rows: Sequence[dict]) -> str:
     if not rows:
         return ""
-    fields = list(dict.fromkeys(k for r in rows for k in r))
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
-    writer.writeheader()
-    for r in rows:
-        writer.writerow({k: (" ".join(f"{x:.6g}" for x in v) if isinstance(v, list) else v) for k, v in r.items()})
-    return buf.getvalue()
+    import pandas as pd
+
+    flat = [_bounds_as_columns(r) for r in rows]
+    columns = list(dict.fromkeys(k for r in flat for k in r))  # first-seen order, as the rows have them
+    return pd.DataFrame(flat, columns=columns).to_csv(index=False, lineterminator="\n")
+
+
+def _bounds_as_columns(row: dict) -> dict:
+    """`<metric>_ci: [lo, hi]` -> `<metric>_ci_lo`, `<metric>_ci_hi` (one number per CSV cell)."""
+    out = {}
+    for key, value in row.items():
+        if key.endswith("_ci"):
+            lo, hi = value if isinstance(value, (list, tuple)) and len(value) == 2 else (None, None)
+            out[f"{key}_lo"], out[f"{key}_hi"] = lo, hi
+        elif isinstance(value, (list, tuple)):
+            out[key] = " ".join(str(x) for x in value)
+        else:
+            out[key] = value
+    return out
+
+
+def group_columns(rows: Sequence[dict]) -> list[str]:
+    """The per-group metric columns any row has, locality groups first."""
+    return sorted({k for r in rows for k in r if k.startswith(("locality_", "portability_")) and not
+                   k.endswith(("_ci", "_std"))}, key=lambda k: (not k.startswith("locality_"), k))
+
+
+def _group_cells(r: dict, columns: Sequence[str]) -> list[str]:
+    return [r["method"], str(r.get("protocol") or "sequential"), str(r["edits"]), *(_num(r.get(c)) for c in columns)]
+
+
+def groups_markdown(rows: Sequence[dict]) -> str:
+    """Locality and portability per group of pairs; empty when no run has named groups."""
+    columns = group_columns(rows)
+    if not columns:
+        return ""
+    header = ["method", "protocol", "T", *columns]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_group_cells(r, columns)) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def groups_html(rows: Sequence[dict]) -> str:
+    columns = group_columns(rows)
+    if not columns:
+        return ""
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in ["method", "protocol", "T", *columns])
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in _group_cells(r, columns)) + "</tr>"
+                   for r in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def summary_table(results: Sequence[dict]) -> str:

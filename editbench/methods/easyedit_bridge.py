@@ -1,0 +1,487 @@
+"""`easyedit:ALGO`: EasyEdit's own editors (the `easyeditor` package, unmodified) inside editbench's runner.
+
+Each call hands the batch to EasyEdit's `apply_<algo>_to_model`, which edits the weights in place
+and returns their original values; the bridge turns that into a `WeightDelta` and puts the weights
+back, so every metric, protocol, report and regression check applies unchanged.
+
+What the bridge takes care of, and why:
+- Only the algorithm's own modules are imported, from the source tree, under a private package
+  name (`easyeditor/__init__.py` imports every editor and the multimodal stack: timm, torchvision,
+  opencv, qwen_vl_utils). Each editor instance loads its own copy, so EasyEdit's module-global
+  caches (context templates, covariances, AlphaEdit's P and key cache) belong to that editor, and
+  its modules are in `sys.modules` only while EasyEdit runs: afterwards `sys.modules` is as it was.
+- EasyEdit reads key statistics from `stats_dir` or computes them from Wikipedia (online). When
+  its file is missing, the bridge writes editbench's own statistics for the same layer, corpus and
+  sample count into EasyEdit's cache format (so both sides use the same C); the corpus is the one
+  editbench's MEMIT uses on this model (the world's text for a world model).
+- EasyEdit's `device` is set to the model's device; AlphaEdit's `P_loc` and the working folder
+  (AlphaEdit writes null_space_project.pt into it) are a private temporary folder.
+- Memory-based editors (WISE, GRACE) wrap modules instead of changing weights; they are refused
+  with the reason (see `NOT_BRIDGED`).
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import importlib
+import inspect
+import io
+import os
+import re
+import sys
+import tempfile
+import types
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from editbench.core import (
+    ConfigError,
+    Editor,
+    EditorConfig,
+    InvalidDeltaError,
+    WeightDelta,
+    check_range,
+    get_editor_class,
+    register_editor,
+    registered_names,
+)
+from editbench.harness.arch import mlp_proj_path, num_layers
+
+# EasyEdit algorithm -> (package under easyeditor/models, hparams class, apply function, one request per call)
+ALGORITHMS: dict[str, tuple[str, str, str, bool]] = {
+    "ROME": ("rome", "ROMEHyperParams", "apply_rome_to_model", True),
+    "R-ROME": ("r_rome", "R_ROMEHyperParams", "apply_r_rome_to_model", True),
+    "MEMIT": ("memit", "MEMITHyperParams", "apply_memit_to_model", False),
+    "AlphaEdit": ("alphaedit", "AlphaEditHyperParams", "apply_AlphaEdit_to_model", False),
+    "EMMET": ("emmet", "EMMETHyperParams", "apply_emmet_to_model", False),
+    "PMET": ("pmet", "PMETHyperParams", "apply_pmet_to_model", False),
+    "FT": ("ft", "FTHyperParams", "apply_ft_to_model", False),
+    "LoRA": ("lora", "LoRAHyperParams", "apply_lora_to_model", False),
+}
+NOT_BRIDGED = {
+    "WISE": "WISE replaces MLP modules with a side memory and a router (a change of structure, not of weights)",
+    "GRACE": "GRACE wraps a layer with a codebook of keys and values (a change of structure, not of weights)",
+}
+# EasyEdit's BaseEditor pads on the right for these (its index arithmetic assumes it), on the left otherwise
+RIGHT_PADDED = {"ROME", "R-ROME", "MEMIT", "AlphaEdit", "EMMET", "PMET"}
+# algorithms whose key statistics the bridge can provide: layers whose C EasyEdit reads
+_STATS_LAYERS = {"ROME": "layers", "R-ROME": "layers", "MEMIT": "layers", "AlphaEdit": "layers", "EMMET": "layers",
+                 "PMET": "layers"}
+TEMPLATE_CHOICES = ("easyedit", "editbench")
+ENV_VAR = "EDITBENCH_EASYEDIT"
+
+
+# --------------------------------------------------------------------------- finding and loading EasyEdit
+
+
+def easyedit_root() -> Path:
+    """The folder holding `easyeditor/`: $EDITBENCH_EASYEDIT, an installed easyeditor, or the
+    `shared/easyedit` tree next to this repository (how tests and CI find it)."""
+    env = os.environ.get(ENV_VAR)
+    if env:
+        root = Path(env)
+        if not (root / "easyeditor" / "models").is_dir():
+            raise ConfigError(f"${ENV_VAR}={env}: no easyeditor/models folder there (point it at an EasyEdit checkout)")
+        return root
+    spec = importlib.util.find_spec("easyeditor")
+    if spec is not None and spec.submodule_search_locations:
+        return Path(list(spec.submodule_search_locations)[0]).parent
+    sibling = Path(__file__).resolve().parents[3] / "shared" / "easyedit"
+    if (sibling / "easyeditor" / "models").is_dir():
+        return sibling
+    raise ConfigError(f"easyedit bridge: EasyEdit not found; set ${ENV_VAR} to an EasyEdit checkout (the folder "
+                      "with easyeditor/) or install easyeditor")
+
+
+def offered_algorithms(root: Path | None) -> list[str]:
+    """The algorithm names EasyEdit's own dispatch table (util/alg_dict.py) lists, when readable."""
+    try:
+        text = (root / "easyeditor" / "util" / "alg_dict.py").read_text(encoding="utf-8")
+    except (OSError, TypeError):
+        return []
+    table = text[text.find("ALG_DICT"):]
+    return sorted(set(re.findall(r"['\"]([A-Za-z][\w-]*)['\"]\s*:", table[:table.find("}") + 1])))
+
+
+def canonical_algorithm(name: str) -> str:
+    """'rome' -> 'ROME', 'alphaedit' -> 'AlphaEdit'; a one-line error naming the choices otherwise."""
+    lookup = {k.lower(): k for k in (*ALGORITHMS, *NOT_BRIDGED)}
+    algo = lookup.get(name.lower())
+    if algo in NOT_BRIDGED:
+        raise ConfigError(f"easyedit:{algo} is not bridged: {NOT_BRIDGED[algo]}; editbench's runner applies weight "
+                          f"changes (bridged: {', '.join(ALGORITHMS)})")
+    if algo is None:
+        try:
+            offered = offered_algorithms(easyedit_root())
+        except ConfigError:
+            offered = []
+        also = f"; EasyEdit also offers {', '.join(a for a in offered if a not in ALGORITHMS)}" if offered else ""
+        raise ConfigError(f"unknown EasyEdit algorithm '{name}' (bridged: {', '.join(ALGORITHMS)}{also})")
+    return algo
+
+
+class LoadedEasyEdit:
+    """One private copy of the modules an algorithm needs; `mounted()` puts them into sys.modules."""
+
+    def __init__(self, root: Path, algo: str) -> None:
+        package, hparams_class, apply_name, _ = ALGORITHMS[algo]
+        self.prefix = f"_editbench_easyedit_{hashlib.sha256(str(root).encode()).hexdigest()[:8]}_{id(self):x}"
+        self.modules: dict[str, types.ModuleType] = {}
+        # packages whose __init__ would import everything are replaced by bare packages (only a
+        # search path), so `from ...util import nethook` finds the one file it names
+        for sub in ("", ".models", ".util"):
+            folder = root / "easyeditor" / sub.strip(".").replace(".", "/") if sub else root / "easyeditor"
+            pkg = types.ModuleType(self.prefix + sub)
+            pkg.__path__ = [str(folder)]
+            pkg.__package__ = self.prefix + sub
+            self.modules[self.prefix + sub] = pkg
+        with self.mounted():
+            try:
+                module = importlib.import_module(f"{self.prefix}.models.{package}")
+            except ModuleNotFoundError as exc:
+                missing = (exc.name or "").split(".")[0]
+                if missing.startswith("_editbench_easyedit"):
+                    raise ConfigError(f"easyedit:{algo}: {root} has no easyeditor/models/{package}") from None
+                raise ConfigError(f"easyedit:{algo} needs the Python package '{missing}' (pip install "
+                                  f"'editbench[easyedit]' or pip install {missing})") from None
+            self.hparams_class = getattr(module, hparams_class)
+            self.apply = getattr(module, apply_name)
+            self.main_module = sys.modules[self.apply.__module__]
+            self.modules.update({k: v for k, v in sys.modules.items() if k.startswith(self.prefix)})
+
+    @contextlib.contextmanager
+    def mounted(self):
+        before = {k: sys.modules[k] for k in self.modules if k in sys.modules}
+        sys.modules.update(self.modules)
+        try:
+            yield
+        finally:
+            for key in [k for k in sys.modules if k.startswith(self.prefix)]:
+                self.modules[key] = sys.modules.pop(key)
+            sys.modules.update(before)
+
+
+# --------------------------------------------------------------------------- config
+
+
+@dataclass(frozen=True)
+class EasyEditConfig(EditorConfig):
+    """The EasyEdit hparams (its YAML, with `--set` overrides) plus what the bridge itself decides."""
+
+    algorithm: str = ""
+    hparams: tuple[tuple[str, Any], ...] = ()  # EasyEdit's keys and values, in file order
+    source: str = ""
+    # 'easyedit': EasyEdit generates its own context templates (its defaults); 'editbench': the
+    # templates editbench's ROME/MEMIT would use on this model (for an edit-by-edit parity check)
+    context_templates: str = "easyedit"
+    # corpus of the key statistics written for EasyEdit when its stats file is missing; '' = the
+    # corpus editbench's MEMIT uses on this model
+    stats_corpus: str = ""
+
+    BRIDGE_KEYS = ("context_templates", "stats_corpus", "batch_size")
+
+    @classmethod
+    def from_mapping(cls, values: dict[str, Any], source: str) -> "EasyEditConfig":
+        own = {k: values[k] for k in cls.BRIDGE_KEYS if k in values}
+        theirs = tuple((k, _freeze(v)) for k, v in values.items() if k not in cls.BRIDGE_KEYS)
+        return cls(algorithm=cls.ALGORITHM, hparams=theirs, source=source, **own)
+
+    def check(self) -> None:
+        check_range(self, "context_templates", self.context_templates in TEMPLATE_CHOICES, ", ".join(TEMPLATE_CHOICES))
+        if not self.hparams:
+            raise ConfigError(f"easyedit:{self.algorithm} needs EasyEdit's hparams file: --hparams "
+                              f"path/to/EasyEdit/hparams/{self.algorithm}/MODEL.yaml")
+        given = dict(self.hparams).get("alg_name")
+        if given is not None and str(given).lower() != self.algorithm.lower():
+            raise ConfigError(f"{self.source}: alg_name is {given!r}, not {self.algorithm} (use --method "
+                              f"easyedit:{given} or EasyEdit's {self.algorithm} hparams)")
+
+    def values(self) -> dict[str, Any]:
+        return {k: _thaw(v) for k, v in self.hparams}
+
+
+def _freeze(value):
+    if isinstance(value, list):
+        return tuple(_freeze(v) for v in value)
+    if isinstance(value, dict):
+        return tuple((k, _freeze(v)) for k, v in value.items())
+    return value
+
+
+def _thaw(value):
+    return [_thaw(v) for v in value] if isinstance(value, tuple) else value
+
+
+# --------------------------------------------------------------------------- the editor
+
+
+class EasyEditEditor(Editor):
+    """Runs one EasyEdit algorithm; concrete classes are made per algorithm by `editor_class`."""
+
+    config_class = EasyEditConfig
+
+    def __init__(self, config: EasyEditConfig | None = None) -> None:
+        super().__init__(config)
+        self._loaded: LoadedEasyEdit | None = None
+        self._hparams = None
+        self._workdir = tempfile.TemporaryDirectory(prefix="editbench-easyedit-")
+        self.reset_state()
+
+    # ----- state: AlphaEdit's cross-batch key cache lives in EasyEdit's module globals
+    def reset_state(self) -> None:
+        self._pending_reset = True  # applied at the next call (the module may not be loaded yet)
+        self._restore_cache_c: torch.Tensor | None = None
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        if self._restore_cache_c is not None:
+            return {"easyedit/cache_c": self._restore_cache_c.clone()}
+        main = self._loaded.main_module if self._loaded else None
+        if self._pending_reset or main is None or not getattr(main, "cache_c_new", False):
+            return {}
+        return {"easyedit/cache_c": main.cache_c.detach().clone()} if hasattr(main, "cache_c") else {}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        if not state:
+            return
+        if set(state) != {"easyedit/cache_c"} or self.config.algorithm != "AlphaEdit":
+            raise ConfigError(f"easyedit:{self.config.algorithm} cannot take the saved state {sorted(state)[:3]}")
+        self._restore_cache_c = state["easyedit/cache_c"]
+
+    def check_model(self, lm) -> None:
+        self._easyedit(lm)  # loads the modules and builds EasyEdit's hparams object: bad keys fail here
+
+    def prepare(self, lm, cache) -> None:
+        """On θ₀ (the runner calls this before the first edit, and again before a resume puts edited
+        weights back): key statistics, and the context templates EasyEdit would otherwise generate
+        at its first call, from whatever weights it then sees."""
+        self._write_missing_stats(lm, cache)
+        self._set_templates(lm, cache)
+        loaded, hp = self._easyedit(lm)
+        main = loaded.main_module
+        if getattr(main, "CONTEXT_TEMPLATES_CACHE", None) is None and hasattr(main, "get_context_templates"):
+            takes = inspect.signature(main.get_context_templates).parameters
+            extra = [hp.context_template_length_params] if len(takes) > 2 else []
+            with loaded.mounted(), _in_folder(self._workdir.name), contextlib.redirect_stdout(io.StringIO()):
+                main.get_context_templates(lm.model, lm.tokenizer, *extra)
+
+    def _easyedit(self, lm):
+        if self._loaded is None:
+            algo = self.config.algorithm
+            self._loaded = LoadedEasyEdit(easyedit_root(), algo)
+            # what EasyEdit's from_hparams does to a YAML's values: '5e-1' (a string in YAML 1.1) -> 0.5
+            values = self._loaded.hparams_class.construct_float_from_scientific_notation(self.config.values())
+            fields = {f.name for f in dataclasses.fields(self._loaded.hparams_class)}
+            values.setdefault("alg_name", algo)
+            if "device" in fields:
+                values["device"] = str(lm.device)  # EasyEdit reads an int as a CUDA index
+            if "v_loss_layer" in values and values["v_loss_layer"] is None:  # null: this model's last layer
+                values["v_loss_layer"] = num_layers(lm.model) - 1
+            if "P_loc" in fields:  # AlphaEdit's P file and the copy it saves go to our private folder
+                values["P_loc"] = str(Path(self._workdir.name) / "null_space_project.pt")
+            if "stats_dir" in fields:  # relative to where editbench was started (EasyEdit runs elsewhere)
+                values["stats_dir"] = str(Path(values.get("stats_dir", "data/stats")).resolve())
+            try:
+                self._hparams = self._loaded.hparams_class(**values)
+            except TypeError as exc:
+                raise ConfigError(f"{self.config.source}: EasyEdit's {self._loaded.hparams_class.__name__} "
+                                  f"rejects it: {exc}") from None
+        return self._loaded, self._hparams
+
+    # ----- key statistics in EasyEdit's cache format
+    def _stats_files(self, lm) -> dict[int, Path]:
+        _, hp = self._easyedit(lm)
+        if self.config.algorithm not in _STATS_LAYERS or not getattr(hp, "mom2_adjustment", True):
+            return {}
+        model_name = str(lm.model.config._name_or_path).rsplit("/")[-1]  # as EasyEdit's layer_stats
+        folder = Path(hp.stats_dir) / model_name / f"{hp.mom2_dataset}_stats"
+        files = {}
+        templates = getattr(hp, "rewrite_module_tmps", None) or [hp.rewrite_module_tmp]
+        for layer in getattr(hp, _STATS_LAYERS[self.config.algorithm]):
+            for template in templates:
+                module = template.format(layer)
+                if module != mlp_proj_path(lm.model, layer, "down"):
+                    # editbench's statistics are of the MLP output projection's inputs only
+                    files[(layer, module)] = folder / f"{module}_{hp.mom2_dtype}_mom2_{hp.mom2_n_samples}.npz"
+                    continue
+                files[layer] = folder / f"{module}_{hp.mom2_dtype}_mom2_{hp.mom2_n_samples}.npz"
+        return files
+
+    def _write_missing_stats(self, lm, cache) -> None:
+        """Unless EasyEdit's stats_dir holds every file it will read, point it at editbench's cache
+        (per model weights) and write there what is missing."""
+        import numpy as np
+
+        from editbench.harness.cache import cache_root
+        from editbench.harness.hparams import resolve_config
+        from editbench.methods.key_stats import (
+            StatsSpec,
+            key_statistics,
+            weight_fingerprint,
+        )
+        from editbench.methods.memit import MEMITConfig
+
+        _, hp = self._easyedit(lm)
+        if all(p.exists() for p in self._stats_files(lm).values()):
+            return
+        given = hp.stats_dir
+        hp.stats_dir = str(cache_root() / "easyedit-stats" / weight_fingerprint(lm.model)[:16])
+        missing = {L: p for L, p in self._stats_files(lm).items() if not p.exists()}
+        others = [key[1] for key in missing if isinstance(key, tuple)]
+        if others:
+            raise ConfigError(f"easyedit:{self.config.algorithm} reads key statistics of {', '.join(others)}, which "
+                              f"are not in its stats_dir {given} (EasyEdit computes them from Wikipedia, online) and "
+                              "editbench computes them only for MLP output projections")
+        if not missing:
+            return
+        memit, _ = resolve_config(MEMITConfig, "memit", lm.hparams_key, lm.model.config.model_type)
+        spec = dataclasses.replace(memit.stats_spec, mom2_n_samples=int(hp.mom2_n_samples),
+                                   mom2_corpus=self.config.stats_corpus or memit.stats_spec.mom2_corpus)
+        spec = StatsSpec(**{f: getattr(spec, f) for f in StatsSpec.__dataclass_fields__})
+        covs = key_statistics(lm, sorted(missing), spec, cache)
+        for layer, path in missing.items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            moment = covs[layer].detach().cpu().to(getattr(torch, hp.mom2_dtype)).numpy()
+            # SecondMoment's state: mom2 / count is the moment EasyEdit uses; sample_size is checked on load
+            np.savez(path, **{"mom2.constructor": "SecondMoment()", "mom2.count": 1, "mom2.mom2": moment,
+                              "sample_size": int(hp.mom2_n_samples)})
+
+    def _set_templates(self, lm, cache) -> None:
+        """context_templates: editbench -> put editbench's templates into EasyEdit's template cache."""
+        from editbench.harness.hparams import resolve_config
+        from editbench.methods.memit import MEMITConfig
+        from editbench.methods.rewrite import context_templates
+        from editbench.methods.rome import ROMEConfig
+
+        loaded, hp = self._easyedit(lm)
+        main = loaded.main_module
+        if self.config.context_templates != "editbench" or getattr(main, "CONTEXT_TEMPLATES_CACHE", None):
+            return
+        one_at_a_time = ALGORITHMS[self.config.algorithm][3]
+        ours, _ = resolve_config(ROMEConfig if one_at_a_time else MEMITConfig, "rome" if one_at_a_time else "memit",
+                                 lm.hparams_key, lm.model.config.model_type)
+        lengths = tuple(tuple(p) for p in getattr(hp, "context_template_length_params", ours.context_template_lengths))
+        groups = context_templates(lm, lengths, cache, ours.template_seed, ours.context_template_source)
+        # ROME keeps a flat list, MEMIT and AlphaEdit one list per length group
+        main.CONTEXT_TEMPLATES_CACHE = [t for g in groups for t in g] if one_at_a_time else [list(g) for g in groups]
+
+    def _request(self, r) -> dict:
+        return {"case_id": r.case_id, "prompt": r.prompt, "subject": r.subject, "target_new": r.target_new,
+                "ground_truth": r.target_true or "<|endoftext|>", "portability": {}, "locality": {}}
+
+    def edit(self, lm, requests, cache=None) -> WeightDelta:
+        cache = cache if cache is not None else {}
+        loaded, hp = self._easyedit(lm)
+        self._write_missing_stats(lm, cache)
+        self._set_templates(lm, cache)
+        one_at_a_time = ALGORITHMS[self.config.algorithm][3]
+        chunks = [[r] for r in requests] if one_at_a_time else [list(requests)]
+        params = dict(lm.model.named_parameters())
+        # the weights the algorithm may write (its modules at its layers; every weight when it names none),
+        # kept here because not every EasyEdit editor returns them (EMMET drops its copy unless asked)
+        originals = {n: params[n].detach().clone() for n in self._writable(params, hp)}
+        tok = lm.tokenizer
+        side = tok.padding_side
+        tok.padding_side = "right" if self.config.algorithm in RIGHT_PADDED else "left"
+        try:
+            with loaded.mounted(), _in_folder(self._workdir.name), contextlib.redirect_stdout(io.StringIO()):
+                self._before_call(loaded.main_module)
+                for chunk in chunks:
+                    result = loaded.apply(lm.model, lm.tokenizer, [self._request(r) for r in chunk], hp, copy=False,
+                                          return_orig_weights=True, keep_original_weight=False)
+                    edited, weights_copy = result[0], result[1]
+                    if edited is not lm.model and _is_peft(edited):  # LoRA: its adapter, as merged
+                        deltas_lora = _lora_deltas(edited)
+                        edited.unload()  # takes the adapter layers out without merging them
+                        for name, delta in deltas_lora.items():
+                            originals.setdefault(name, params[name].detach().clone())
+                            with torch.no_grad():
+                                params[name].add_(delta.to(params[name].dtype))
+                        continue
+                    if edited is not lm.model:
+                        raise InvalidDeltaError(f"easyedit:{self.config.algorithm} returned a new model object "
+                                                "instead of editing the weights in place; not bridged")
+                    for name, value in (weights_copy or {}).items():
+                        if name not in params:
+                            raise InvalidDeltaError(f"easyedit:{self.config.algorithm} changed '{name}', which is "
+                                                    "not a parameter of the model")
+                        originals.setdefault(name, value.detach().to(params[name].device).clone())
+        finally:
+            tok.padding_side = side
+            with torch.no_grad():  # the contract: edit() leaves the weights as it found them
+                deltas = {n: (params[n].detach() - o).to(params[n].dtype) for n, o in originals.items()
+                          if not torch.equal(params[n], o)}
+                for name, value in originals.items():
+                    params[name].copy_(value)
+        return WeightDelta(tensors=deltas, info=[{} for _ in requests])
+
+    @staticmethod
+    def _writable(params: dict, hp) -> list[str]:
+        templates = getattr(hp, "rewrite_module_tmps", None) or (
+            [hp.rewrite_module_tmp] if getattr(hp, "rewrite_module_tmp", None) else [])
+        layers = getattr(hp, "layers", None)
+        if templates and layers:
+            return [name for t in templates for L in layers if (name := f"{t.format(L)}.weight") in params]
+        return [] if _peft_algorithm(hp) else list(params)
+
+    def _before_call(self, main) -> None:
+        """AlphaEdit's cross-batch cache: start it afresh after a reset, or put a resumed one back."""
+        if self.config.algorithm != "AlphaEdit":
+            return
+        restore = self._restore_cache_c
+        if restore is not None:
+            main.cache_c, main.cache_c_new = restore.clone(), True
+            self._restore_cache_c = None
+        elif self._pending_reset:
+            main.cache_c_new = False
+        self._pending_reset = False
+
+
+def _peft_algorithm(hp) -> bool:
+    return str(getattr(hp, "alg_name", "")).lower() in ("lora", "qlora")
+
+
+def _is_peft(model) -> bool:
+    try:
+        from peft import PeftModel
+    except ImportError:
+        return False
+    return isinstance(model, PeftModel)
+
+
+def _lora_deltas(peft_model) -> dict[str, torch.Tensor]:
+    """The weight change each LoRA layer stands for (peft's get_delta_weight), by base parameter name."""
+    deltas = {}
+    for name, module in peft_model.named_modules():
+        if hasattr(module, "get_delta_weight") and hasattr(module, "base_layer"):
+            base_name = name.removeprefix("base_model.model.") + ".weight"
+            for adapter in module.active_adapters:
+                if adapter in getattr(module, "lora_A", {}):
+                    delta = module.get_delta_weight(adapter).detach()
+                    deltas[base_name] = deltas[base_name] + delta if base_name in deltas else delta
+    return deltas
+
+
+@contextlib.contextmanager
+def _in_folder(path: str):
+    before = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(before)
+
+
+def editor_class(algorithm: str) -> type[EasyEditEditor]:
+    """The editor class for `easyedit:<algorithm>`, registered under that name on first use."""
+    algo = canonical_algorithm(algorithm)
+    name = f"easyedit:{algo}"
+    if name in registered_names():
+        return get_editor_class(name)
+    config_cls = dataclasses.make_dataclass(f"EasyEdit{algo.replace('-', '')}Config", [], bases=(EasyEditConfig,),
+                                            frozen=True, namespace={"ALGORITHM": algo})
+    cls = type(f"EasyEdit{algo.replace('-', '')}", (EasyEditEditor,), {"config_class": config_cls})
+    return register_editor(name)(cls)

@@ -1,0 +1,186 @@
+"""The EasyEdit bridge: EasyEdit's own ROME / MEMIT / AlphaEdit from an unmodified source tree, inside
+editbench's runner; and the golden check of editbench's implementations against them."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from editbench.core import ConfigError, get_editor_class
+from editbench.harness.hparams import resolve_config
+
+EASYEDIT = Path(os.environ.get("EDITBENCH_EASYEDIT") or Path(__file__).resolve().parents[1].parent / "shared" / "easyedit")
+pytestmark = pytest.mark.skipif(not (EASYEDIT / "easyeditor" / "models").is_dir(),
+                                reason=f"EasyEdit's source is not at {EASYEDIT} (set EDITBENCH_EASYEDIT)")
+PAIRS = [("ROME", "rome"), ("MEMIT", "memit"), ("AlphaEdit", "alphaedit")]
+
+
+@pytest.fixture(autouse=True)
+def _easyedit_env(monkeypatch):
+    monkeypatch.setenv("EDITBENCH_EASYEDIT", str(EASYEDIT))
+
+
+def _editor(lm, name, **over):
+    cls = get_editor_class(name)
+    config, _ = resolve_config(cls.config_class, name, lm.hparams_key, lm.model.config.model_type, overrides=over)
+    editor = cls(config)
+    editor.check_model(lm)
+    return editor
+
+
+@pytest.mark.parametrize("algo,native", PAIRS)
+def test_editbench_update_equals_easyedits_on_the_same_edit(micro_lm, micro_requests, algo, native):
+    """Golden test: the same request, settings, templates and key statistics give the same weight
+    change in editbench's implementation and in EasyEdit's (cosine > 0.99999, norms within 1e-4)."""
+    deltas = {}
+    for name in (native, f"easyedit:{algo}"):
+        editor = _editor(micro_lm, name)
+        cache: dict = {}
+        editor.prepare(micro_lm, cache)
+        deltas[name] = editor.edit(micro_lm, micro_requests[:1], cache).tensors
+    ours, theirs = deltas.values()
+    assert ours.keys() == theirs.keys() and ours
+    for key in ours:
+        a, b = ours[key].double().flatten(), theirs[key].double().flatten()
+        assert torch.dot(a, b) / (a.norm() * b.norm()) > 0.99999, key
+        assert abs(a.norm() - b.norm()) <= 1e-4 * a.norm(), key
+
+
+def test_bridge_leaves_modules_folder_and_weights_as_it_found_them(micro_lm, micro_requests, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    modules_before = set(sys.modules)
+    weights = {k: v.clone() for k, v in micro_lm.model.state_dict().items()}
+    side = micro_lm.tokenizer.padding_side
+    editor = _editor(micro_lm, "easyedit:AlphaEdit")
+    delta = editor.edit(micro_lm, micro_requests[:2], {})
+    assert delta.tensors and all(torch.isfinite(t).all() for t in delta.tensors.values())
+    leaked = [m for m in set(sys.modules) - modules_before if "easyedit" in m or m.split(".")[0] in
+              ("timm", "torchvision", "cv2", "qwen_vl_utils")]
+    assert leaked == []
+    assert list(tmp_path.iterdir()) == []  # nothing written where editbench was started
+    assert micro_lm.tokenizer.padding_side == side
+    assert all(torch.equal(weights[k], v) for k, v in micro_lm.model.state_dict().items())
+
+
+def test_alphaedit_key_cache_is_editor_state_that_a_resume_restores(micro_lm, micro_requests):
+    """As a resumed run does it: a second editor prepared on θ₀, handed the first one's state after a
+    batch, makes the same next update as the first; one without that state does not."""
+    first, second = micro_requests[:2], micro_requests[2:4]
+    editors = [_editor(micro_lm, "easyedit:AlphaEdit") for _ in range(3)]
+    caches: list[dict] = [{}, {}, {}]
+    for editor, cache in zip(editors, caches):
+        editor.prepare(micro_lm, cache)  # on θ₀, as the runner does before the first (or a resumed) step
+    editor, resumed, fresh_editor = editors
+    editor.edit(micro_lm, first, caches[0]).apply(micro_lm.model)
+    state = editor.state_dict()
+    assert list(state) == ["easyedit/cache_c"] and state["easyedit/cache_c"].abs().sum() > 0
+    uninterrupted = editor.edit(micro_lm, second, caches[0]).tensors
+    resumed.reset_state()
+    resumed.load_state_dict(state)
+    again = resumed.edit(micro_lm, second, caches[1]).tensors
+    fresh = fresh_editor.edit(micro_lm, second, caches[2]).tensors  # no earlier keys
+    for key in uninterrupted:
+        assert torch.allclose(again[key], uninterrupted[key], atol=1e-6)
+        assert not torch.allclose(fresh[key], uninterrupted[key], atol=1e-6)
+
+
+@pytest.mark.parametrize("name,message", [
+    ("easyedit:NOPE", r"unknown EasyEdit algorithm 'NOPE' \(bridged: ROME, R-ROME, MEMIT, AlphaEdit.*EasyEdit also "
+                      r"offers .*GRACE"),
+    ("easyedit:wise", r"easyedit:WISE is not bridged: WISE replaces MLP modules"),
+    ("zzz:ROME", r"unknown method family 'zzz'"),
+])
+def test_bad_bridge_names_are_one_line(name, message):
+    with pytest.raises(ConfigError, match=message):
+        get_editor_class(name)
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "editbench", *args], capture_output=True, text=True,
+                          env={**os.environ, "EDITBENCH_EASYEDIT": str(EASYEDIT)})
+
+
+def test_cli_errors_name_the_source(micro_world, tmp_path):
+    wrong = tmp_path / "wrong.yaml"
+    wrong.write_text((EASYEDIT / "hparams" / "MEMIT" / "gpt2-xl.yaml").read_text())
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("alg_name: ROME\nlayers: [0]\n")
+    cases = [
+        (["--method", "easyedit:NOPE"], "unknown EasyEdit algorithm 'NOPE'"),
+        (["--method", "easyedit:ROME", "--hparams", str(wrong)], "alg_name is 'MEMIT', not ROME"),
+        (["--method", "easyedit:ROME", "--hparams", str(broken)], "EasyEdit's ROMEHyperParams rejects it"),
+    ]
+    for args, message in cases:
+        proc = _cli("run", *args, "--world", "micro", "--edits", "2", "--checkpoints", "2",
+                    "--out", str(tmp_path / "out"), "--quiet")
+        assert proc.returncode == 2, proc.stderr
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and message in lines[0], proc.stderr
+
+
+def test_twenty_sequential_edits_through_the_runner_match_editbench(micro_world):
+    """Each bridged algorithm beside editbench's own on the same 20 edits, one at a time: final
+    reliability, generalization and locality within 0.02 (the closing note of issue 19 lists them)."""
+    from editbench.benchmarks.registry import world_benchmark
+    from editbench.harness.models import load_model
+    from editbench.harness.runner import EvalSuite, SequentialRunner
+
+    data = world_benchmark(micro_world, 20, seed=0)
+    suite = EvalSuite(data.fluency_prompts[:1], 8, data.exam_name, data.exam[:4])
+    for algo, native in PAIRS:
+        final = {}
+        for name in (native, f"easyedit:{algo}"):
+            lm = load_model(str(micro_world), hparams_key="world")
+            results, rows = SequentialRunner(lm, _editor(lm, name), data.requests, suite, [20], 0,
+                                             log=lambda m: None).run()
+            assert all(r["status"] == "ok" for r in rows), name
+            final[name] = results["checkpoints"][-1]
+        for metric in ("reliability", "generalization", "locality"):
+            ours, theirs = final[native][metric], final[f"easyedit:{algo}"][metric]
+            assert abs(ours - theirs) <= 0.02, (algo, metric, ours, theirs)
+
+
+QWEN_WORLD = {"rewrite_module_tmp": "model.layers.{}.mlp.down_proj", "layer_module_tmp": "model.layers.{}",
+              "mlp_module_tmp": "model.layers.{}.mlp", "attn_module_tmp": "model.layers.{}.self_attn",
+              "ln_f_module": "model.norm", "lm_head_module": "model.embed_tokens", "v_loss_layer": None,
+              "model_name": "qwen2-world", "mom2_dtype": "float64", "context_templates": "editbench"}
+
+
+@pytest.mark.parametrize("algo,file,over", [
+    ("R-ROME", "R-ROME/llama-7b.yaml", {**QWEN_WORLD, "layers": [0]}),
+    ("EMMET", "EMMET/llama3.2-3b.yaml", {**QWEN_WORLD, "layers": [0, 1]}),
+    ("FT", "FT/qwen2.5-7b.yaml", {"layers": [0], "model_name": "qwen2-world", "num_steps": 5,
+                                  "rewrite_module_tmp": "model.layers.{}.mlp.down_proj"}),
+    ("LoRA", "LoRA/qwen2.5-7b.yaml", {"model_name": "qwen2-world", "num_steps": 5, "layers": [0, 1]}),
+])
+def test_other_weight_editors_run_through_the_bridge(micro_lm, micro_requests, algo, file, over):
+    """EasyEdit's own hparams file for a real model, with the world model's module names and layers:
+    a finite, non-empty weight change, and the weights as they were after edit()."""
+    from conftest import assert_same_state, state_copy
+
+    name = f"easyedit:{algo}"
+    cls = get_editor_class(name)
+    config, _ = resolve_config(cls.config_class, name, "world", "qwen2", EASYEDIT / "hparams" / file, over)
+    editor = cls(config)
+    editor.check_model(micro_lm)
+    before = state_copy(micro_lm.model)
+    torch.manual_seed(0)
+    delta = editor.edit(micro_lm, micro_requests[:1], {})
+    assert_same_state(micro_lm.model, before)
+    assert delta.tensors and all(torch.isfinite(t).all() and t.norm() > 0 for t in delta.tensors.values())
+    delta.validate(micro_lm.model)
+
+
+def test_pmet_without_its_attention_statistics_is_one_line(micro_lm):
+    name = "easyedit:PMET"
+    cls = get_editor_class(name)
+    over = {**QWEN_WORLD, "layers": [0], "stats_dir": "/nonexistent/stats",
+            "rewrite_module_tmps": ["model.layers.{}.self_attn.o_proj", "model.layers.{}.mlp.down_proj"]}
+    config, _ = resolve_config(cls.config_class, name, "world", "qwen2", EASYEDIT / "hparams/PMET/gpt-j-6B.yaml", over)
+    editor = cls(config)
+    with pytest.raises(ConfigError, match=r"reads key statistics of model.layers.0.self_attn.o_proj"):
+        editor.prepare(micro_lm, {})
