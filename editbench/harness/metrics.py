@@ -98,7 +98,7 @@ def edit_scores(
             "generalization": mean([s.token_accuracy for s in gen[i]]),
             "locality": loc,
             "portability": mean(port_pairs),
-            "prediction": lm.tokenizer.decode(rel[i][0].top1),
+            "prediction": _decoded(lm.tokenizer, rel[i][0].top1),
         }
         row.update(_group_means("locality", r.locality_groups, per_pair))
         row.update(_group_means("portability", r.portability_groups, port_pairs))
@@ -107,6 +107,12 @@ def edit_scores(
         row["generalization_gain"] = _gain(row["generalization"], pre.get("generalization"))
         rows.append(row)
     return rows
+
+
+def _decoded(tokenizer, ids: list[int]) -> str | None:
+    """The text of token ids, for reading an edit's outcome; None for a tokenizer that cannot decode."""
+    decode = getattr(tokenizer, "decode", None)
+    return decode(ids) if callable(decode) else None
 
 
 def _group_means(metric: str, groups: Sequence[str], values: Sequence[float]) -> dict[str, float]:
