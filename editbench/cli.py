@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import argparse
-import os
 import importlib
+import os
 import sys
 from pathlib import Path
 
@@ -20,19 +20,21 @@ def _csv_ints(text: str) -> list[int]:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="editbench", description="Benchmark harness for knowledge editing.")
     parser.add_argument("--version", action="version", version=f"editbench {_version()}")
-    sub = parser.add_subparsers(dest="command", required=True)
-    defaults = _DefaultsHelp  # every --help shows each option's default
+    subparsers = parser.add_subparsers(dest="command", required=True)
 
-    run = sub.add_parser("run", formatter_class=defaults, help="apply N edits sequentially with each method and score them at checkpoints")
+    def command(name: str, **kwargs) -> argparse.ArgumentParser:
+        return subparsers.add_parser(name, formatter_class=_DefaultsHelp, **kwargs)  # --help shows defaults
+
+    run = command("run", help="apply N edits sequentially with each method and score them at checkpoints")
     run.add_argument("--method", action="append", required=True,
                      help="editor name; repeat for several; 'all' = every registered editor")
     _add_run_options(run)
 
-    compare = sub.add_parser("compare", formatter_class=defaults, help="run methods on the same edits and compare each with the first")
+    compare = command("compare", help="run methods on the same edits and compare each with the first")
     compare.add_argument("--method", action="append", required=True, help="reference method first")
     _add_run_options(compare)
 
-    regress = sub.add_parser("regress", formatter_class=defaults, help="compare a run with a baseline, or this tree with a commit; exit 0 "
+    regress = command("regress", help="compare a run with a baseline, or this tree with a commit; exit 0 "
                              "ok, 1 regression, 2 bad input")
     regress.add_argument("run_dir", type=Path, nargs="?", help="a run directory (with --baseline), or where "
                          "--against writes the working tree's run (default: a temporary folder)")
@@ -46,16 +48,16 @@ def build_parser() -> argparse.ArgumentParser:
     regress.add_argument("--tolerances", type=Path, help="YAML of absolute tolerances per metric")
     regress.add_argument("--tolerance", action="append", default=[], metavar="METRIC=VALUE")
 
-    baseline = sub.add_parser("baseline", formatter_class=defaults, help="store a run's final metrics as a baseline file for `regress`")
+    baseline = command("baseline", help="store a run's final metrics as a baseline file for `regress`")
     baseline.add_argument("run_dir", type=Path)
     baseline.add_argument("--out", type=Path, required=True)
 
-    sweep = sub.add_parser("sweep", formatter_class=defaults, help="run one method over a grid of config values; tables and heat maps")
+    sweep = command("sweep", help="run one method over a grid of config values; tables and heat maps")
     sweep.add_argument("--method", required=True)
     sweep.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2,...")
     _add_run_options(sweep)
 
-    tune = sub.add_parser("tune", formatter_class=defaults, help="choose one method's hyper-parameters on the world's dev split (never the "
+    tune = command("tune", help="choose one method's hyper-parameters on the world's dev split (never the "
                           "leaderboard's edits), same budget for every method; writes a YAML with provenance")
     tune.add_argument("--method", required=True)
     tune.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2,...")
@@ -65,14 +67,14 @@ def build_parser() -> argparse.ArgumentParser:
                       "editbench/hparams/METHOD/world.yaml)")
     _add_run_options(tune)
 
-    report = sub.add_parser("report", formatter_class=defaults, help="write leaderboard tables and plots for a run directory")
+    report = command("report", help="write leaderboard tables and plots for a run directory")
     report.add_argument("run_dir", type=Path)
     report.add_argument("--format", help="md,csv,json,html: which files (default: all four)")
     report.add_argument("--metrics", help="figures to draw, e.g. reliability,locality (default: every metric)")
     report.add_argument("--checkpoint", type=int, help="rank at this T instead of each run's last checkpoint")
 
-    sub.add_parser("methods", formatter_class=defaults, help="list registered editors")
-    sub.add_parser("benchmarks", formatter_class=defaults, help="list benchmarks and exams")
+    command("methods", help="list registered editors")
+    command("benchmarks", help="list benchmarks and exams")
     return parser
 
 
@@ -147,8 +149,8 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--eval-token-budget", type=int, help="padded tokens per evaluation forward pass "
                         "(rows are cut to fit; default: no limit)")
     parser.add_argument("--dtype", default="float32", help="float32, bfloat16 or float16")
-    parser.add_argument("--edits", type=int, help="number of edits (default: 100 on the world, every fact of its pool when it "
-                        "holds fewer; else every record)")
+    parser.add_argument("--edits", type=int, help="number of edits (default: 100 on the world, every fact of its "
+                        "pool when it holds fewer; else every record)")
     parser.add_argument("--checkpoints", type=_csv_ints, help="e.g. 1,10,100 (the last edit is always one; default: "
                         "powers of ten up to N, and N)")
     parser.add_argument("--seed", type=int, default=0, help="edit sampling and order, generation, training")
@@ -843,7 +845,8 @@ def cmd_methods(args: argparse.Namespace) -> int:
         mod = importlib.import_module(module)
         doc = (mod.__doc__ or "").strip().splitlines()
         members = ", ".join(getattr(mod, "ALGORITHMS", {}))
-        print(f"{family + ':ALGO':12s} {module}" + (f"  {doc[0]}" if doc else "") + (f" ({members})" if members else ""))
+        line = f"{family + ':ALGO':12s} {module}" + (f"  {doc[0]}" if doc else "")
+        print(line + (f" ({members})" if members else ""))
     return 0
 
 
