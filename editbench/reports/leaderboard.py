@@ -73,7 +73,8 @@ GROUPS_EXPLAIN = (
 )
 
 
-def _html_page(facts: dict, final: list[dict], every: list[dict], figures: list[Path], drill: str = "") -> str:
+def _html_page(facts: dict, final: list[dict], every: list[dict], figures: list[Path], drill: str = "",
+               groups: str = "") -> str:
     images = "".join(
         f'<figure><img alt="{html.escape(p.stem)}" src="data:image/png;base64,'
         f'{base64.b64encode(p.read_bytes()).decode()}"><figcaption>{html.escape(p.stem)}</figcaption></figure>'
@@ -89,8 +90,7 @@ def _html_page(facts: dict, final: list[dict], every: list[dict], figures: list[
         f"<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>editbench leaderboard</title>"
         f"<style>{style}</style></head><body><h1>editbench leaderboard</h1><ul>{items}</ul>"
         f"<p>{html.escape(EXPLAIN)}</p><h2>Final checkpoint</h2>{tables.html_table(final)}"
-        + (f"<h2>Locality and portability by group</h2>{tables.groups_html(final)}" if tables.groups_html(final)
-           else "") +
+        + (f"<h2>Locality and portability by group</h2>{_md_table_html(groups)}" if groups else "") +
         f"<h2>Every checkpoint</h2>{tables.html_table(every)}<h2>Figures</h2>{images}{drill}</body></html>\n"
     )
 
@@ -132,11 +132,12 @@ def write_report(run_dir: Path, log=None, formats: tuple[str, ...] = FORMATS, me
     figures = plots.metric_curves(every, run_dir, chosen) + plots.radar_charts(final, run_dir)
     comparison = _comparison(run_dir)
     categories = _exam_categories(results)
+    groups = tables.groups_markdown(final)
     md = (
         "# editbench leaderboard\n\n" + "".join(f"- {line}\n" for line in _header_lines(facts))
         + f"\n{EXPLAIN}\n\n## Final checkpoint (ranked by score)\n\n" + tables.markdown(final)
         + (f"\n## Locality and portability by group (final checkpoint)\n\n{GROUPS_EXPLAIN}\n\n"
-           + tables.groups_markdown(final) if tables.groups_markdown(final) else "")
+           + groups if groups else "")
         + (f"\n## Comparison\n\n{comparison}" if comparison else "")
         + (f"\n## Exam by category (final checkpoint; pre-edit in brackets)\n\n{categories}" if categories else "")
         + "\n## Every checkpoint\n\n" + tables.markdown(every) + "\n"
@@ -160,7 +161,7 @@ def write_report(run_dir: Path, log=None, formats: tuple[str, ...] = FORMATS, me
                         (("Comparison", comparison), ("Exam by category (final checkpoint; pre-edit in brackets)",
                                                       categories)) if text)
         outputs.append(run_dir / "leaderboard.html")
-        atomic_write_text(outputs[-1], _html_page(facts, final, every, figures, extra + drill))
+        atomic_write_text(outputs[-1], _html_page(facts, final, every, figures, extra + drill, groups))
     return outputs + figures
 
 

@@ -180,16 +180,6 @@ def groups_markdown(rows: Sequence[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def groups_html(rows: Sequence[dict]) -> str:
-    columns = group_columns(rows)
-    if not columns:
-        return ""
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in ["method", "protocol", "T", *columns])
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in _group_cells(r, columns)) + "</tr>"
-                   for r in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
 def summary_table(results: Sequence[dict]) -> str:
     """The final rows, and a line per method whose updates failed or diverged."""
     rows = final_rows(results)
