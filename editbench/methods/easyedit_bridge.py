@@ -318,7 +318,6 @@ class EasyEditEditor(Editor):
         from editbench.harness.cache import cache_root
         from editbench.harness.hparams import resolve_config
         from editbench.methods.key_stats import (
-            StatsSpec,
             key_statistics,
             weight_fingerprint,
         )
@@ -340,7 +339,6 @@ class EasyEditEditor(Editor):
         memit, _ = resolve_config(MEMITConfig, "memit", lm.hparams_key, lm.model.config.model_type)
         spec = dataclasses.replace(memit.stats_spec, mom2_n_samples=int(hp.mom2_n_samples),
                                    mom2_corpus=self.config.stats_corpus or memit.stats_spec.mom2_corpus)
-        spec = StatsSpec(**{f: getattr(spec, f) for f in StatsSpec.__dataclass_fields__})
         covs = key_statistics(lm, sorted(missing), spec, cache)
         for layer, path in missing.items():
             path.parent.mkdir(parents=True, exist_ok=True)
