@@ -72,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--format", help="md,csv,json,html: which files (default: all four)")
     report.add_argument("--metrics", help="figures to draw, e.g. reliability,locality (default: every metric)")
     report.add_argument("--checkpoint", type=int, help="rank at this T instead of each run's last checkpoint")
+    report.add_argument("--score-basis", choices=("generation", "token"), help="what the score's edit success and "
+                        "locality rest on: generated exact match or teacher-forced token accuracy (default: what "
+                        "the runs recorded; generation unless they ran --eval-mode teacher-forced)")
 
     command("methods", help="list registered editors")
     command("benchmarks", help="list benchmarks and exams")
@@ -133,6 +136,16 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--exam-limit", type=int, help="K questions per subject (seeded), for cheap checkpoints")
     parser.add_argument("--exam-mode", choices=("letter", "cloze"), help="default: letter for ceval/mmlu")
     parser.add_argument("--exam-split", help="split scored (default: MMLU test when present, else val; C-Eval val)")
+    parser.add_argument("--eval-mode", default="generation", choices=("teacher-forced", "generation", "wild"),
+                        help="what edits are scored on besides teacher-forced token accuracy: generation = the "
+                             "model's greedy answer to the prompt, cut at the sentence end, exact match (the "
+                             "score's basis); wild = the Mirage paper's WILD evaluation (question-only context, "
+                             "50 tokens, its stop strings); teacher-forced = token accuracy alone (the score's "
+                             "basis then)")
+    parser.add_argument("--gen-margin", type=int, default=4, help="generation: new tokens allowed beyond the gold "
+                        "answer's own length")
+    parser.add_argument("--wild-context", default="question", choices=("question", "qa_inst", "chat"),
+                        help="wild: the question alone, the paper's QA instruction, or the chat template")
     parser.add_argument("--protocol", default="sequential", choices=("sequential", "batch"),
                         help="sequential: batches of the method's batch_size, never reset (default); batch: for "
                              "each checkpoint T, the first T edits in one call from the unedited weights")
@@ -236,6 +249,10 @@ class _RunContext:
         from editbench.harness.runner import UpdateGuard
 
         self.guard = UpdateGuard(max_update_ratio=args.max_update_ratio, policy=args.on_diverged)
+        from editbench.harness.generation import parse_eval_mode
+
+        self.generation = parse_eval_mode(args.eval_mode, args.gen_margin,
+                                          args.wild_context if args.eval_mode == "wild" else "question")
         self.failures: list[str] = []
         self.dirty = False  # the loaded model may hold a failed run's changes: load it again
 
@@ -283,7 +300,7 @@ class _RunContext:
         self.data.requests = fit_to_context(self.lm, self.data.requests, "error" if args.truncate == "none" else "left")
         self.n_edits = len(self.data.requests)
         self.suite = EvalSuite(self.data.fluency_prompts, self.data.fluency_tokens, self.data.exam_name,
-                               self.data.exam, self.data.exam_mode, self.data.exam_shots)
+                               self.data.exam, self.data.exam_mode, self.data.exam_shots, self.generation)
         self.audit = _audit(args, self.world_path)
 
     def fresh_model(self):
@@ -828,7 +845,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     split = lambda text: tuple(x.strip() for x in text.split(",") if x.strip()) if text else None  # noqa: E731
     for path in write_report(args.run_dir, log=lambda msg: print(msg, file=sys.stderr),
                              formats=split(args.format) or FORMATS, metrics=split(args.metrics),
-                             checkpoint=args.checkpoint):
+                             checkpoint=args.checkpoint, score_basis=args.score_basis):
         print(path)
     return 0
 

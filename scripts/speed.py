@@ -5,7 +5,10 @@
 - deep: per-edit seconds of ft, ft_l, rsft, rome and memit on a 12-layer pico Qwen2 model (the
   micro world's tokenizer, random weights) editing layer 9, sequential, one request per call;
 - mass: one MEMIT call of 100 requests on the default world (its YAML), from θ₀;
-- exam: C-Eval 5-shot letter scoring on a pico model with a long context, full vs shared prefix.
+- exam: C-Eval 5-shot letter scoring on a pico model with a long context, full vs shared prefix;
+- generation: one checkpoint's edit scoring on the default world (100 edits, every prompt of
+  every edit), teacher forcing alone vs teacher forcing + greedy answers, and evaluation batch
+  sizes 1 and 64 giving the same answers.
 Prints one JSON object; every figure is the minimum over --repeat runs (noise only adds time).
 The numbers the editors produce are printed too (sums of the deltas), so two trees can be checked
 to compute the same thing.
@@ -129,9 +132,44 @@ def exam(world_path, repeat: int) -> dict:
     return out
 
 
+def generation(world_path, repeat: int) -> dict:
+    from editbench.benchmarks.registry import world_benchmark
+    from editbench.harness import metrics
+    from editbench.harness.generation import GenerationSpec
+    from editbench.harness.models import load_model
+
+    lm = load_model(str(world_path), hparams_key="world")
+    requests = world_benchmark(world_path, 100, seed=0).requests
+    spec = GenerationSpec()
+    locality_top1 = metrics.locality_top1(lm, requests)
+    locality_answers = metrics.locality_answers(lm, requests, spec)
+
+    def scored(with_generation: bool):
+        return metrics.edit_scores(lm, requests, locality_top1, generation=spec if with_generation else None,
+                                   locality_pre_answers=locality_answers if with_generation else None)
+
+    out, rows = {}, {}
+    for key, with_generation in (("teacher_forced_seconds", False), ("with_generation_seconds", True)):
+        best = float("inf")
+        for _ in range(repeat):
+            start = time.perf_counter()
+            rows[key] = scored(with_generation)
+            best = min(best, time.perf_counter() - start)
+        out[key] = round(best, 3)
+    out["ratio"] = round(out["with_generation_seconds"] / out["teacher_forced_seconds"], 2)
+    out["questions_generated"] = sum(1 + len(r.rephrase_prompts) + len(r.portability) + len(r.locality)
+                                     for r in requests)
+    lm.eval_batch_size = 1
+    one = metrics.edit_scores(lm, requests, locality_top1, generation=spec, locality_pre_answers=locality_answers)
+    out["same_answers_batch_1_and_64"] = [r["generated"] for r in one] == \
+        [r["generated"] for r in rows["with_generation_seconds"]]
+    out["reliability_gen"] = metrics.mean([r["reliability_gen"] for r in one])
+    return out
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("what", nargs="?", default="all", choices=("deep", "mass", "exam", "all"))
+    parser.add_argument("what", nargs="?", default="all", choices=("deep", "mass", "exam", "generation", "all"))
     parser.add_argument("--repeat", type=int, default=2)
     args = parser.parse_args(argv)
     from editbench.benchmarks.world import world_config
@@ -142,6 +180,8 @@ def main(argv=None) -> int:
         report["deep"] = deep(ensure_world(world_config("micro"), log=lambda m: None), args.repeat)
     if args.what in ("exam", "all"):
         report["exam"] = exam(ensure_world(world_config("micro"), log=lambda m: None), args.repeat)
+    if args.what in ("generation", "all"):
+        report["generation"] = generation(ensure_world(world_config("default"), log=lambda m: None), args.repeat)
     if args.what in ("mass", "all"):
         report["mass"] = mass(ensure_world(world_config("default"), log=lambda m: None), args.repeat)
     json.dump(report, sys.stdout, indent=1)

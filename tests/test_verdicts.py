@@ -322,7 +322,10 @@ def test_noedit_ranks_below_every_method_that_edits(micro_world, tmp_path):
     assert main(["run", *[a for m in methods for a in ("--method", m)], "--world", "micro", "--edits", "20",
                  "--checkpoints", "20", "--out", str(out), "--quiet"]) == 0
     rows = {r["method"]: r for r in final_rows([load_results(p) for p in find_results(out)])}
-    editing = [m for m in methods if m != "noedit" and rows[m]["reliability_em"] >= 0.5]
+    assert {r["score_basis"] for r in rows.values()} == {"generation"}  # the default basis: what the model says
+    editing = [m for m in methods if m != "noedit" and rows[m]["reliability_gen"] >= 0.5]
     assert editing, "no method edited at all: the criterion would hold vacuously"
+    assert rows["noedit"]["score"] == 0.0 and rows["noedit"]["reliability_gen"] == 0.0
     assert all(rows["noedit"]["score"] < rows[m]["score"] for m in editing)
     assert rows["noedit"]["reliability"] > 0.3  # the free credit is there, and the score ignores it
+    assert rows["noedit"]["score_token"] == 0.0  # the token basis's gains remove it too

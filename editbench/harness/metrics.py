@@ -13,10 +13,20 @@ from dataclasses import dataclass, field
 import torch
 
 from editbench.core import ConfigError, EditRequest, ExamQuestion
+from editbench.harness.generation import Answer, GenerationSpec, contains, exact_match, greedy_answers
 from editbench.harness.models import LoadedModel
 from editbench.harness.scoring import (
-    TargetScore, last_logits_after_prefix, length_batches, pad_right, score_targets,
+    TargetScore, encode_prompt_target, last_logits_after_prefix, length_batches, pad_right, score_targets,
 )
+
+# Teacher-forced metrics (the model is fed the gold answer and scored token by token).
+TOKEN_METRICS = ("reliability", "reliability_em", "efficacy", "generalization", "locality", "portability",
+                 "reliability_gain", "generalization_gain")
+# What the model says (greedy answers, harness/generation.py), when an evaluation mode generates.
+GENERATION_METRICS = ("reliability_gen", "generalization_gen", "locality_gen", "portability_gen",
+                      "reliability_gen_contains", "generalization_gen_contains",
+                      "reliability_gen_gain", "generalization_gen_gain")
+EDIT_METRICS = TOKEN_METRICS + GENERATION_METRICS
 
 
 def mean(values: Sequence[float]) -> float | None:
@@ -53,7 +63,8 @@ def _mean_logprob(score: TargetScore) -> float:
 
 def edit_scores(
     lm: LoadedModel, requests: Sequence[EditRequest], locality_pre: list[list[list[int]]] | None,
-    pre_rows: Sequence[dict] | None = None,
+    pre_rows: Sequence[dict] | None = None, generation: GenerationSpec | None = None,
+    locality_pre_answers: list[list[str]] | None = None,
 ) -> list[dict]:
     """Per-edit scores (each defined in the README's metrics table):
 
@@ -69,6 +80,7 @@ def edit_scores(
       request's locality_groups / portability_groups), e.g. locality_neighbourhood, portability_two_hop.
     - reliability_gain / generalization_gain: `_gain` against the same edit's pre-edit value
       (`pre_rows`, scores of the unedited model), so free credit on multi-token names does not count.
+    With a `generation` spec, the same edits are also scored on what the model says (`_generation_scores`).
     A metric the record has no data for is None. `prediction` is not a metric: the model's top-1
     tokens at the target's positions (teacher forced), decoded, for reading an edit's outcome.
     """
@@ -106,6 +118,72 @@ def edit_scores(
         row["reliability_gain"] = _gain(row["reliability"], pre.get("reliability"))
         row["generalization_gain"] = _gain(row["generalization"], pre.get("generalization"))
         rows.append(row)
+    if generation is not None:
+        gen_rows = _generation_scores(lm, requests, generation, locality_pre_answers)
+        for row, gen, pre in zip(rows, gen_rows, pre_rows or [{}] * len(rows)):
+            row.update(gen)
+            row["reliability_gen_gain"] = _gain(row["reliability_gen"], pre.get("reliability_gen"))
+            row["generalization_gen_gain"] = _gain(row["generalization_gen"], pre.get("generalization_gen"))
+    return rows
+
+
+def _questions(request: EditRequest, with_locality: bool) -> list[tuple[str, str, str]]:
+    """(kind, question, gold answer) of every prompt of an edit that is answered freely."""
+    out = [("reliability", request.prompt, request.target_new)]
+    out += [("generalization", p, request.target_new) for p in request.rephrase_prompts]
+    out += [("portability", p, a) for p, a in request.portability]
+    if with_locality:
+        out += [("locality", p, a) for p, a in request.locality]
+    return out
+
+
+def _answers(lm: LoadedModel, questions: list[tuple[str, str, str]], spec: GenerationSpec) -> list[Answer]:
+    """Greedy answers; each question's token limit follows its gold answer's length as the model would
+    tokenise it after the question."""
+    lengths = [len(encode_prompt_target(lm.tokenizer, q, gold)[1]) for _, q, gold in questions]
+    return greedy_answers(lm, [q for _, q, _ in questions], lengths, spec)
+
+
+def locality_answers(lm: LoadedModel, requests: Sequence[EditRequest], spec: GenerationSpec) -> list[list[str]]:
+    """The unedited model's free answers to each locality prompt: per request, per pair."""
+    flat = [("locality", p, a) for r in requests for p, a in r.locality]
+    answers = iter(_answers(lm, flat, spec)) if flat else iter(())
+    return [[next(answers).answer for _ in r.locality] for r in requests]
+
+
+def _generation_scores(lm: LoadedModel, requests: Sequence[EditRequest], spec: GenerationSpec,
+                       locality_pre: list[list[str]] | None) -> list[dict]:
+    """Per edit, on the model's greedy answers (definitions in docs/metrics.md):
+
+    - reliability_gen: 1 if the answer to the edit prompt equals target_new after normalisation;
+      reliability_gen_contains: 1 if it contains it (as whole words).
+    - generalization_gen(_contains): the same on each rephrase prompt, averaged over rephrases.
+    - portability_gen: exact match per portability pair, averaged; portability_<group>_gen per group.
+    - locality_gen: per locality pair, 1 if the normalised answer equals the unedited model's
+      (`locality_pre`), averaged; locality_<group>_gen per group.
+    - generated: the answer to the edit prompt as generated (raw text) and as compared (answer).
+    """
+    per_request = [_questions(r, locality_pre is not None) for r in requests]
+    flat = [q for qs in per_request for q in qs]
+    answers = iter(_answers(lm, flat, spec)) if flat else iter(())
+    rows = []
+    for i, (r, qs) in enumerate(zip(requests, per_request)):
+        got: dict[str, list[tuple[Answer, str]]] = {}
+        for kind, _, gold in qs:
+            got.setdefault(kind, []).append((next(answers), gold))
+        em = {k: [float(exact_match(a.answer, g)) for a, g in v] for k, v in got.items()}
+        within = {k: [float(contains(a.answer, g)) for a, g in v] for k, v in got.items()}
+        loc = [float(exact_match(a.answer, before)) for (a, _), before in
+               zip(got.get("locality", []), locality_pre[i])] if locality_pre is not None else []
+        first = got["reliability"][0][0]
+        row = {"reliability_gen": em["reliability"][0], "reliability_gen_contains": within["reliability"][0],
+               "generalization_gen": mean(em.get("generalization", [])),
+               "generalization_gen_contains": mean(within.get("generalization", [])),
+               "portability_gen": mean(em.get("portability", [])), "locality_gen": mean(loc),
+               "generated": first.raw, "answer": first.answer}
+        row.update(_group_means("locality", r.locality_groups, loc, suffix="_gen"))
+        row.update(_group_means("portability", r.portability_groups, em.get("portability", []), suffix="_gen"))
+        rows.append(row)
     return rows
 
 
@@ -115,19 +193,25 @@ def _decoded(tokenizer, ids: list[int]) -> str | None:
     return decode(ids) if callable(decode) else None
 
 
-def _group_means(metric: str, groups: Sequence[str], values: Sequence[float]) -> dict[str, float]:
-    """{metric_group: mean of the values of that group's pairs}; nothing when values or groups are absent."""
+def _group_means(metric: str, groups: Sequence[str], values: Sequence[float], suffix: str = "") -> dict[str, float]:
+    """{metric_group(suffix): mean of the values of that group's pairs}; nothing when values or groups are absent."""
     if not values or not groups:
         return {}
     by_group: dict[str, list[float]] = {}
     for group, value in zip(groups, values):
         by_group.setdefault(group, []).append(value)
-    return {f"{metric}_{group}": mean(vals) for group, vals in sorted(by_group.items())}
+    return {f"{metric}_{group}{suffix}": mean(vals) for group, vals in sorted(by_group.items())}
+
+
+def is_group_metric(key: str) -> bool:
+    """locality_<group>, portability_<group> and their _gen forms; not the overall metrics."""
+    return key.startswith(("locality_", "portability_")) and key not in EDIT_METRICS \
+        and not key.endswith(("_ci", "_std"))
 
 
 def group_metrics(rows: Sequence[dict]) -> list[str]:
-    """The per-group metric names present in any row (locality_<group>, portability_<group>), sorted."""
-    return sorted({k for row in rows for k in row if k.startswith(("locality_", "portability_"))})
+    """The per-group metric names present in any row (locality_<group>, portability_<group>, ..._gen), sorted."""
+    return sorted({k for row in rows for k in row if is_group_metric(k)})
 
 
 def locality_top1(lm: LoadedModel, requests: Sequence[EditRequest]) -> list[list[list[int]]]:

@@ -21,6 +21,7 @@ import torch
 
 from editbench.core import ConfigError, EditbenchError, Editor, EditRequest, ExamQuestion
 from editbench.harness import metrics
+from editbench.harness.generation import GenerationSpec
 from editbench.harness.models import LoadedModel
 from editbench.harness.results import (
     EDITS_FILE,
@@ -35,8 +36,7 @@ from editbench.harness.protocols import Protocol, Sequential
 from editbench.harness.store import Snapshot, set_rng_states
 from editbench.harness.scoring import generate_texts
 
-EDIT_METRICS = ("reliability", "reliability_em", "efficacy", "generalization", "locality", "portability",
-                "reliability_gain", "generalization_gain")
+EDIT_METRICS = metrics.EDIT_METRICS
 
 
 @dataclass
@@ -49,6 +49,16 @@ class EvalSuite:
     exam: list[ExamQuestion]
     exam_mode: str = "cloze"  # 'letter' (next-token logits of A-D) or 'cloze' (option log-likelihood)
     exam_shots: int = 0
+    # free answers scored beside teacher forcing (None: teacher forcing alone, no generation metrics)
+    generation: GenerationSpec | None = None
+
+    def evaluation(self) -> dict:
+        """The evaluation mode as results record it; its score basis is what reports rank by."""
+        spec = self.generation
+        if spec is None:
+            return {"mode": "teacher-forced", "score_basis": "token"}
+        return {**dataclasses.asdict(spec), "score_basis": "generation", "stop_strings": list(spec.stop_strings),
+                "max_new_tokens": "50" if spec.mode == "wild" else f"answer tokens + {spec.margin}"}
 
 
 @dataclass(frozen=True)
@@ -218,10 +228,19 @@ class Runner:
         an edit), its locality predictions, fluency and exam."""
         t0 = time.perf_counter()
         locality = metrics.locality_top1(self.lm, self.requests)
-        rows = metrics.edit_scores(self.lm, self.requests, None)
+        spec = self.suite.generation
+        rows = metrics.edit_scores(self.lm, self.requests, None, generation=spec)
+        answers = metrics.locality_answers(self.lm, self.requests, spec) if spec is not None else None
         fluency, exam = self._fluency(), self._exam()
-        return {"locality": locality, "edits": rows, "fluency": fluency, "exam": exam,
+        return {"locality": locality, "locality_answers": answers, "edits": rows, "fluency": fluency, "exam": exam,
                 "seconds": round(time.perf_counter() - t0, 3)}
+
+    def _scores(self, indices: Sequence[int], pre: dict) -> list[dict]:
+        """Per-edit scores of these edits on the model as it is now, against their pre-edit values."""
+        answers = pre.get("locality_answers")
+        return metrics.edit_scores(self.lm, [self.requests[i] for i in indices], [pre["locality"][i] for i in indices],
+                                   [pre["edits"][i] for i in indices], generation=self.suite.generation,
+                                   locality_pre_answers=None if answers is None else [answers[i] for i in indices])
 
     def _header(self, fingerprint: str) -> dict:
         config = dataclasses.asdict(self.editor.config)
@@ -241,6 +260,7 @@ class Runner:
             "machine": {"threads": torch.get_num_threads(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
                         "device": str(self.lm.device)},
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "evaluation": self.suite.evaluation(),
             # what makes two runs the same run: a resume must match it exactly
             "plan": {"method": self.editor.name, "config": config, "protocol": self.protocol.name,
                      "n_edits": len(self.requests), "checkpoints": list(self.checkpoints), "seed": self.seed,
@@ -347,18 +367,19 @@ class Runner:
             error, delta, status = str(exc), None, "failed"
             self.log(f"{self.label} edit step {step_no} failed: {error}")
         seconds = time.perf_counter() - t_edit
-        immediate = metrics.edit_scores(self.lm, batch, [pre["locality"][i] for i in idx],
-                                        [pre["edits"][i] for i in idx])
+        immediate = self._scores(idx, pre)
         for j, row in enumerate(immediate):
             info = delta.info[j] if delta is not None and j < len(delta.info) else {}
             request, before = batch[j], pre["edits"][idx[j]]
             edit_rows.append(
                 {"index": idx[j], "batch": step_no, "status": status, "error": error,
-                 **{f"immediate_{k}": row[k] for k in EDIT_METRICS}, "case_id": row["case_id"],
-                 # what the edit asked and what the model said at the target's positions, before and after
+                 **{f"immediate_{k}": row.get(k) for k in EDIT_METRICS}, "case_id": row["case_id"],
+                 # what the edit asked and what the model said at the target's positions (teacher forced)
+                 # and on its own (generated, raw), before and after
                  "prompt": request.prompt, "subject": request.subject, "target_new": request.target_new,
                  "target_true": request.target_true, "prediction_before": before.get("prediction"),
-                 "prediction_after": row["prediction"], **info,
+                 "prediction_after": row["prediction"], "generated_before": before.get("generated"),
+                 "generated_after": row.get("generated"), "answer_after": row.get("answer"), **info,
                  **({"truncated_tokens": batch[j].truncated_tokens} if batch[j].truncated_tokens else {})}
             )
         return seconds, immediate
@@ -385,8 +406,8 @@ class Runner:
     def _checkpoint(self, done, pre, edit_seconds, rows=None) -> tuple[dict, str]:
         t0 = time.perf_counter()
         if rows is None:
-            rows = metrics.edit_scores(self.lm, self.requests[:done], pre["locality"][:done], pre["edits"][:done])
-        scores = metrics.aggregate(rows, EDIT_METRICS)
+            rows = self._scores(range(done), pre)
+        scores = metrics.aggregate(rows, [k for k in EDIT_METRICS if any(k in r for r in rows)])
         groups = metrics.group_metrics(rows)
         fluency_now, exam_now = self._fluency(), self._exam()
         eval_seconds = time.perf_counter() - t0
@@ -408,7 +429,7 @@ class Runner:
             row["groups"] = metrics.aggregate(rows, groups)
         line = (
             f"{self.label} T={done}: " + " ".join(f"{k}={_fmt(v)}" for k, v in scores.items()
-                                                  if not k.endswith("_gain"))
+                                                  if not k.endswith(("_gain", "_contains")))
             + f" fluency={_fmt(fluency_now)} exam={_fmt(exam_now['accuracy'])} edit_s={edit_seconds:.1f} "
             f"eval_s={eval_seconds:.1f}"
         )
@@ -435,6 +456,8 @@ def suite_sha256(suite: EvalSuite) -> str:
     exam = [dataclasses.asdict(q) for q in suite.exam]
     blob = {"fluency": suite.fluency_prompts, "tokens": suite.fluency_tokens, "exam": suite.exam_name,
             "questions": exam, "mode": suite.exam_mode, "shots": suite.exam_shots}
+    if suite.generation is not None:  # teacher-forced suites keep the identity they had before generation
+        blob["generation"] = dataclasses.asdict(suite.generation)
     return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()
 
 

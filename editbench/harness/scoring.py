@@ -188,7 +188,7 @@ def padded_index(index: int, length: int, width: int, padding_side: str) -> int:
     return index + (width - length if padding_side == "left" else 0)
 
 
-def _cache_argument(model) -> str | None:
+def cache_argument(model) -> str | None:
     """The name under which this transformers version's forward takes a KV cache."""
     params = inspect.signature(model.forward).parameters
     return next((name for name in ("cache", "past_key_values") if name in params), None)
@@ -214,7 +214,7 @@ def last_logits_after_prefix(lm: LoadedModel, seqs: list[list[int]], batch_size:
     (the caller then runs full passes)."""
     import copy
 
-    name = _cache_argument(lm.model)
+    name = cache_argument(lm.model)
     shared = _common_prefix(seqs) if len(seqs) > 1 else 0
     if name is None or shared < min_prefix:
         return None

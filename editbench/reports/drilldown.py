@@ -8,9 +8,13 @@ from pathlib import Path
 
 from editbench.harness.results import EDITS_FILE
 
-COLUMNS = ("method", "index", "case_id", "status", "prompt", "target_new", "target_true", "prediction_before",
-           "prediction_after", "immediate_reliability", "reliability", "generalization", "locality", "portability")
-NUMERIC = {"index", "immediate_reliability", "reliability", "generalization", "locality", "portability"}
+COLUMNS = ("method", "index", "case_id", "status", "prompt", "target_new", "target_true", "generated_before",
+           "generated_after", "prediction_before", "prediction_after", "immediate_reliability_gen",
+           "immediate_reliability", "reliability_gen", "reliability", "generalization_gen", "generalization",
+           "locality_gen", "locality", "portability_gen", "portability")
+RETAINED = ("reliability_gen", "reliability", "generalization_gen", "generalization", "locality_gen", "locality",
+            "portability_gen", "portability")
+NUMERIC = {"index", "immediate_reliability_gen", "immediate_reliability", *RETAINED}
 
 
 def edit_rows(result: dict, results_path: Path) -> list[dict]:
@@ -26,7 +30,7 @@ def edit_rows(result: dict, results_path: Path) -> list[dict]:
     for row in rows:
         kept = final.get(row.get("case_id"), {})
         out.append({"method": label, **{k: row.get(k) for k in COLUMNS if k not in ("method",) and k in row},
-                    **{k: kept.get(k) for k in ("reliability", "generalization", "locality", "portability")}})
+                    **{k: kept.get(k) for k in RETAINED}})
     return out
 
 
@@ -47,8 +51,9 @@ def html_section(rows: list[dict]) -> str:
     head = "".join(f'<th data-k="{k}" data-num="{int(k in NUMERIC)}">{html.escape(k)}</th>' for k in COLUMNS)
     body = "".join("<tr>" + "".join(_cell(k, r.get(k)) for k in COLUMNS) + "</tr>" for r in rows)
     return (
-        '<section class="drill" id="edits"><h2>Every edit</h2><p>One row per method and edit: the prompt and targets, the model\'s '
-        "top-1 tokens at the target's positions before and after the edit, the edit's reliability right "
+        '<section class="drill" id="edits"><h2>Every edit</h2><p>One row per method and edit: the prompt and targets, what the '
+        "model said after the prompt (generated, raw text up to the stop) and its top-1 tokens at the target's "
+        "positions (teacher forced), before and after the edit, the edit's reliability right "
         "after its batch, and its retention scores at the final checkpoint. Click a header to sort; "
         '<a href="#edits" onclick="setTimeout(function(){location.reload()},0)">this table alone</a>.</p>'
         '<div class="filters"><input id="edit-filter" placeholder="filter: any text">'

@@ -12,7 +12,7 @@ from editbench.harness.results import (
 )
 from editbench.harness.store import check_same_setting, complete_only
 from editbench.reports import drilldown, plots, tables
-from editbench.reports.stats import CI_LEVEL, N_RESAMPLES, SCORE_EDIT, SCORE_KEEP
+from editbench.reports.stats import CI_LEVEL, N_RESAMPLES, SCORE_BASES
 
 
 def header_facts(results: list[dict]) -> dict:
@@ -38,6 +38,7 @@ def header_facts(results: list[dict]) -> dict:
         "methods": list(dict.fromkeys(r["method"] for r in results)),
         "exam_questions": len(first.get("exam_questions") or []),
         "exam_limit": (first.get("benchmark") or {}).get("exam_limit"),
+        "evaluation": first.get("evaluation") or {"mode": "teacher-forced", "score_basis": "token"},
     }
 
 
@@ -53,16 +54,36 @@ def _header_lines(facts: dict) -> list[str]:
         + (f", subsampled: {facts['exam_limit']} per subject, seeded (--exam-limit)" if facts.get("exam_limit") else "")
         + f"; pre-edit accuracy {tables._num(facts['exam_accuracy_pre'])}), "
         f"pre-edit fluency {tables._num(facts['fluency_pre'], 2)}",
+        _evaluation_line(facts),
         f"editbench {facts['editbench']}, git {facts['git_sha'] or 'unknown'}, torch threads {facts.get('threads')}",
     ] + [f"not included (incomplete): {line}" for line in facts.get("left_out") or []]
 
 
-EXPLAIN = (
-    f"score = harmonic mean of edit success (mean of {', '.join(SCORE_EDIT)}: (x - x0)/(1 - x0) against the same "
-    f"edits' pre-edit scores, floored at 0) and preservation (mean of {', '.join(SCORE_KEEP)}; exam retention = "
-    f"exam accuracy / pre-edit accuracy, capped at 1): doing nothing scores 0. [a, b] = {int(CI_LEVEL * 100)}% percentile bootstrap interval over edits ({N_RESAMPLES} seeded "
-    "resamples); ± = standard deviation across edit orders."
-)
+def _evaluation_line(facts: dict) -> str:
+    ev, basis = facts.get("evaluation") or {}, facts.get("score_basis", "token")
+    mode = ev.get("mode", "teacher-forced")
+    how = ("" if mode == "teacher-forced" else
+           f" (greedy answers, stop at {', '.join(repr(s) for s in ev.get('stop_strings', []))} or EOS, at most "
+           f"{ev.get('max_new_tokens')} new tokens" + (f", context {ev.get('context')}" if mode == "wild" else "")
+           + ", SQuAD-normalised exact match)")
+    return (f"evaluation: {mode}{how}; score basis: {basis} "
+            f"({'generated exact match' if basis == 'generation' else 'teacher-forced token accuracy'})")
+
+
+def explain(basis: str) -> str:
+    edit, keep = SCORE_BASES[basis]
+    return (
+        f"score ({basis} basis) = harmonic mean of edit success (mean of {', '.join(edit)}: (x - x0)/(1 - x0) "
+        f"against the same edits' pre-edit scores, floored at 0) and preservation (mean of {', '.join(keep)}; exam "
+        f"retention = exam accuracy / pre-edit accuracy, capped at 1): doing nothing scores 0. "
+        + ("gap = teacher-forced token accuracy − generated exact match on the edit prompt. " if basis == "generation"
+           else "")
+        + f"[a, b] = {int(CI_LEVEL * 100)}% percentile bootstrap interval over edits ({N_RESAMPLES} seeded "
+        "resamples); ± = standard deviation across edit orders."
+    )
+
+
+EXPLAIN = explain("token")
 
 
 GROUPS_EXPLAIN = (
@@ -74,7 +95,7 @@ GROUPS_EXPLAIN = (
 
 
 def _html_page(facts: dict, final: list[dict], every: list[dict], figures: list[Path], drill: str = "",
-               groups: str = "") -> str:
+               groups: str = "", basis: str = "token") -> str:
     images = "".join(
         f'<figure><img alt="{html.escape(p.stem)}" src="data:image/png;base64,'
         f'{base64.b64encode(p.read_bytes()).decode()}"><figcaption>{html.escape(p.stem)}</figcaption></figure>'
@@ -89,7 +110,7 @@ def _html_page(facts: dict, final: list[dict], every: list[dict], figures: list[
     return (
         f"<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>editbench leaderboard</title>"
         f"<style>{style}</style></head><body><h1>editbench leaderboard</h1><ul>{items}</ul>"
-        f"<p>{html.escape(EXPLAIN)}</p><h2>Final checkpoint</h2>{tables.html_table(final)}"
+        f"<p>{html.escape(explain(basis))}</p><h2>Final checkpoint</h2>{tables.html_table(final)}"
         + (f"<h2>Locality and portability by group</h2>{_md_table_html(groups)}" if groups else "") +
         f"<h2>Every checkpoint</h2>{tables.html_table(every)}<h2>Figures</h2>{images}{drill}</body></html>\n"
     )
@@ -99,9 +120,10 @@ FORMATS = ("md", "csv", "json", "html")
 
 
 def write_report(run_dir: Path, log=None, formats: tuple[str, ...] = FORMATS, metrics: tuple[str, ...] | None = None,
-                 checkpoint: int | None = None) -> list[Path]:
+                 checkpoint: int | None = None, score_basis: str | None = None) -> list[Path]:
     """The leaderboard of every complete run in `run_dir`. `formats`: which files; `metrics`: which
-    figures (default all); `checkpoint`: the T of the ranked table (default each run's last)."""
+    figures (default all); `checkpoint`: the T of the ranked table (default each run's last);
+    `score_basis`: generation or token (default: what the runs recorded)."""
     run_dir = Path(run_dir)
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:
@@ -116,9 +138,10 @@ def write_report(run_dir: Path, log=None, formats: tuple[str, ...] = FORMATS, me
     check_same_setting(results, paths)
     facts = header_facts(results)
     facts["left_out"] = left_out
-    every = tables.all_rows(results)
+    basis = facts["score_basis"] = tables.choose_basis(results, score_basis)
+    every = tables.all_rows(results, basis)
     if checkpoint is None:
-        final = tables.final_rows(results)
+        final = tables.final_rows(results, basis)
     else:
         final = [r for r in every if r["edits"] == checkpoint]
         if not final:
@@ -129,13 +152,14 @@ def write_report(run_dir: Path, log=None, formats: tuple[str, ...] = FORMATS, me
     bad = [m for m in chosen if m not in plots.CURVE_METRICS]
     if bad:
         raise DataError(f"report --metrics {','.join(bad)}: unknown (valid: {', '.join(plots.CURVE_METRICS)})")
-    figures = plots.metric_curves(every, run_dir, chosen) + plots.radar_charts(final, run_dir)
+    figures = plots.metric_curves(every, run_dir, chosen) + plots.radar_charts(final, run_dir) \
+        + plots.gap_chart(final, run_dir)
     comparison = _comparison(run_dir)
     categories = _exam_categories(results)
     groups = tables.groups_markdown(final)
     md = (
         "# editbench leaderboard\n\n" + "".join(f"- {line}\n" for line in _header_lines(facts))
-        + f"\n{EXPLAIN}\n\n## Final checkpoint (ranked by score)\n\n" + tables.markdown(final)
+        + f"\n{explain(basis)}\n\n## Final checkpoint (ranked by score)\n\n" + tables.markdown(final)
         + (f"\n## Locality and portability by group (final checkpoint)\n\n{GROUPS_EXPLAIN}\n\n"
            + groups if groups else "")
         + (f"\n## Comparison\n\n{comparison}" if comparison else "")
@@ -161,7 +185,7 @@ def write_report(run_dir: Path, log=None, formats: tuple[str, ...] = FORMATS, me
                         (("Comparison", comparison), ("Exam by category (final checkpoint; pre-edit in brackets)",
                                                       categories)) if text)
         outputs.append(run_dir / "leaderboard.html")
-        atomic_write_text(outputs[-1], _html_page(facts, final, every, figures, extra + drill, groups))
+        atomic_write_text(outputs[-1], _html_page(facts, final, every, figures, extra + drill, groups, basis))
     return outputs + figures
 
 

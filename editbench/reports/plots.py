@@ -16,10 +16,16 @@ from pathlib import Path
 
 from editbench.harness.results import atomic_path
 
-CURVE_METRICS = ("score", "reliability", "generalization", "locality", "portability", "fluency", "exam_accuracy")
-RADAR_AXES = ("reliability", "generalization", "locality", "portability", "fluency", "exam_accuracy")
-# Okabe & Ito's palette (colour-blind safe), black last; then the same colours with other line styles
-PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
+CURVE_METRICS = ("score", "reliability_gen", "generalization_gen", "locality_gen", "portability_gen",
+                 "reliability", "generalization", "locality", "portability", "reliability_gap", "fluency",
+                 "exam_accuracy")
+RADAR_AXES = {"generation": ("reliability_gen", "generalization_gen", "locality_gen", "portability_gen", "fluency",
+                             "exam_accuracy"),
+              "token": ("reliability", "generalization", "locality", "portability", "fluency", "exam_accuracy")}
+# Okabe & Ito's palette (colour-blind safe), black last, then Tol's wine and grey so ten methods get
+# ten colours; beyond that the same colours with other line styles
+PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000", "#882255",
+           "#999999")
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "h", "<")
 LINESTYLES = ("-", "--", "-.", ":")
 DPI = 300
@@ -50,9 +56,14 @@ def save_figure(fig, out_dir: Path, stem: str) -> list[Path]:
 
 
 def style(index: int) -> dict:
-    """Colour, marker and line style of the index-th method (distinct for the first 32)."""
+    """Colour, marker and line style of the index-th method (distinct for the first 40)."""
     return {"color": PALETTE[index % len(PALETTE)], "marker": MARKERS[index % len(MARKERS)],
             "linestyle": LINESTYLES[(index // len(PALETTE)) % len(LINESTYLES)]}
+
+
+def method_styles(rows: list[dict]) -> dict[str, dict]:
+    """One style per method, by its name's place in sorted order: the same in every figure of a report."""
+    return {m: style(k) for k, m in enumerate(sorted({r["method"] for r in rows}))}
 
 
 def _band(row: dict, metric: str) -> tuple[float, float] | None:
@@ -76,7 +87,8 @@ def metric_curves(rows: list[dict], out_dir: Path, metrics: tuple[str, ...] = CU
     """One figure per metric: value against T, a line per method, its uncertainty as error bars."""
     plt = pyplot()
     paths = []
-    methods = list(dict.fromkeys(r["method"] for r in rows))
+    methods = sorted({r["method"] for r in rows})
+    styles = method_styles(rows)
     checkpoints = sorted({r["edits"] for r in rows})
     log = use_log_axis(checkpoints)
     span = (max(checkpoints) - min(checkpoints)) / max(1, len(checkpoints)) if checkpoints else 1.0
@@ -96,7 +108,7 @@ def metric_curves(rows: list[dict], out_dir: Path, metrics: tuple[str, ...] = CU
                 err = [[max(0.0, y - b[0]) if b else 0.0 for y, b in zip(ys, bands)],
                        [max(0.0, b[1] - y) if b else 0.0 for y, b in zip(ys, bands)]]
             ax.errorbar(xs, ys, yerr=err, label=method, markersize=5, linewidth=1.4, capsize=2.5, elinewidth=0.9,
-                        alpha=0.95, **style(k))
+                        alpha=0.95, **styles[method])
         ax.set_xscale("log" if log else "linear")
         ax.set_xticks(checkpoints, [str(t) for t in checkpoints])
         ax.minorticks_off()
@@ -122,22 +134,49 @@ def radar_value(row: dict, axis: str) -> float:
 
 
 def radar_charts(final: list[dict], out_dir: Path) -> list[Path]:
-    """One radar figure with every method at the final checkpoint, on one 0-1 scale."""
+    """One radar figure with every method at the final checkpoint, on one 0-1 scale (the headline
+    metrics of the rows' score basis)."""
     if not final:
         return []
     plt = pyplot()
-    axes = [a for a in RADAR_AXES if any(r.get(a) is not None for r in final)]
+    styles = method_styles(final)
+    basis = final[0].get("score_basis", "token")
+    axes = [a for a in RADAR_AXES[basis] if any(r.get(a) is not None for r in final)]
     angles = [2 * math.pi * i / len(axes) for i in range(len(axes))]
     fig = plt.figure(figsize=(6.5, 4.8))
     ax = fig.add_subplot(polar=True)
-    for k, row in enumerate(final):
+    for row in final:
         values = [radar_value(row, a) for a in axes]
         ax.plot(angles + angles[:1], values + values[:1], label=f"{row['method']} (T={row['edits']})",
-                linewidth=1.4, markersize=4, **style(k))
-    labels = [a.replace("_accuracy", "").replace("fluency", "fluency\n(vs pre-edit)") for a in axes]
+                linewidth=1.4, markersize=4, **styles[row["method"]])
+    labels = [a.replace("_accuracy", "").replace("_gen", "\n(gen EM)").replace("fluency", "fluency\n(vs pre-edit)")
+              for a in axes]
     ax.set_xticks(angles, labels, fontsize=8)
     ax.set_ylim(0, 1)
     ax.set_yticks([0.25, 0.5, 0.75, 1.0], ["0.25", "0.5", "0.75", "1"], fontsize=7, color="#555555")
     ax.set_rlabel_position(100)  # the scale between two spokes, clear of their labels
     ax.legend(loc="upper left", bbox_to_anchor=(1.12, 1.05), frameon=False, fontsize=8)
     return save_figure(fig, out_dir, "radar")
+
+
+def gap_chart(final: list[dict], out_dir: Path) -> list[Path]:
+    """Per method at the final checkpoint: teacher-forced token accuracy minus generated exact match,
+    on the edit prompts and on their rephrases. Bars above 0 are credit the model would not earn by
+    answering on its own."""
+    rows = [r for r in final if r.get("reliability_gen") is not None]
+    if not rows:
+        return []
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6.5, 3.6))
+    xs = range(len(rows))
+    for offset, (metric, label) in zip((-0.2, 0.2), (("reliability", "edit prompt"),
+                                                     ("generalization", "rephrases"))):
+        gaps = [(r[metric] or 0.0) - (r[f"{metric}_gen"] or 0.0) for r in rows]
+        ax.bar([x + offset for x in xs], gaps, width=0.4, label=label,
+               color=PALETTE[0] if metric == "reliability" else PALETTE[1])
+    ax.axhline(0, color="#555555", linewidth=0.8)
+    ax.set_xticks(list(xs), [f"{r['method']}" for r in rows], rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel("token accuracy − generated EM")
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(frameon=False, fontsize=8)
+    return save_figure(fig, out_dir, "gap")

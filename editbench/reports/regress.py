@@ -33,7 +33,8 @@ from editbench.reports.stats import paired_diff_ci
 
 BASELINE_KIND = "editbench-baseline"
 BASELINE_VERSION = 2  # 2: fingerprint, protocol, machine and per-edit values
-PER_EDIT = ("reliability", "reliability_em", "efficacy", "generalization", "locality", "portability")
+PER_EDIT = ("reliability", "reliability_em", "efficacy", "generalization", "locality", "portability",
+            "reliability_gen", "generalization_gen", "locality_gen", "portability_gen")
 WHOLE_MODEL = ("exam_accuracy", "fluency")
 GATED = PER_EDIT + WHOLE_MODEL
 DEFAULT_TOLERANCES = Path(__file__).resolve().parent / "tolerances.yaml"

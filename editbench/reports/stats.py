@@ -12,9 +12,15 @@ import torch
 N_RESAMPLES = 2000  # bootstrap resamples per interval
 CI_LEVEL = 0.95
 # The ranking score (all parts in [0, 1], higher is better): the harmonic mean of what the edits
-# achieved and what the model kept, so doing nothing and breaking everything both score 0.
-SCORE_EDIT = ("reliability_gain", "generalization_gain")  # gains over the same edits' pre-edit scores
-SCORE_KEEP = ("locality", "exam_retention")
+# achieved and what the model kept, so doing nothing and breaking everything both score 0. Its basis
+# says what edit success and locality rest on: the model's generated answers (exact match, the
+# default since teacher forcing overstates success, arXiv 2502.11177) or teacher-forced tokens.
+SCORE_BASES = {
+    # basis: (edit success: gains over the same edits' pre-edit scores, preservation)
+    "generation": (("reliability_gen_gain", "generalization_gen_gain"), ("locality_gen", "exam_retention")),
+    "token": (("reliability_gain", "generalization_gain"), ("locality", "exam_retention")),
+}
+SCORE_EDIT, SCORE_KEEP = SCORE_BASES["token"]
 SCORE_COMPONENTS = SCORE_EDIT + SCORE_KEEP
 
 
@@ -68,13 +74,14 @@ def _mean_of(row: dict, keys: Sequence[str]) -> float | None:
     return sum(parts) / len(parts) if parts else None
 
 
-def overall_score(row: dict) -> float | None:
-    """Harmonic mean of edit success (mean of SCORE_EDIT) and preservation (mean of SCORE_KEEP).
+def overall_score(row: dict, basis: str = "token") -> float | None:
+    """Harmonic mean of edit success and preservation (the two halves of SCORE_BASES[basis]).
 
     A side the row has no data for is left out (the score is then the other side); None when
     neither side has data. Harmonic, like F1: a method scores high only by doing both.
     """
-    edit, keep = _mean_of(row, SCORE_EDIT), _mean_of(row, SCORE_KEEP)
+    edit_keys, keep_keys = SCORE_BASES[basis]
+    edit, keep = _mean_of(row, edit_keys), _mean_of(row, keep_keys)
     if edit is None or keep is None:
         return keep if edit is None else edit
     return 0.0 if edit + keep == 0 else 2 * edit * keep / (edit + keep)

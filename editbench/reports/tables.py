@@ -10,12 +10,37 @@ import math
 import html
 from collections.abc import Sequence
 
-from editbench.reports.stats import bootstrap_ci, exam_retention, mean_std, overall_score
+from editbench.core import DataError
+from editbench.harness.metrics import EDIT_METRICS, is_group_metric
+from editbench.reports.stats import SCORE_BASES, bootstrap_ci, exam_retention, mean_std, overall_score
 
-METRIC_COLUMNS = ("reliability", "reliability_em", "efficacy", "generalization", "locality", "portability",
-                  "reliability_gain", "generalization_gain")
+METRIC_COLUMNS = EDIT_METRICS
 # Metrics shown with their uncertainty (CI over edits, or std over orders), and what `regress` gates.
-UNCERTAIN = ("score", "reliability", "generalization", "locality", "portability", "fluency", "exam_accuracy")
+UNCERTAIN = ("score", "reliability", "generalization", "locality", "portability", "reliability_gen",
+             "generalization_gen", "locality_gen", "portability_gen", "fluency", "exam_accuracy")
+# The headline columns of each score basis: (reliability, generalization, locality, portability)
+HEADLINE = {"generation": ("reliability_gen", "generalization_gen", "locality_gen", "portability_gen"),
+            "token": ("reliability", "generalization", "locality", "portability")}
+
+
+def recorded_basis(result: dict) -> str:
+    """The score basis a run recorded (runs from before generation metrics: token)."""
+    return (result.get("evaluation") or {}).get("score_basis", "token")
+
+
+def choose_basis(results: Sequence[dict], asked: str | None = None) -> str:
+    """One basis for a whole report: the one asked for, else the one every run recorded, else token.
+    Generation asked of a run that generated nothing is an error (it has no such numbers)."""
+    recorded = {recorded_basis(r) for r in results}
+    if asked is None:
+        return recorded.pop() if len(recorded) == 1 else "token"
+    if asked not in SCORE_BASES:
+        raise DataError(f"score basis {asked!r} is unknown (valid: {', '.join(SCORE_BASES)})")
+    if asked == "generation" and "token" in recorded:
+        lacking = sorted({r["method"] for r in results if recorded_basis(r) == "token"})
+        raise DataError(f"score basis 'generation': run(s) {', '.join(lacking)} were scored teacher-forced only "
+                        "(no generated answers to rank by)")
+    return asked
 
 
 def _num(value, digits: int = 3) -> str:
@@ -29,8 +54,9 @@ def _signed(value) -> str:
     return "" if value is None else f" ({value:+.3f})"
 
 
-def checkpoint_row(result: dict, cp: dict) -> dict:
-    """One flat row: a method at one checkpoint, with changes from pre-edit, CIs and the overall score."""
+def checkpoint_row(result: dict, cp: dict, basis: str | None = None) -> dict:
+    """One flat row: a method at one checkpoint, with changes from pre-edit, CIs and the overall score
+    on `basis` (default: the run's recorded one); `score_token` and `score_generation` are both kept."""
     general = cp.get("general") or {}
     fluency, fluency_pre = cp.get("fluency"), cp.get("fluency_pre")
     exam, exam_pre = general.get("accuracy"), general.get("accuracy_pre")
@@ -60,7 +86,12 @@ def checkpoint_row(result: dict, cp: dict) -> dict:
     }
     # per named group of locality / portability pairs (World 2.0, KnowEdit): e.g. locality_neighbourhood
     row.update(cp.get("groups") or {})
-    row["score"] = overall_score(row)
+    # the gap between what teacher forcing credits and what the model says (a finding in itself)
+    row["reliability_gap"] = None if row["reliability_gen"] is None else row["reliability"] - row["reliability_gen"]
+    row["score_token"] = overall_score(row, "token")
+    row["score_generation"] = overall_score(row, "generation") if row["reliability_gen"] is not None else None
+    row["score_basis"] = basis or recorded_basis(result)
+    row["score"] = row[f"score_{row['score_basis']}"]
     per_edit = cp.get("per_edit") or []
     for k in METRIC_COLUMNS:
         row[f"{k}_ci"] = list(bootstrap_ci([e.get(k) for e in per_edit], seed=result.get("seed", 0)) or []) or None
@@ -91,12 +122,12 @@ def combine_orders(rows: Sequence[dict]) -> list[dict]:
     return out
 
 
-def final_rows(results: Sequence[dict]) -> list[dict]:
-    return combine_orders([checkpoint_row(r, r["checkpoints"][-1]) for r in results if r["checkpoints"]])
+def final_rows(results: Sequence[dict], basis: str | None = None) -> list[dict]:
+    return combine_orders([checkpoint_row(r, r["checkpoints"][-1], basis) for r in results if r["checkpoints"]])
 
 
-def all_rows(results: Sequence[dict]) -> list[dict]:
-    return combine_orders([checkpoint_row(r, cp) for r in results for cp in r["checkpoints"]])
+def all_rows(results: Sequence[dict], basis: str | None = None) -> list[dict]:
+    return combine_orders([checkpoint_row(r, cp, basis) for r in results for cp in r["checkpoints"]])
 
 
 def with_spread(row: dict, key: str, digits: int = 3) -> str:
@@ -108,29 +139,52 @@ def with_spread(row: dict, key: str, digits: int = 3) -> str:
     return f"{text} [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else text
 
 
-HEADER = ["method", "protocol", "T", "score", "reliability", "rel. EM", "efficacy", "generalization", "locality",
-          "portability", "fluency (Δ pre)", "exam acc. (Δ pre)", "s/edit", "eval s", "peak MB"]
+def header(basis: str) -> list[str]:
+    """Column names: the headline metrics on the score's basis, teacher-forced ones beside them."""
+    if basis == "generation":
+        return ["method", "protocol", "T", "score (gen)", "reliability (gen EM)", "generalization (gen EM)",
+                "locality (gen)", "portability (gen EM)", "rel. tok", "rel. tok EM", "gap (tok − gen)",
+                "gen. tok", "loc. tok", "port. tok", "efficacy", "fluency (Δ pre)", "exam acc. (Δ pre)", "s/edit",
+                "eval s", "peak MB"]
+    return ["method", "protocol", "T", "score", "reliability", "rel. EM", "efficacy", "generalization", "locality",
+            "portability", "fluency (Δ pre)", "exam acc. (Δ pre)", "s/edit", "eval s", "peak MB"]
+
+
+HEADER = header("token")
 
 
 def _cells(r: dict) -> list[str]:
-    return [
-        r["method"], str(r.get("protocol") or "sequential"), str(r["edits"]), with_spread(r, "score"),
+    first = [r["method"], str(r.get("protocol") or "sequential"), str(r["edits"]), with_spread(r, "score")]
+    if r.get("score_basis") == "generation":
+        return first + [with_spread(r, k) for k in HEADLINE["generation"]] + [
+            _num(r["reliability"]), _num(r["reliability_em"]), _num(r.get("reliability_gap")),
+            _num(r["generalization"]), _num(r["locality"]), _num(r["portability"]), _num(r.get("efficacy")),
+            *_tail(r)]
+    return first + [
         with_spread(r, "reliability"), _num(r["reliability_em"]), _num(r.get("efficacy")),
-        with_spread(r, "generalization"), with_spread(r, "locality"),
-        with_spread(r, "portability"), _num(r["fluency"], 2) + _signed(r["fluency_change"]),
+        with_spread(r, "generalization"), with_spread(r, "locality"), with_spread(r, "portability"), *_tail(r)]
+
+
+def _tail(r: dict) -> list[str]:
+    return [_num(r["fluency"], 2) + _signed(r["fluency_change"]),
         _num(r["exam_accuracy"]) + _signed(r["exam_change"]), _num(r["seconds_per_edit"], 3),
         _num(r["eval_seconds"], 1), _num(r.get("cuda_max_allocated_mb") or r.get("peak_rss_mb"), 0),
     ]
 
 
+def _basis(rows: Sequence[dict]) -> str:
+    return rows[0].get("score_basis", "token") if rows else "token"
+
+
 def markdown(rows: Sequence[dict]) -> str:
-    lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    head = header(_basis(rows))
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join(_cells(r)) + " |" for r in rows]
     return "\n".join(lines) + "\n"
 
 
 def html_table(rows: Sequence[dict]) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in HEADER)
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header(_basis(rows)))
     body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in _cells(r)) + "</tr>" for r in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
@@ -161,8 +215,8 @@ def _bounds_as_columns(row: dict) -> dict:
 
 def group_columns(rows: Sequence[dict]) -> list[str]:
     """The per-group metric columns any row has, locality groups first."""
-    return sorted({k for r in rows for k in r if k.startswith(("locality_", "portability_")) and not
-                   k.endswith(("_ci", "_std"))}, key=lambda k: (not k.startswith("locality_"), k))
+    return sorted({k for r in rows for k in r if is_group_metric(k)},
+                  key=lambda k: (not k.startswith("locality_"), k))
 
 
 def _group_cells(r: dict, columns: Sequence[str]) -> list[str]:
