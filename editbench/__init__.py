@@ -5,10 +5,23 @@ imported by `import editbench` itself): load, Request, get_editor, edit, world_e
 load_results. See the README's "Python API".
 """
 
-__all__ = ["load", "Request", "get_editor", "edit", "Edit", "world_edits", "run", "load_results", "Results"]
+__all__ = ["load", "Request", "get_editor", "edit", "Edit", "world_edits", "run", "load_results", "Results",
+           "__version__"]
+
+
+def _version() -> str:
+    """The installed package's version (what `editbench --version` prints)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("editbench")
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed)"
 
 
 def __getattr__(name: str):
+    if name == "__version__":
+        return _version()
     if name in __all__:
         from editbench import api
 

@@ -7,6 +7,8 @@ import os
 import sys
 from pathlib import Path
 
+import editbench
+from editbench.benchmarks.world import WORLD_SIZES
 from editbench.core import ConfigError, EditbenchError, editor_names, get_editor_class
 
 
@@ -19,7 +21,7 @@ def _csv_ints(text: str) -> list[int]:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="editbench", description="Benchmark harness for knowledge editing.")
-    parser.add_argument("--version", action="version", version=f"editbench {_version()}")
+    parser.add_argument("--version", action="version", version=f"editbench {editbench.__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True)
 
     def command(name: str, **kwargs) -> argparse.ArgumentParser:
@@ -96,15 +98,6 @@ class _DefaultsHelp(argparse.HelpFormatter):
         return f"{text} (default: %(default)s)"
 
 
-def _version() -> str:
-    from importlib import metadata
-
-    try:
-        return metadata.version("editbench")
-    except metadata.PackageNotFoundError:
-        return "unknown (not installed)"
-
-
 def _hparams_files(items: list[str], methods: list[str]) -> dict[str, Path]:
     files: dict[str, Path] = {}
     for item in items:
@@ -152,7 +145,8 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", default="edit", choices=("edit", "dev"),
                         help="world edits: 'edit' (the leaderboard's pool, default) or 'dev' (the disjoint "
                              "tuning pool)")
-    parser.add_argument("--world", default="default", help="world size when the world model or data is used")
+    parser.add_argument("--world", default="default", choices=tuple(WORLD_SIZES),
+                        help="world size when the world model or data is used (editbench benchmarks lists them)")
     parser.add_argument("--model", help="Hugging Face id or local path (default: the world model)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps")
     parser.add_argument("--device-map", help="split the model across devices with accelerate: auto, balanced, or "
@@ -876,7 +870,31 @@ def cmd_benchmarks(args: argparse.Namespace) -> int:
     print("exams:")
     for name, text in EXAMS.items():
         print(f"  {name:12s} {text}")
+    print("worlds (--world; the synthetic world's sizes, built on first use and cached):")
+    for line in _world_lines():
+        print(f"  {line}")
     return 0
+
+
+def _world_lines() -> list[str]:
+    """Per world size: edit and dev pool sizes, layers and width, and the fingerprint of the cached
+    copy (or that it is not built yet on this machine)."""
+    import json
+
+    from editbench.benchmarks.world import generate_world
+    from editbench.benchmarks.world_model import REPORT_FILE, world_dir
+
+    lines = []
+    for name, config in WORLD_SIZES.items():
+        world = generate_world(config)
+        report_path = world_dir(config) / REPORT_FILE
+        try:
+            built = f"weights sha256 {json.loads(report_path.read_text())['weights_sha256'][:16]} (cached)"
+        except (OSError, ValueError, KeyError):
+            built = "not built on this machine yet"
+        lines.append(f"{name:12s} edition {config.edition}, {len(world.facts_of('edit'))} edit-pool facts, "
+                     f"{len(world.facts_of('dev'))} dev, {config.num_layers} layers x {config.hidden_size}; {built}")
+    return lines
 
 
 COMMANDS = {"run": cmd_run, "compare": cmd_compare, "regress": cmd_regress, "baseline": cmd_baseline,

@@ -126,8 +126,13 @@ class ExamQuestion:
     prompt: str = ""
     letter_sep: str = " "
 
+    @staticmethod
+    def where(qid: str) -> str:
+        """How a question names itself in errors (a loader that knows the file and row says those)."""
+        return f"exam question {qid!r}"
+
     def __post_init__(self) -> None:
-        where = f"exam question {self.qid!r}"
+        where = self.where(self.qid)
         letters = "ABCDEFGH"[: len(self.options)]
         _require(self.question.strip() != "", where, "question", "is empty")
         _require(len(self.options) >= 2, where, "options", "needs at least two options")
@@ -233,6 +238,10 @@ class Editor(abc.ABC):
 
     name: ClassVar[str] = ""
     config_class: ClassVar[type[EditorConfig]] = EditorConfig
+    # An editor that is meant to change weights: a call that changes none is recorded `no-op`, not
+    # `ok` (a search that diverged and was silently zeroed looks exactly like that). The no-edit
+    # baseline says False.
+    writes_weights: ClassVar[bool] = True
 
     def __init__(self, config: EditorConfig | None = None) -> None:
         self.config = config if config is not None else self.config_class()

@@ -95,12 +95,43 @@ def test_limit_memory_follows_the_records_taken(tmp_path):
     with open(path, "w") as fh:
         for i in range(20_000):
             fh.write(line.replace('"subject"', f'"case_id": {i}, "subject"', 1))
+    grown_kb = _rss_growth_of_two_records_kb(path)
+    assert grown_kb < 20_000, f"loading 2 records grew RSS by {grown_kb} KB"
+
+
+def _rss_growth_of_two_records_kb(path) -> int:
+    """How much the peak RSS of a fresh process grows while it loads the first 2 records of `path`."""
     code = ("import resource, sys; from editbench.benchmarks.editdata import load_edits; "
             "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss; "
             f"load_edits('zsre', {str(path)!r}, limit=2); "
             "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)")
-    grown_kb = int(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
-    assert grown_kb < 20_000, f"loading 2 records grew RSS by {grown_kb} KB"
+    return int(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+
+
+def test_json_list_memory_follows_the_records_taken(tmp_path):
+    """RSS of loading 2 records from a ~40 MB JSON list stays far below the file's size (the list is
+    read in blocks, not as one string), and a record cut at a block boundary still decodes."""
+    from editbench.benchmarks import editdata
+
+    path = tmp_path / "huge.json"
+    record = json.dumps({**ZSRE, "loc": "nq question: " + "x" * 2000})
+    with open(path, "w") as fh:
+        fh.write("[\n")
+        fh.write(",\n".join(record.replace('"subject"', f'"case_id": {i}, "subject"', 1) for i in range(20_000)))
+        fh.write("\n]\n")
+    grown_kb = _rss_growth_of_two_records_kb(path)
+    assert grown_kb < 20_000, f"loading 2 records of a JSON list grew RSS by {grown_kb} KB"
+    small = tmp_path / "small.json"  # blocks of 7 characters: every record and separator is cut somewhere
+    small.write_text("[ " + ", ".join(json.dumps({**ZSRE, "case_id": i}) for i in range(5)) + " ]  \n")
+    old_block = editdata._TextStream.BLOCK
+    editdata._TextStream.BLOCK = 7
+    try:
+        assert [r.case_id for r in load_edits("zsre", str(small)).requests] == [str(i) for i in range(5)]
+        small.write_text("[ " + json.dumps(ZSRE) + " ] x")
+        with pytest.raises(DataError, match="text after the closing"):
+            load_edits("zsre", str(small))
+    finally:
+        editdata._TextStream.BLOCK = old_block
 
 
 CLI_CASES = [
@@ -355,3 +386,110 @@ def test_exam_folder_without_questions_is_an_error(tmp_path):
     (tmp_path / "subject_mapping.json").write_bytes('{"algèbre": {"category": "STEM"}}'.encode("latin-1"))
     with pytest.raises(DataError, match="subject_mapping.json: not UTF-8"):
         load_exam("mmlu", tmp_path, shots=0)
+
+
+# --------------------------------------------------------------------------- the last hostile inputs (issue 32)
+
+
+def test_an_editor_call_that_changes_nothing_is_no_op_not_ok(micro_lm, micro_world):
+    from editbench.benchmarks.registry import world_benchmark
+    from editbench.core import Editor, WeightDelta
+    from editbench.harness.runner import EvalSuite, Runner
+    from editbench.reports.tables import summary_table
+
+    class Silent(Editor):  # meant to write (writes_weights defaults to True), returns an all-zero update
+        name = "silent"
+
+        def edit(self, lm, requests, cache=None):
+            name, p = next(iter(lm.model.named_parameters()))
+            return WeightDelta(tensors={name: torch.zeros_like(p)}, info=[{} for _ in requests])
+
+    data = world_benchmark(micro_world, 2, seed=0)
+    results, rows = Runner(micro_lm, Silent(), data.requests, EvalSuite([], 8, "", []), [2], 0,
+                           log=lambda m: None).run()
+    assert [r["status"] for r in rows] == ["no-op", "no-op"] and results["noop_edits"] == 2
+    assert "2 no-op edit(s) of 2" in summary_table([{**results, "method": "silent"}])
+
+
+def test_a_diverging_rome_search_is_not_recorded_as_a_successful_edit(micro_world, tmp_path):
+    """ROME with v_lr = 1e30: the clamp's float32 norm overflowed to inf and zeroed the update, so
+    every edit was `ok` with delta_norm 0. Now the search's loss is seen to blow up: `diverged`."""
+    out = tmp_path / "run"
+    assert cli.main(["run", "--method", "rome", "--world", "micro", "--edits", "2", "--checkpoints", "2",
+                     "--set", "rome.v_lr=1e30", "--set", "rome.clamp_norm_factor=1e30", "--out", str(out),
+                     "--quiet"]) == 0
+    rows = [json.loads(line) for line in (out / "rome" / "edits.jsonl").read_text().splitlines()]
+    assert all(r["status"] in ("diverged", "failed") for r in rows), [r["status"] for r in rows]
+    from editbench.methods.rewrite import _norm
+
+    huge = torch.full((96,), 1e30)
+    assert torch.isfinite(_norm(huge)) and _norm(torch.ones(4)) == 2.0  # finite norms are the float32 ones
+
+
+def test_report_refuses_a_nan_in_a_results_file_naming_file_and_field(micro_world, tmp_path, capsys):
+    out = _small_run(tmp_path)
+    path = out / "noedit" / "results.json"
+    text = path.read_text()
+    data = json.loads(text)
+    data["checkpoints"][0]["reliability"] = float("nan")
+    data["checkpoints"][0]["locality"] = float("nan")
+    path.write_text(json.dumps(data))  # json writes bare NaN, which editbench never does
+    assert cli.main(["report", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and str(path) in err and "checkpoints[0].reliability" in err and "by hand" in err
+
+
+def test_a_read_only_cache_serves_a_verified_world_and_says_what_to_do_otherwise(micro_world, tmp_path, monkeypatch):
+    """Root ignores permission bits, so the read-only mount is played by a lock that cannot be created."""
+    from editbench.benchmarks.world import world_config
+    from editbench.benchmarks.world_model import ensure_world
+    from editbench.harness import cache
+
+    def refuse(*args, **kwargs):
+        raise OSError(30, "Read-only file system")
+
+    monkeypatch.setattr("filelock.FileLock.acquire", refuse)
+    assert ensure_world(world_config("micro"), log=lambda m: None) == micro_world  # verified: no lock needed
+    with pytest.raises(cache.CacheError) as err:
+        with cache.build_lock(tmp_path / "something"):
+            pass
+    assert "cannot be written (Read-only file system)" in str(err.value) and "EDITBENCH_CACHE" in str(err.value)
+
+
+def test_exam_errors_name_the_csv_file_and_row(tmp_path):
+    from editbench.benchmarks.exams import load_exam_csv
+
+    path = tmp_path / "accountant_val.csv"
+    path.write_text("id,question,A,B,C,D,answer\n0,What?,a,b,c,d,A\n1,,a,b,c,d,B\n")
+    with pytest.raises(DataError) as err:
+        load_exam_csv(path, "accountant")
+    assert str(err.value) == f"{path}: row 3: field 'question' is empty"
+
+
+def test_benchmarks_lists_the_worlds_and_world_choices(capsys):
+    from editbench.benchmarks.world import WORLD_SIZES
+
+    assert cli.main(["benchmarks"]) == 0
+    out = capsys.readouterr().out
+    assert "MMLU" in out and "val scored" not in out.split("mmlu")[1].split("\n")[0].split("(")[0]
+    for name in WORLD_SIZES:
+        line = next(line for line in out.splitlines() if line.strip().startswith(name + " "))
+        assert "edit-pool facts" in line and "layers" in line and ("sha256" in line or "not built" in line)
+    world_option = next(a for a in cli.build_parser()._subparsers._group_actions[0].choices["run"]._actions
+                        if "--world" in a.option_strings)
+    assert tuple(world_option.choices) == tuple(WORLD_SIZES)
+
+
+def test_version_is_importable():
+    import editbench
+
+    assert editbench.__version__ == cli.editbench.__version__ and editbench.__version__[0].isdigit()
+
+
+def test_a_method_has_one_style_in_every_figure():
+    from editbench.reports.plots import PALETTE, method_styles
+
+    rows = [{"method": m} for m in ("rome", "alphaedit", "noedit", "ft", "ft_l", "lora", "rsft", "rsft_merge", "memit")]
+    by_rank = method_styles(rows)
+    assert method_styles(list(reversed(rows))) == by_rank  # the order rows come in does not matter
+    assert len({s["color"] for s in by_rank.values()}) == 9 <= len(PALETTE)  # nine methods, nine colours

@@ -7,6 +7,7 @@ that cannot become an edit (e.g. its subject is not in its prompt) is fatal by d
 """
 from __future__ import annotations
 
+import codecs
 import json
 import re
 import random
@@ -29,11 +30,6 @@ class LoadedEdits:
     total_records: int = 0
 
 
-def _decode_error(path: Path, exc: UnicodeDecodeError) -> DataError:
-    return DataError(f"{path}: not UTF-8 text (byte {exc.object[exc.start:exc.start + 1]!r} at offset {exc.start}); "
-                     "convert it to UTF-8")
-
-
 def _jsonl_records(path: Path):
     """Records of a JSONL file, one line at a time (memory follows the records taken, not the file)."""
     with open(path, "rb") as fh:
@@ -54,47 +50,98 @@ def _jsonl_records(path: Path):
             yield record
 
 
+class _TextStream:
+    """A UTF-8 file read in blocks: `text[pos:]` is what is not consumed yet, so memory follows the
+    records taken (and the largest record), not the file. Counts lines and bytes consumed for errors."""
+
+    BLOCK = 1 << 20
+
+    def __init__(self, fh, path: Path) -> None:
+        self.fh, self.path = fh, path
+        self.decoder = codecs.getincrementaldecoder("utf-8")()
+        self.text, self.pos, self.eof, self.bytes_read, self.lines_before = "", 0, False, 0, 0
+
+    def more(self) -> bool:
+        """Read the next block (dropping what is consumed); False at the end of the file."""
+        if self.eof:
+            return False
+        block = self.fh.read(self.BLOCK)
+        self.eof = not block
+        try:
+            new = self.decoder.decode(block, final=self.eof)
+        except UnicodeDecodeError as exc:
+            raise DataError(f"{self.path}: not UTF-8 text (byte {exc.object[exc.start:exc.start + 1]!r} at offset "
+                            f"{self.bytes_read + exc.start}); convert it to UTF-8") from None
+        self.bytes_read += len(block)
+        self.lines_before += self.text.count("\n", 0, self.pos)
+        self.text, self.pos = self.text[self.pos:] + new, 0
+        return True
+
+    def skip_space(self) -> None:
+        while True:
+            self.pos = _skip_space(self.text, self.pos)
+            if self.pos < len(self.text) or not self.more():
+                return
+
+    def startswith(self, token: str) -> bool:
+        self.skip_space()
+        return self.text.startswith(token, self.pos)
+
+    def decode(self, decoder: json.JSONDecoder):
+        """The next JSON value, reading further blocks while it is cut off at the buffer's end."""
+        while True:
+            try:
+                value, self.pos = decoder.raw_decode(self.text, self.pos)
+                if self.pos < len(self.text) or self.eof:
+                    return value
+                # a value that ends exactly at the buffer's end may go on (a number): read on and retry
+            except json.JSONDecodeError as exc:
+                if self.eof:
+                    raise DataError(f"{self.path}: not valid JSON ({exc.msg} at line "
+                                    f"{self.lines_before + exc.lineno})") from None
+            self.more()
+
+
 def _json_records(path: Path):
-    """Records of a JSON list (or {"data": [...]}), decoded one element at a time, so records past
-    --limit are never turned into Python objects (the text itself is read once)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise _decode_error(path, exc) from None
-    decoder = json.JSONDecoder()
-    pos = _skip_space(text, 0)
-    if text.startswith("{", pos):  # {"data": [...]} or a single object: small enough to parse whole
-        try:
-            whole = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
-        if not isinstance(whole.get("data"), list):
-            raise DataError(f"{path}: expected a JSON list of records (objects)")
-        yield from _checked(path, whole["data"])
-        return
-    if not text.startswith("[", pos):
-        raise DataError(f"{path}: expected a JSON list of records (objects)")
-    pos, index = _skip_space(text, pos + 1), 0
-    if text.startswith("]", pos):
-        return
-    while True:
-        try:
-            record, pos = decoder.raw_decode(text, pos)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
-        if not isinstance(record, dict):
-            raise DataError(f"{path}: record {index} is a JSON {type(record).__name__}, expected an object")
-        yield record
-        index += 1
-        pos = _skip_space(text, pos)
-        if text.startswith(",", pos):
-            pos = _skip_space(text, pos + 1)
-        elif text.startswith("]", pos):
-            if text[_skip_space(text, pos + 1):].strip():
-                raise DataError(f"{path}: text after the closing ']' of the record list")
+    """Records of a JSON list (or {"data": [...]}), read in blocks and decoded one element at a time,
+    so records past --limit are never read, and memory follows the records taken, not the file."""
+    with open(path, "rb") as fh:
+        stream = _TextStream(fh, path)
+        if stream.startswith("{"):  # {"data": [...]} or a single object: parsed whole
+            while stream.more():
+                pass
+            try:
+                whole = json.loads(stream.text[stream.pos:])
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{path}: not valid JSON ({exc.msg} at line {stream.lines_before + exc.lineno})") \
+                    from None
+            if not isinstance(whole.get("data"), list):
+                raise DataError(f"{path}: expected a JSON list of records (objects)")
+            yield from _checked(path, whole["data"])
             return
-        else:
-            raise DataError(f"{path}: expected ',' or ']' after record {index - 1}")
+        if not stream.startswith("["):
+            raise DataError(f"{path}: expected a JSON list of records (objects)")
+        stream.pos += 1
+        if stream.startswith("]"):
+            return
+        decoder, index = json.JSONDecoder(), 0
+        while True:
+            stream.skip_space()
+            record = stream.decode(decoder)
+            if not isinstance(record, dict):
+                raise DataError(f"{path}: record {index} is a JSON {type(record).__name__}, expected an object")
+            yield record
+            index += 1
+            if stream.startswith(","):
+                stream.pos += 1
+            elif stream.startswith("]"):
+                stream.pos += 1
+                stream.skip_space()
+                if stream.pos < len(stream.text):
+                    raise DataError(f"{path}: text after the closing ']' of the record list")
+                return
+            else:
+                raise DataError(f"{path}: expected ',' or ']' after record {index - 1}")
 
 
 def _skip_space(text: str, pos: int) -> int:

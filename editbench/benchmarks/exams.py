@@ -80,11 +80,15 @@ def load_exam_csv(path: Path, subject: str = "", category: str = "", header: boo
                 answer = row["answer"].strip()
                 if answer not in ("A", "B", "C", "D"):
                     raise DataError(f"{path}: row {row_no}: field 'answer' must be one of A, B, C, D, got {answer!r}")
-                qid = row["id"] if header else str(row_no - 1)
-                questions.append(ExamQuestion(
-                    qid=f"{subject}-{qid}", question=row["question"], options=(row["A"], row["B"], row["C"], row["D"]),
-                    answer=answer, subject=subject, category=category,
-                ))
+                qid = f"{subject}-{row['id'] if header else row_no - 1}"
+                try:
+                    questions.append(ExamQuestion(
+                        qid=qid, question=row["question"], options=(row["A"], row["B"], row["C"], row["D"]),
+                        answer=answer, subject=subject, category=category,
+                    ))
+                except DataError as exc:  # the question names itself by id; the reader needs file and row
+                    raise DataError(f"{path}: row {row_no}: {str(exc).removeprefix(ExamQuestion.where(qid) + ': ')}") \
+                        from None
     except FileNotFoundError:
         raise DataError(f"{path}: no such exam file") from None
     except UnicodeDecodeError:

@@ -21,7 +21,7 @@ BENCHMARKS = {
 EXAMS = {
     "world": "multiple choice over the world's never-edited facts (C-Eval CSV layout, cloze scoring)",
     "ceval": "C-Eval: 52 subjects, val scored, dev k-shot, letter scoring, per-category accuracy (--exam-dir)",
-    "mmlu": "MMLU: 57 subjects, header-less CSVs, val scored, dev k-shot, letter scoring (--exam-dir)",
+    "mmlu": "MMLU: 57 subjects, header-less CSVs, test scored (val when the folder has no test/; --exam-split), dev k-shot, letter scoring (--exam-dir)",
 }
 assert set(BENCHMARKS) == {"world", *LOADERS}
 # Fluency texts are this many tokens, prompt included: ROME's generate_fast(max_out_len=100). It fits

@@ -9,6 +9,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
 
+from editbench.core import ConfigError
+
+
+class CacheError(ConfigError):
+    """The cache cannot hold what must be built (one line, exit 2)."""
+
 
 def cache_root() -> Path:
     """`$EDITBENCH_CACHE`, else ~/.cache/editbench. Read at call time, so tests can redirect it."""
@@ -41,14 +47,18 @@ def build_lock(target: Path, log: Callable[[str], None] | None = None) -> Iterat
     from filelock import FileLock, Timeout
 
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(target.parent / f".{target.name}.lock"))
     try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        if log:
-            log(f"waiting for another process that is building {target}")
-        lock.acquire()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(target.parent / f".{target.name}.lock"))
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            if log:
+                log(f"waiting for another process that is building {target}")
+            lock.acquire()
+    except OSError as exc:  # a read-only (e.g. shared) cache, or one this user may not write
+        raise CacheError(f"the cache {cache_root()} cannot be written ({exc.strerror or type(exc).__name__}), and "
+                         f"{target.name} must be built there: point EDITBENCH_CACHE at a writable folder") from None
     try:
         yield
     finally:

@@ -178,6 +178,12 @@ def check_results_shape(data: Any, path: Path) -> None:
         need(cp, REQUIRED_CHECKPOINT, f"checkpoints[{i}].")
     if not SAFE_NAME.match(data["method"]) or ".." in data["method"]:
         raise DataError(f"{path}: field 'method' {data['method']!r} is not a safe name (letters, digits, . _ : + = , -)")
+    found: list[str] = []
+    strict_json(data, found=found)
+    if found:  # editbench never writes NaN or Infinity (it writes null and lists them under non_finite)
+        raise DataError(f"{path}: field '{found[0].split(' was ')[0]}' is {found[0].split(' was ')[1]}, not a number "
+                        "editbench writes: the file was damaged or edited by hand"
+                        + (f" ({len(found) - 1} more such field(s))" if len(found) > 1 else ""))
 
 
 def find_results(run_dir: Path) -> list[Path]:

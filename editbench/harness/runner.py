@@ -271,6 +271,7 @@ class Runner:
             "exam_questions": [q.qid for q in self.suite.exam],
             "failed_edits": 0,
             "diverged_edits": 0,
+            "noop_edits": 0,  # calls of an editor meant to write that changed no weight
             "guard": dataclasses.asdict(self.guard),
             "checkpoints": [],
         }
@@ -309,6 +310,9 @@ class Runner:
             self._restore(base, point)
             edit_rows, checkpoint_rows = list(point.edit_rows), list(point.checkpoint_rows)
             edit_seconds, first_step = point.edit_seconds, point.next_step
+            # what the saved checkpoints hold is the results' so far, also when no step is left to run
+            # (a run killed between its last checkpoint and its final write)
+            _tally(results, checkpoint_rows, edit_rows)
             self.log(f"{self.label}: resumed after checkpoint T={checkpoint_rows[-1]['edits']}")
         bar = self.progress(sum(len(s.indices) for s in steps), sum(len(s.indices) for s in steps[:first_step]))
         try:
@@ -327,9 +331,8 @@ class Runner:
                 scored = immediate if step.indices == range(0, step.checkpoint) else None
                 row, line = self._checkpoint(step.checkpoint, pre, edit_seconds, scored)
                 checkpoint_rows.append(row)
-                results.update(checkpoints=checkpoint_rows, failed_edits=sum(r["status"] == "failed" for r in edit_rows),
-                               diverged_edits=sum(r["status"] == "diverged" for r in edit_rows),
-                               memory=peak_memory_mb(self.lm.device, since_reset=peak_reset))
+                _tally(results, checkpoint_rows, edit_rows)
+                results["memory"] = peak_memory_mb(self.lm.device, since_reset=peak_reset)
                 if store is not None:  # saved before the line is printed: a line seen is a checkpoint kept
                     store.checkpoint(results, edit_rows, self._snapshot(step_no + 1, edit_seconds, base), self.lm,
                                      step.checkpoint)
@@ -363,6 +366,9 @@ class Runner:
                 # a parameter not touched before still holds θ₀, so remembering it now is right
                 base.remember(delta.tensors)
                 delta.apply(self.lm.model, validated=True)
+            if status == "ok" and self.editor.writes_weights and delta.norm() == 0.0:
+                error, status = "no-op: the editor changed no weight", "no-op"
+                self.log(f"{self.label} edit step {step_no} changed no weight (no-op)")
         except EditbenchError as exc:
             error, delta, status = str(exc), None, "failed"
             self.log(f"{self.label} edit step {step_no} failed: {error}")
@@ -434,6 +440,13 @@ class Runner:
             f"eval_s={eval_seconds:.1f}"
         )
         return row, line
+
+
+def _tally(results: dict, checkpoint_rows: list[dict], edit_rows: list[dict]) -> None:
+    """The checkpoints scored so far and the count of each kind of unsuccessful editor call."""
+    results.update(checkpoints=checkpoint_rows, failed_edits=sum(r["status"] == "failed" for r in edit_rows),
+                   diverged_edits=sum(r["status"] == "diverged" for r in edit_rows),
+                   noop_edits=sum(r["status"] == "no-op" for r in edit_rows))
 
 
 class _NoBar:

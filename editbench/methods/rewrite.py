@@ -139,6 +139,17 @@ class Target:
     info: dict
 
 
+def _norm(delta: torch.Tensor, dim: int | None = None) -> torch.Tensor:
+    """|delta| for the clamp. A float32 norm of huge entries overflows to inf, and max_norm / inf
+    would silently zero delta (a diverged search recorded as an edit that did nothing): such norms
+    are taken again in float64, which keeps the clamp a clamp. Finite norms are the float32 ones."""
+    norm = delta.norm(dim=dim)
+    if torch.isfinite(norm).all():
+        return norm
+    wide = torch.linalg.vector_norm(delta, dtype=torch.float64, dim=dim)
+    return torch.where(torch.isfinite(norm), norm.double(), wide)
+
+
 def optimise_target(lm: LoadedModel, module: torch.nn.Module, request: EditRequest, templates: Sequence[str],
                     spec: TargetSpec, first_layer: int = 0) -> Target:
     """v* = v + delta, where delta is added to `module`'s output at the subject token of every prompt
@@ -198,8 +209,9 @@ def optimise_target(lm: LoadedModel, module: torch.nn.Module, request: EditReque
                 opt.step()
                 info["v_steps"] = step + 1
                 with torch.no_grad():
-                    if delta.norm() > max_norm:
-                        delta.mul_(max_norm / delta.norm())
+                    norm = _norm(delta)
+                    if norm > max_norm:
+                        delta.mul_(max_norm / norm)
     info["delta_norm"] = round(delta.norm().item(), 5)
     info["v_norm"] = round(v_init.norm().item(), 5)
     return Target((v_init + delta).detach(), v_init, keys.mean(0), keys[0], info)
@@ -284,7 +296,7 @@ def optimise_targets(lm: LoadedModel, module: torch.nn.Module, requests: Sequenc
                 opt.step()
                 with torch.no_grad():
                     delta[~running] = held[~running]  # finished requests stay where they stopped
-                    norms = delta.norm(dim=1)
+                    norms = _norm(delta, dim=1)
                     over = running & (norms > max_norm)
                     delta[over] *= (max_norm[over] / norms[over])[:, None]
                 for i in running.nonzero().flatten().tolist():

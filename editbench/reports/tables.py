@@ -81,6 +81,7 @@ def checkpoint_row(result: dict, cp: dict, basis: str | None = None) -> dict:
         "eval_seconds": cp.get("eval_seconds"),
         "failed_edits": result.get("failed_edits"),
         "diverged_edits": result.get("diverged_edits"),
+        "noop_edits": result.get("noop_edits"),
         "peak_rss_mb": memory.get("cpu_rss_mb"),
         "cuda_max_allocated_mb": memory.get("cuda_max_allocated_mb"),
     }
@@ -237,6 +238,7 @@ def groups_markdown(rows: Sequence[dict]) -> str:
 def summary_table(results: Sequence[dict]) -> str:
     """The final rows, and a line per method whose updates failed or diverged."""
     rows = final_rows(results)
-    notes = [f"{r['method']}: {r.get('failed_edits') or 0} failed and {r.get('diverged_edits') or 0} diverged "
-             f"edit(s) of {r['edits']}" for r in rows if r.get("failed_edits") or r.get("diverged_edits")]
+    notes = [f"{r['method']}: {r.get('failed_edits') or 0} failed, {r.get('diverged_edits') or 0} diverged and "
+             f"{r.get('noop_edits') or 0} no-op edit(s) of {r['edits']}" for r in rows
+             if r.get("failed_edits") or r.get("diverged_edits") or r.get("noop_edits")]
     return markdown(rows) + "".join(f"{line}\n" for line in notes)
