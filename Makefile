@@ -10,6 +10,9 @@ METHODS ?= noedit ft ft_l lora rsft rsft_merge rome memit alphaedit
 CHECKPOINTS ?=
 CKPT    = $(if $(CHECKPOINTS),--checkpoints $(CHECKPOINTS),)
 PROTOCOL ?= sequential
+# runs at once, each in its own worker process with one torch thread: every core is used, and the
+# numbers are the same on any machine and for any JOBS (they depend on the thread count, fixed at 1)
+JOBS    ?= $(shell nproc 2>/dev/null || echo 1)
 SWEEP_N ?= 100
 BENCH   ?= world
 ORDERS  ?= 1
@@ -38,7 +41,8 @@ world: $(VENV)
 
 leaderboard: $(VENV)
 	$(PY) -m editbench run $(foreach m,$(METHODS),--method $(m)) --benchmark world --world $(WORLD) \
-		--edits $(N) $(CKPT) --seed $(SEED) --orders $(ORDERS) --protocol $(PROTOCOL) --out $(OUT) $(AGAIN)
+		--edits $(N) $(CKPT) --seed $(SEED) --orders $(ORDERS) --protocol $(PROTOCOL) --out $(OUT) $(AGAIN) \
+		--jobs $(JOBS)
 	$(PY) -m editbench report $(OUT)
 
 # The seed paper's comparison (arXiv 2506.12384) on the world, all at once (--protocol batch, N = 100):

@@ -2,4 +2,5 @@ import sys
 
 from editbench.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":  # worker processes (--jobs) import this module under another name
+    sys.exit(main())

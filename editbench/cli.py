@@ -183,6 +183,11 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--truncate", default="none", choices=("none", "left"),
                         help="an edit text longer than the model's context: an error (default), or keep its "
                              "last tokens (recorded per edit as truncated_tokens)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads for every editing and scoring "
+                        "computation: fixed, so the numbers do not depend on the machine's cores (recorded)")
+    parser.add_argument("--jobs", type=int, default=1, help="runs (method, config cell, edit order) at once, each "
+                        "in its own worker process with --threads threads; 1: here, one after another. The "
+                        "numbers are the same for any value (make leaderboard uses every core)")
     parser.add_argument("--executor", default="local", choices=("local", "ray"),
                         help="local: runs one after another here (default); ray: each (method, cell, edit order) "
                              "a Ray task (pip install -e '.[ray]')")
@@ -219,6 +224,13 @@ class _RunContext:
 
         self.args = args
         self.log = (lambda msg: None) if args.quiet else _log_line
+        if not 1 <= args.threads <= 1024:
+            raise ConfigError(f"--threads must be in 1..1024, got {args.threads}")
+        if args.jobs < 1:
+            raise ConfigError(f"--jobs must be >= 1, got {args.jobs}")
+        import torch
+
+        torch.set_num_threads(args.threads)  # fixed before anything is computed: the numbers depend on it
         _show_library_log(quiet=args.quiet)
         _quiet_transformers()
         self.classes = {m: get_editor_class(m) for m in methods}
@@ -375,7 +387,7 @@ class _RunContext:
         from editbench.harness.executors import Cell, get_executor
 
         a = self.args
-        executor = get_executor(a.executor, a.ray_address, a.cpus_per_task, a.gpus_per_task)
+        executor = get_executor(a.executor, a.ray_address, a.cpus_per_task, a.gpus_per_task, a.jobs, self.log)
         if executor.name == "local":
             for (method, extra, folder, label), editor in zip(runs, editors):
                 self.run(editor, folder, label)
@@ -386,7 +398,8 @@ class _RunContext:
                 shutil.rmtree(folder)
             cells += [Cell(method, str(order_folder(folder, k, a.orders)),
                            label + (f" order-{k}" if a.orders > 1 else ""), k, extra) for k in range(a.orders)]
-        self.log(f"{len(cells)} run(s) as Ray tasks ({a.cpus_per_task:g} CPU, {a.gpus_per_task:g} GPU each)")
+        if executor.name == "ray":
+            self.log(f"{len(cells)} run(s) as Ray tasks ({a.cpus_per_task:g} CPU, {a.gpus_per_task:g} GPU each)")
         self.failures += executor.run(cells, run_cell, list(a.argv))
 
     def _bar(self, name: str):
@@ -600,7 +613,7 @@ def run_cell(argv: list[str], cell) -> str | None:
     """One cell of a command in this process (a Ray worker): the command's own options, rebuilt from
     its argv, for one method, config cell and edit order. Returns a failure line or None."""
     args = build_parser().parse_args(argv)
-    args.argv, args.overwrite, args.quiet, args.executor = argv, False, True, "local"
+    args.argv, args.overwrite, args.quiet, args.executor, args.jobs = argv, False, True, "local", 1
     methods = _methods(args.method) if isinstance(args.method, list) else [args.method]
     ctx = _RunContext(args, methods)
     ctx.load()

@@ -4,6 +4,8 @@ one cell and returns a failure line or None. The runner and the store never know
 them, so a report cannot tell the results apart.
 
 - `LocalExecutor`: here, one after another (the default; needs nothing extra).
+- `ProcessExecutor`: `jobs` worker processes on this machine (`--jobs N`), each running one cell at
+  a time with the command's fixed thread count, so the numbers are those of the local executor.
 - `RayExecutor`: each cell a Ray task with its own resource request, on a local Ray instance or a
   cluster (`address`, or `RAY_ADDRESS`); Ray is imported only here (`pip install -e '.[ray]'`).
   A task that dies (a worker killed by out-of-memory, say) is a failed cell; the others go on.
@@ -36,6 +38,36 @@ class LocalExecutor:
 
     def run(self, cells: Sequence[Cell], run_cell: RunCell, *fixed) -> list[str]:
         return [line for line in (run_cell(*fixed, c) for c in cells) if line]
+
+
+class ProcessExecutor:
+    name = "process"
+
+    def __init__(self, jobs: int, log: Callable[[str], None] | None = None) -> None:
+        self.jobs, self.log = jobs, log or (lambda msg: None)
+
+    def run(self, cells: Sequence[Cell], run_cell: RunCell, *fixed) -> list[str]:
+        import concurrent.futures
+        import multiprocessing
+
+        # spawned, not forked: a fresh interpreter inherits no thread pool, lock or half-used RNG
+        context = multiprocessing.get_context("spawn")
+        failures = []
+        with concurrent.futures.ProcessPoolExecutor(max_workers=min(self.jobs, len(cells)),
+                                                    mp_context=context) as pool:
+            pending = {pool.submit(run_cell, *fixed, cell): cell for cell in cells}
+            self.log(f"{len(cells)} run(s) in {min(self.jobs, len(cells))} worker process(es): "
+                     + ", ".join(c.label for c in cells))
+            for future in concurrent.futures.as_completed(pending):
+                cell = pending[future]
+                try:
+                    line = future.result()
+                except Exception as exc:  # noqa: BLE001 - the worker itself died: that cell failed
+                    line = f"{cell.label}: {type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}"
+                self.log(f"{cell.label}: {'failed' if line else 'done'}")
+                if line:
+                    failures.append(line)
+        return failures
 
 
 class RayExecutor:
@@ -76,9 +108,11 @@ class RayExecutor:
 
 
 def get_executor(name: str, address: str | None = None, cpus_per_task: float = 1.0,
-                 gpus_per_task: float = 0.0):
+                 gpus_per_task: float = 0.0, jobs: int = 1, log: Callable[[str], None] | None = None):
+    if jobs < 1:
+        raise ConfigError(f"jobs must be >= 1, got {jobs}")
     if name == "local":
-        return LocalExecutor()
+        return LocalExecutor() if jobs == 1 else ProcessExecutor(jobs, log)
     if name == "ray":
         return RayExecutor(address, cpus_per_task, gpus_per_task)
     raise ConfigError(f"unknown executor '{name}' (valid: local, ray)")
