@@ -119,6 +119,9 @@ TUNE_N        ?= 100
 TUNE_BUDGET   ?= 4
 TUNE_PROTOCOL ?= sequential
 TUNE_SUFFIX   := $(if $(filter batch,$(TUNE_PROTOCOL)),-batch,)
+# the default world's YAMLs are world[-batch].yaml, shared by every size; another size's own are
+# world-<size>[-batch].yaml and come first for that size
+WORLD_SUFFIX  := $(if $(filter default,$(WORLD)),,-$(WORLD))
 # Grids per protocol. In the batch protocol one call gets all N edits, so the gradient editors get
 # longer schedules; ROME applies a call's requests one by one, so its two protocols are the same run
 # and it has only the sequential YAML.
@@ -146,7 +149,8 @@ tune: $(VENV)
 	  case " $(TUNE_METHODS) " in *" $$m "*) ;; *) continue;; esac; \
 	  $(PY) -m editbench tune --method $$m "$$@" --budget $(TUNE_BUDGET) --protocol $(TUNE_PROTOCOL) \
 	    --world $(WORLD) --split dev --edits $(TUNE_N) --checkpoints $(TUNE_N) --seed $(SEED) \
-	    --out runs/tune-$(TUNE_PROTOCOL)/$$m $(AGAIN) --write editbench/hparams/$$m/world$(TUNE_SUFFIX).yaml --quiet || exit 1; \
+	    --out runs/tune-$(WORLD)-$(TUNE_PROTOCOL)/$$m $(AGAIN) --write editbench/hparams/$$m/world$(WORLD_SUFFIX)$(TUNE_SUFFIX).yaml \
+	    --quiet || exit 1; \
 	done
 
 # R-SFT+Merge ablations: alpha x density, and the edited layer (N = SWEEP_N edits, one checkpoint).

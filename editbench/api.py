@@ -37,9 +37,8 @@ def load(source: str | Path, device: str = "cpu", dtype: str = "float32") -> Loa
         from editbench.benchmarks.world_model import ensure_world
 
         path = ensure_world(world_config(text[len(WORLD_PREFIX):] or "default"), log=lambda msg: None)
-        return load_model(str(path), device=device, dtype=dtype, hparams_key="world")
-    world_folder = (Path(text) / "world.json").is_file()
-    return load_model(text, device=device, dtype=dtype, hparams_key="world" if world_folder else None)
+        return load_model(str(path), device=device, dtype=dtype)
+    return load_model(text, device=device, dtype=dtype)  # a world folder gets its world's YAMLs
 
 
 def get_editor(name: str, model: LoadedModel | None = None, protocol: str = "sequential",

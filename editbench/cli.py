@@ -299,7 +299,7 @@ class _RunContext:
         self.save_model_at = _save_points(args, self.checkpoints)
         self.model_path = args.model or str(self.world_path)
         # a world folder given as --model is a world model: the world's YAMLs, whatever its folder is called
-        self.hparams_key = "world" if args.model is None or _is_world_folder(args.model) else None
+        self.hparams_key = None  # a world folder gets world-<size> (its own YAMLs, then the shared world ones)
         self.lm = self.fresh_model()
         from editbench.harness.context import fit_to_context
 
@@ -835,7 +835,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
                "checkpoints": [cp["edits"] for cp in first["checkpoints"]], "world": args.world,
                "fingerprint": first["model"].get("fingerprint"), "seed": args.seed, "git_sha": first.get("git_sha")}
         provenance = tuning.provenance_block(grid, cells, scored, chosen, score, run)
-        base_file = hparams_file(args.method, "world", ctx.lm.model.config.model_type, args.protocol)
+        base_file = hparams_file(args.method, ctx.lm.hparams_key, ctx.lm.model.config.model_type, args.protocol)
         base_values = load_yaml(base_file) if base_file else {}
         text = tuning.tuned_yaml(args.method, base_values, chosen, provenance)
         atomic_write_json(args.out / "tune.json", provenance)

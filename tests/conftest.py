@@ -32,7 +32,7 @@ def micro_lm(micro_world):
     """A freshly loaded (unedited) micro world model for each test."""
     from editbench.harness.models import load_model
 
-    return load_model(str(micro_world), hparams_key="world")
+    return load_model(str(micro_world))  # hparams key world-micro: its own YAMLs, then the world ones
 
 
 @pytest.fixture(scope="session")

@@ -36,4 +36,4 @@ def test_get_editor_picks_the_models_yaml_and_overrides(micro_world):
     lm = editbench.load(str(micro_world))
     editor = editbench.get_editor("rome", lm, v_lr=0.1)
     assert editor.config.v_lr == 0.1 and editor.config.context_template_source == "eos"  # the world YAML's
-    assert lm.hparams_key == "world"
+    assert lm.hparams_key == "world-micro"  # its own YAMLs first (world-micro.yaml), then the world ones

@@ -67,7 +67,8 @@ def test_listing_commands_and_module_entry(capsys):
     proc = subprocess.run([sys.executable, "-m", "editbench", "benchmarks"], capture_output=True, text=True)
     assert proc.returncode == 0
     names = [line.split()[0] for line in proc.stdout.splitlines() if line.startswith("  ")]
-    assert names == ["world", "zsre", "counterfact", "wikibigedit", "knowedit", "mquake", "world", "ceval", "mmlu"]
+    assert names == ["world", "zsre", "counterfact", "wikibigedit", "knowedit", "mquake", "world", "ceval", "mmlu",
+                     "default", "large", "micro"]
 
 
 def test_sweep_writes_table_heatmaps_and_tradeoff(micro_world, tmp_path):
@@ -151,7 +152,7 @@ def test_cli_explains_itself(micro_world, tmp_path, capsys):
     assert "pool holds 54 facts, so 54 edits" in err
     results = json.loads((out / "rsft" / "results.json").read_text())
     assert [cp["edits"] for cp in results["checkpoints"]] == [1, 10, 54]
-    assert results["config"]["lr"] == 1e-4 and results["model"]["hparams_key"] == "world"
+    assert results["config"]["lr"] == 1e-4 and results["model"]["hparams_key"] == "world-micro"
     assert main(["report", str(out)]) == 0
     header = (out / "leaderboard.csv").read_text().splitlines()[0].split(",")
     assert "reliability_ci_lo" in header and "reliability_ci_hi" in header and "reliability_ci" not in header

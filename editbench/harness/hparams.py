@@ -15,10 +15,23 @@ from editbench.core import ConfigError, EditorConfig
 HPARAMS_DIR = Path(__file__).resolve().parent.parent / "hparams"
 
 
+WORLD_KEY = "world"
+
+
+def hparams_keys(hparams_key: str, model_type: str, protocol: str | None = None) -> list[str]:
+    """The YAML names tried for a model, most specific first: `<key>-<protocol>`, `<key>`, and for a
+    world of one size (`world-micro`) the world's shared YAMLs after its own (`world-batch`, `world`),
+    then the architecture. The world sizes differ in depth and width, so one YAML need not fit all."""
+    names = [hparams_key] + ([WORLD_KEY] if hparams_key.startswith(f"{WORLD_KEY}-") else [])
+    keys = [k for name in names for k in ([f"{name}-{protocol}"] if protocol else []) + [name]]
+    return keys + [model_type]
+
+
 def hparams_file(method: str, hparams_key: str, model_type: str, protocol: str | None = None) -> Path | None:
-    """The method's YAML for this model: by model name first (`<name>-<protocol>.yaml` where the best
-    settings differ between protocols, e.g. world-batch.yaml), then by architecture."""
-    keys = ([f"{hparams_key}-{protocol}"] if protocol else []) + [hparams_key, model_type]
+    """The method's YAML for this model (the first of `hparams_keys` that exists): by model name first
+    (`<name>-<protocol>.yaml` where the best settings differ between protocols, e.g. world-batch.yaml),
+    then by architecture."""
+    keys = hparams_keys(hparams_key, model_type, protocol)
     folder = HPARAMS_DIR.joinpath(*method.split(":"))  # easyedit:ROME -> hparams/easyedit/ROME
     for key in keys:
         path = folder / f"{key}.yaml"

@@ -65,8 +65,19 @@ def default_hparams_key(name_or_path: str, model_type: str) -> str:
     """Hparams files are named by the model's base name (e.g. qwen2.5-7b-instruct) or its model_type;
     a world folder (it holds world.json) takes the world's YAMLs, whatever the folder is called."""
     if (Path(name_or_path) / "world.json").is_file():
-        return "world"
+        return world_hparams_key(name_or_path)
     return Path(name_or_path.rstrip("/")).name.lower() or model_type
+
+
+def world_hparams_key(folder: str | Path) -> str:
+    """`world-<size>` for a world folder (its own YAMLs first, then the shared world ones)."""
+    import json
+
+    try:
+        name = json.loads((Path(folder) / "world.json").read_text(encoding="utf-8"))["config"]["name"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return "world"
+    return f"world-{name}" if isinstance(name, str) and name.isidentifier() else "world"
 
 
 def check_loading_info(name_or_path: str, info: dict) -> None:
