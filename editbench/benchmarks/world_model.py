@@ -218,11 +218,24 @@ def reproducible_process() -> bool:
         os.environ.get(k) for k in UNSET_FOR_BUILD)
 
 
+def cpu_model() -> str | None:
+    """The CPU's model name (Linux), for explaining weights that differ between machines."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
 def build_environment() -> dict:
     """What the weights of a world depend on besides its config: recorded in build_report.json."""
     return {
         "torch": torch.__version__, "threads": torch.get_num_threads(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(), "machine": platform.machine(),
+        "cpu": cpu_model(),  # MKL's results differ between CPU vendors even on its pinned code path
         **{k: os.environ.get(k) for k in ("MKL_CBWR", "ATEN_CPU_CAPABILITY")},
     }
 
