@@ -79,10 +79,13 @@ def parse_eval_mode(mode: str, margin: int = 4, context: str = "question") -> Ge
 # --------------------------------------------------------------------------- answer matching
 
 
+_PUNCTUATION = frozenset(string.punctuation)
+
+
 def normalize_answer(text: str) -> str:
     """SQuAD's normalisation, as the Mirage reference applies it: lower case, punctuation removed,
     the articles a/an/the removed, whitespace collapsed (in that order)."""
-    text = "".join(ch for ch in text.lower() if ch not in set(string.punctuation))
+    text = "".join(ch for ch in text.lower() if ch not in _PUNCTUATION)
     text = re.sub(r"\b(a|an|the)\b", " ", text)
     return " ".join(text.split())
 
@@ -166,7 +169,7 @@ def greedy_answers(lm: LoadedModel, questions: Sequence[str], answer_tokens: Seq
     limit (`spec.max_new_tokens(answer_tokens[i])`). Every row is cut at its own limit whatever the
     batch, so the answers do not depend on the batch size (tested)."""
     tok = lm.tokenizer
-    contexts = [tok(context_text(spec, tok, q)).input_ids for q in questions]
+    contexts = [tok(context_text(spec, tok, q)).input_ids for q in questions] if questions else []
     limits = [spec.max_new_tokens(n) for n in answer_tokens]
     order = sorted(range(len(contexts)), key=lambda i: -len(contexts[i]))
     answers: list[Answer | None] = [None] * len(contexts)
@@ -202,11 +205,13 @@ def _decode_batch(lm: LoadedModel, contexts: list[list[int]], limits: list[int],
     ids, mask = ids.to(device), mask.to(device)
     cache_name = cache_argument(model) if _accepts(model, "use_cache") else None
     positional = _accepts(model, "position_ids")
+    # only the last position's logits are needed: the prefill's other positions skip the output layer
+    last_only = {"logits_to_keep": 1} if _accepts(model, "logits_to_keep") else {}
     new: list[list[int]] = [[] for _ in contexts]
     done = [False] * len(contexts)
     step_ids, past, seq = ids, None, ids
     for _ in range(max(limits)):
-        kwargs = {"attention_mask": mask}
+        kwargs = {"attention_mask": mask, **last_only}
         if positional:  # left padding: each row's positions count from its first real token
             positions = (mask.cumsum(-1) - 1).clamp(min=0)
             kwargs["position_ids"] = positions[:, -step_ids.shape[1]:]
