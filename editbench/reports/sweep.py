@@ -34,8 +34,12 @@ def write_sweep_report(sweep_dir: Path) -> list[Path]:
 
     sweep_dir = Path(sweep_dir)
     keys, rows = _cells(sweep_dir)
+    # the score is on the runs' basis (generated exact match unless they ran teacher-forced); the
+    # generated columns follow the teacher-forced ones, which keep their places
     columns = [*keys, "score", "reliability", "reliability_em", "efficacy", "generalization", "locality",
                "exam_accuracy", "exam_change", "fluency", "seconds_per_edit"]
+    columns += [c for c in ("reliability_gen", "generalization_gen", "locality_gen") if any(r.get(c) is not None
+                                                                                             for r in rows)]
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for r in rows:
         lines.append("| " + " | ".join(
