@@ -25,7 +25,7 @@ REGRESS_REF      ?= HEAD
 # numbers as an uninterrupted one; methods already complete are kept).
 AGAIN   := $(if $(filter 1,$(RESUME)),--resume,--overwrite)
 
-.PHONY: report-check profile gpu-check paper paper-methods paper-ablations tune install leaderboard compare regress regress-baseline baseline test bench world sweep-merge sweep-layer clean
+.PHONY: cost-table report-check profile gpu-check paper paper-methods paper-ablations tune install leaderboard compare regress regress-baseline baseline test bench world sweep-merge sweep-layer clean
 
 $(VENV): pyproject.toml
 	python3 -m venv .venv
@@ -184,6 +184,15 @@ profile: $(VENV)
 # memory, batched z and frozen prefix (scripts/gpu_check.sh; says "skipped" and exits 0 without CUDA).
 gpu-check: $(VENV)
 	PYTHON=$(PY) scripts/gpu_check.sh runs/gpu-check
+
+# What editing costs at a 7-8B model's shapes, editbench beside EasyEdit (scripts/cost_table.py): a random
+# model from a shipped config, seconds per edit at step 1 and step COST_STEP, key statistics, peak memory,
+# evaluation per checkpoint; runs/cost/cost_table-*.{json,md}. On a GPU: make cost-table; on a CPU at
+# reduced shapes: make cost-table COST_ARGS="--scale tiny --dtype float32 --edits 4 --step 2 --stats-samples 50"
+COST_SHAPE ?= meta-llama-3-8b
+COST_ARGS  ?= --edits 20 --step 10 --stats-samples 1000
+cost-table: $(VENV)
+	$(PY) scripts/cost_table.py --shape $(COST_SHAPE) $(COST_ARGS) --out runs/cost
 
 clean:
 	rm -rf runs .venv
