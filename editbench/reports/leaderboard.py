@@ -83,9 +83,6 @@ def explain(basis: str) -> str:
     )
 
 
-EXPLAIN = explain("token")
-
-
 GROUPS_EXPLAIN = (
     "locality_neighbourhood: other people with the same relation and the same true object as the edited "
     "fact (CounterFact's neighbourhood prompts); locality_unrelated: other people's facts; portability_two_hop: "

@@ -20,8 +20,6 @@ SCORE_BASES = {
     "generation": (("reliability_gen_gain", "generalization_gen_gain"), ("locality_gen", "exam_retention")),
     "token": (("reliability_gain", "generalization_gain"), ("locality", "exam_retention")),
 }
-SCORE_EDIT, SCORE_KEEP = SCORE_BASES["token"]
-SCORE_COMPONENTS = SCORE_EDIT + SCORE_KEEP
 
 
 def _clean(values: Sequence[float | None]) -> torch.Tensor:

@@ -151,9 +151,6 @@ def header(basis: str) -> list[str]:
             "portability", "fluency (Δ pre)", "exam acc. (Δ pre)", "s/edit", "eval s", "peak MB"]
 
 
-HEADER = header("token")
-
-
 def _cells(r: dict) -> list[str]:
     first = [r["method"], str(r.get("protocol") or "sequential"), str(r["edits"]), with_spread(r, "score")]
     if r.get("score_basis") == "generation":
