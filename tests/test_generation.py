@@ -133,6 +133,10 @@ def test_wild_stops_only_when_text_ends_with_stop():
     lm = toy({"Q": " St. Louis"})
     [wild] = greedy_answers(lm, ["Q"], [3], GenerationSpec(mode="wild"))
     assert wild.raw == " St." and wild.answer == "St"
+    # an end-of-sequence text that is none of the reference's suffixes (an instruct model's) is removed too
+    lm = toy({"Q": " Oslo"})
+    [eos] = greedy_answers(lm, ["Q"], [3], GenerationSpec(mode="wild"))
+    assert eos.raw == " Oslo\x00" and eos.answer == "Oslo" and exact_match(eos.answer, "Oslo")
 
 
 def test_bad_specs_are_config_errors():

@@ -183,10 +183,13 @@ def greedy_answers(lm: LoadedModel, questions: Sequence[str], answer_tokens: Seq
 
 def _answer(tok, ids: list[int], limit: int, spec: GenerationSpec) -> Answer:
     raw = tok.decode(ids) if ids else ""
-    wild = spec.mode == "wild"
-    text = strip_stop_suffix(raw, spec.stop_strings) if wild else cut_at_stop(raw, spec.stop_strings)
-    if not wild:  # the end-of-sequence token is not part of what the model said
-        eos = getattr(tok, "eos_token", None)
+    eos = getattr(tok, "eos_token", None)
+    if spec.mode == "wild":
+        # the model's own end-of-sequence text too (an instruct model's '<|im_end|>' is none of the
+        # reference's suffixes, and would fail every match), as EasyEdit's copy of this code does
+        text = strip_stop_suffix(raw, (*spec.stop_strings, *([eos] if eos else [])))
+    else:  # the answer ends at the sentence end; the end-of-sequence token is not part of it
+        text = cut_at_stop(raw, spec.stop_strings)
         text = text.split(eos)[0] if eos else text
     return Answer(raw=raw, answer=text.strip(), new_tokens=len(ids), limit=limit)
 
