@@ -39,3 +39,23 @@ def test_bad_jobs_and_threads_are_one_line(micro_world, tmp_path, capsys):
         code = cli.main(["run", "--method", "noedit", "--method", "ft", "--world", "micro", "--edits", "1",
                          flag, value, "--out", str(tmp_path / flag.strip("-")), "--quiet"])
         assert code == 2 and message in capsys.readouterr().err
+
+
+def test_the_numbers_do_not_depend_on_omp_num_threads(micro_world, cache_dir, tmp_path):
+    """The same run with OMP_NUM_THREADS 1 and 4 (torch's default thread count follows it): every number
+    equal, since every run computes with --threads (1) whatever the environment says."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    for threads in ("1", "4"):
+        env = {**os.environ, "EDITBENCH_CACHE": str(cache_dir), "OMP_NUM_THREADS": threads, "PYTHONPATH": str(root)}
+        done = subprocess.run([sys.executable, "-m", "editbench", "run", "--method", "rsft_merge", "--method", "ft",
+                               "--world", "micro", "--edits", "3", "--checkpoints", "1,3", "--quiet",
+                               "--out", str(tmp_path / f"omp{threads}")], env=env, capture_output=True, text=True,
+                              timeout=600)
+        assert done.returncode == 0, done.stderr[-2000:]
+    one, four = _numbers(tmp_path / "omp1"), _numbers(tmp_path / "omp4")
+    assert set(one) == {"rsft_merge", "ft"} and one == four
