@@ -366,7 +366,8 @@ class Runner:
                 # a parameter not touched before still holds θ₀, so remembering it now is right
                 base.remember(delta.tensors)
                 delta.apply(self.lm.model, validated=True)
-            if status == "ok" and self.editor.writes_weights and delta.norm() == 0.0:
+            # any nonzero entry (no float64 copy of a 7B model's MLP update, as a norm would take)
+            if status == "ok" and self.editor.writes_weights and not any(bool(t.any()) for t in delta.tensors.values()):
                 error, status = "no-op: the editor changed no weight", "no-op"
                 self.log(f"{self.label} edit step {step_no} changed no weight (no-op)")
         except EditbenchError as exc:
