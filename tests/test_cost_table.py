@@ -6,7 +6,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 EASYEDIT = Path(os.environ.get("EDITBENCH_EASYEDIT") or ROOT.parent / "shared" / "easyedit")

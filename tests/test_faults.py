@@ -9,7 +9,6 @@ torch's own data-loader workers run) keep this fast enough for `make test`.
 import json
 import os
 import random
-import sys
 
 import pytest
 import torch
