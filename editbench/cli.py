@@ -10,6 +10,7 @@ from pathlib import Path
 import editbench
 from editbench.benchmarks.world import WORLD_SIZES
 from editbench.core import ConfigError, EditbenchError, editor_names, get_editor_class
+from editbench.harness.protocols import PROTOCOLS
 
 
 def _csv_ints(text: str) -> list[int]:
@@ -139,9 +140,11 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
                         "answer's own length")
     parser.add_argument("--wild-context", default="question", choices=("question", "qa_inst", "chat"),
                         help="wild: the question alone, the paper's QA instruction, or the chat template")
-    parser.add_argument("--protocol", default="sequential", choices=("sequential", "batch"),
+    parser.add_argument("--protocol", default="sequential", choices=tuple(PROTOCOLS),
                         help="sequential: batches of the method's batch_size, never reset (default); batch: for "
-                             "each checkpoint T, the first T edits in one call from the unedited weights")
+                             "each checkpoint T, the first T edits in one call from the unedited weights; "
+                             "independent: each edit alone from the unedited weights; immediate: as sequential, "
+                             "each edit scored right after its own call (no retention)")
     parser.add_argument("--split", default="edit", choices=("edit", "dev"),
                         help="world edits: 'edit' (the leaderboard's pool, default) or 'dev' (the disjoint "
                              "tuning pool)")

@@ -95,3 +95,45 @@ def test_batch_scope_merges_each_call_against_the_weights_before_it(micro_lm, mi
     for n, d in raw.items():
         assert torch.equal(delta.tensors[n], merge_delta(d, 0.8, 0.3))
     assert isinstance(cfg, RSFTConfig)
+
+
+def test_independent_and_immediate_protocol_steps():
+    ind = get_protocol("independent").steps([1, 3], batch_size=5)  # one edit per call, each from θ₀
+    assert [(s.indices.start, s.indices.stop, s.reset, s.checkpoint, s.scores) for s in ind] == [
+        (0, 1, True, 1, "immediate"), (1, 2, True, None, "immediate"), (2, 3, True, 3, "immediate")]
+    imm = get_protocol("immediate").steps([1, 10, 12], batch_size=5)  # sequential's calls, scored at once
+    assert [(s.indices, s.reset, s.checkpoint) for s in imm] == [
+        (s.indices, s.reset, s.checkpoint) for s in Sequential().steps([1, 10, 12], batch_size=5)]
+    assert {s.scores for s in imm} == {"immediate"}
+
+
+def test_independent_checkpoint_is_the_mean_of_single_edits_from_theta0(micro_lm, micro_world):
+    """Each edit alone from θ₀: the checkpoint equals, metric by metric, the mean over separate one-edit
+    runs, and every call sees θ₀ bit for bit (the editor's state reset before each)."""
+    from editbench.harness.generation import GenerationSpec
+    from editbench.methods.ft import FTConfig, FTM
+
+    data = world_benchmark(micro_world, 3, seed=0)
+    suite = EvalSuite([], 8, data.exam_name, [], generation=GenerationSpec())
+    theta0 = state_copy(micro_lm.model)
+    recorder = Recorder()
+    Runner(micro_lm, recorder, data.requests, suite, [3], 0, log=lambda m: None,
+           protocol=get_protocol("independent")).run()
+    base = theta0["model.layers.0.mlp.down_proj.weight"]
+    assert recorder.sizes == [1, 1, 1] and all(torch.equal(w, base) for w in recorder.seen)
+    assert recorder.resets == 1 + 3
+    ft = FTM(FTConfig(layer=1, lr=1e-3, steps=8))
+    runner = Runner(micro_lm, ft, data.requests, suite, [1, 3], 0, log=lambda m: None,
+                    protocol=get_protocol("independent"))
+    results, _ = runner.run()
+    runner.restore_base()
+    alone = []
+    for request in data.requests:
+        one = Runner(micro_lm, ft, [request], suite, [1], 0, log=lambda m: None)
+        alone.append(one.run()[0]["checkpoints"][-1])
+        one.restore_base()
+    t1, t3 = results["checkpoints"]
+    for key in ("reliability", "reliability_gen", "generalization_gen", "locality_gen"):
+        assert t1[key] == alone[0][key], key
+        assert abs(t3[key] - sum(a[key] for a in alone) / 3) < 1e-12, key
+    assert results["protocol"] == "independent"

@@ -321,14 +321,19 @@ class Runner:
                 if step.reset:  # back to θ₀, and the editor forgets what it kept
                     base.restore()
                     self.editor.reset_state()
+                if step.restart_clock:
                     edit_seconds = 0.0
                 seconds, immediate = self._step(step, step_no, pre, base, edit_rows)
                 edit_seconds += seconds
                 bar.update(len(step.indices))
                 if step.checkpoint is None:
                     continue
-                # a call over exactly the first T edits (the batch protocol) was just scored in full
-                scored = immediate if step.indices == range(0, step.checkpoint) else None
+                if step.scores == "immediate":  # each edit as scored right after its own call
+                    scored = immediate_rows(edit_rows, range(step.checkpoint))
+                elif step.indices == range(0, step.checkpoint):  # one call over the first T edits: scored
+                    scored = immediate
+                else:
+                    scored = None
                 row, line = self._checkpoint(step.checkpoint, pre, edit_seconds, scored)
                 checkpoint_rows.append(row)
                 _tally(results, checkpoint_rows, edit_rows)
@@ -380,7 +385,8 @@ class Runner:
             request, before = batch[j], pre["edits"][idx[j]]
             edit_rows.append(
                 {"index": idx[j], "batch": step_no, "status": status, "error": error,
-                 **{f"immediate_{k}": row.get(k) for k in EDIT_METRICS}, "case_id": row["case_id"],
+                 **{f"{IMMEDIATE}{k}": row.get(k) for k in (*EDIT_METRICS, *metrics.group_metrics([row]))},
+                 "case_id": row["case_id"],
                  # what the edit asked and what the model said at the target's positions (teacher forced)
                  # and on its own (generated, raw), before and after
                  "prompt": request.prompt, "subject": request.subject, "target_new": request.target_new,
@@ -441,6 +447,17 @@ class Runner:
             f"eval_s={eval_seconds:.1f}"
         )
         return row, line
+
+
+IMMEDIATE = "immediate_"  # edit rows hold each edit's scores right after its own call under this prefix
+
+
+def immediate_rows(edit_rows: Sequence[dict], indices: Sequence[int]) -> list[dict]:
+    """Per-edit score rows of these edits as scored right after their own call (the latest call that
+    got each, which is the only one outside the batch protocol)."""
+    latest = {row["index"]: row for row in edit_rows}
+    return [{"case_id": latest[i]["case_id"],
+             **{k[len(IMMEDIATE):]: v for k, v in latest[i].items() if k.startswith(IMMEDIATE)}} for i in indices]
 
 
 def _tally(results: dict, checkpoint_rows: list[dict], edit_rows: list[dict]) -> None:
