@@ -242,6 +242,9 @@ class Editor(abc.ABC):
     # `ok` (a search that diverged and was silently zeroed looks exactly like that). The no-edit
     # baseline says False.
     writes_weights: ClassVar[bool] = True
+    # Where `editbench tune` searches this editor's config (harness/search.py: a SearchSpace), declared
+    # beside the config; None: nothing to tune (the no-edit baseline, bridged editors).
+    search_space: ClassVar[Any] = None
 
     def __init__(self, config: EditorConfig | None = None) -> None:
         self.config = config if config is not None else self.config_class()

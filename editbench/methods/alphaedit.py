@@ -23,7 +23,9 @@ from editbench.core import (
 )
 from editbench.methods.key_stats import key_statistics
 from editbench.methods.locate import alphaedit_solve, nullspace_projector
+from editbench.harness.search import LayerSpan, LogFloat, SearchSpace
 from editbench.methods.memit import BatchLocateConfig, BatchLocateEditor
+from editbench.methods.rome import target_knobs
 
 
 @dataclass(frozen=True)
@@ -39,9 +41,18 @@ class AlphaEditConfig(BatchLocateConfig):
         check_range(self, "l2", self.l2 > 0, "> 0")
 
 
+ALPHAEDIT_SPACE = SearchSpace("AlphaEdit (jianghoucheng/AlphaEdit hparams/AlphaEdit/Llama3-8B.json: layers 4-8 of "
+                              "32, threshold 2e-2, L2 10, clamp 0.75, v_lr 0.1)", (
+    LayerSpan("layers", (0.13, 5), "layers 4-8 of 32", low=0.0, high=0.67, min_width=1, max_width=5),
+    LogFloat("nullspace_threshold", 2e-2, "eigenvalue cut of the null space", low=1e-4, high=1e-1),
+    LogFloat("l2", 10.0, "the reference's L2 ridge term", low=0.1, high=1e3),
+    *target_knobs(clamp=0.75, v_lr=0.1, weight_decay=0.5)))
+
+
 @register_editor("alphaedit")
 class AlphaEdit(BatchLocateEditor):
     config_class = AlphaEditConfig
+    search_space = ALPHAEDIT_SPACE
 
     def __init__(self, config: AlphaEditConfig | None = None) -> None:
         super().__init__(config)

@@ -12,6 +12,7 @@ import torch
 
 from editbench.core import Editor, EditorConfig, WeightDelta, check_range, register_editor
 from editbench.harness.prefix import FrozenPrefix
+from editbench.harness.search import Choice, Int, Layer, LogFloat, SearchSpace
 from editbench.methods import training
 
 PROJECTIONS = ("down", "up", "gate")
@@ -77,9 +78,27 @@ class _FineTune(Editor):
         return WeightDelta(tensors=deltas, info=[dict(info) for _ in requests])
 
 
+# Where `editbench tune` searches (harness/search.py), centred on EasyEdit's FT settings for Llama
+# (hparams/FT/llama-7b.yaml: layer 21 of 32, lr 5e-4, 25 steps, the down projection).
+def _ft_knobs() -> tuple:
+    return (Layer("layer", 0.68, "EasyEdit FT: layer 21 of 32"),
+            LogFloat("lr", 5e-4, "EasyEdit FT", low=1e-5, high=1e-2),
+            Int("steps", 25, "EasyEdit FT num_steps", low=5, high=100, log=True),
+            Choice("projections", ("down",), "EasyEdit FT edits mlp.down_proj",
+                   options=(("down",), ("up", "down"), ("gate", "up", "down"))))
+
+
+FT_SPACE = SearchSpace("EasyEdit FT-M (hparams/FT/llama-7b.yaml)", _ft_knobs())
+# FT-L's bound on the change of each weight: EasyEdit's FT-L norm_constraint 5e-4 (ROME's FT-L baseline)
+FT_L_SPACE = SearchSpace("EasyEdit FT-L (hparams/FT/llama-7b.yaml, objective prompt_last)", _ft_knobs() + (
+    LogFloat("norm_constraint", 5e-4, "ROME/EasyEdit FT-L", low=1e-5, high=1e-1),))
+
+
 @register_editor("ft")
 class FTM(_FineTune):
     """FT-M: fine-tune one layer's MLP on the target tokens after the prompt (prompt masked)."""
+
+    search_space = FT_SPACE
 
     loss = staticmethod(training.target_nll)
 
@@ -87,5 +106,7 @@ class FTM(_FineTune):
 @register_editor("ft_l")
 class FTL(_FineTune):
     """FT-L (EasyEdit's prompt_last): every target token predicted from the last prompt position."""
+
+    search_space = FT_L_SPACE
 
     loss = staticmethod(training.prompt_last_nll)

@@ -17,6 +17,7 @@ from editbench.core import (
     register_editor,
 )
 from editbench.harness.arch import is_conv1d
+from editbench.harness.search import Choice, Int, LogFloat, SearchSpace
 from editbench.methods import training
 
 MODES = ("fold", "continual")
@@ -96,9 +97,19 @@ def _peft_config(lm, cfg: LoRAConfig):
     return LoraConfig(**common)
 
 
+# Centred on EasyEdit's LoRA settings (hparams/LoRA/llama-7b.yaml: rank 8, alpha 32, lr 5e-3, 70 steps, q/v).
+LORA_SPACE = SearchSpace("EasyEdit LoRA (hparams/LoRA/llama-7b.yaml)", (
+    Choice("rank", 8, "adapter rank", options=(1, 2, 4, 8, 16)),
+    LogFloat("alpha", 32.0, "scale alpha / rank", low=1.0, high=128.0),
+    LogFloat("lr", 5e-3, "Adam lr", low=1e-5, high=3e-2),
+    Int("steps", 70, "steps per call", low=10, high=200, log=True),
+    Choice("target", "attn", "q/v projections or the MLP", options=TARGETS)))
+
+
 @register_editor("lora")
 class LoRA(Editor):
     config_class = LoRAConfig
+    search_space = LORA_SPACE
 
     def __init__(self, config: LoRAConfig | None = None) -> None:
         super().__init__(config)

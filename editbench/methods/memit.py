@@ -19,7 +19,8 @@ from editbench.methods import training
 from editbench.methods.key_stats import key_statistics
 from editbench.methods.locate import memit_solve
 from editbench.methods.rewrite import context_templates, flat, optimise_targets, read_at_subject
-from editbench.methods.rome import LocateConfig, LocateEditor, add_update
+from editbench.harness.search import LayerSpan, LogFloat, SearchSpace
+from editbench.methods.rome import LocateConfig, LocateEditor, add_update, target_knobs
 
 
 @dataclass(frozen=True)
@@ -97,9 +98,16 @@ class BatchLocateEditor(LocateEditor):
         return WeightDelta(tensors=deltas, info=infos)
 
 
+# lambda over five decades: the world's YAML held 10,000 where 1,000 writes and 10,000 does not.
+MEMIT_SPACE = SearchSpace("MEMIT (EasyEdit hparams/MEMIT/llama-7b.yaml: layers 4-8 of 32, lambda 15,000)", (
+    LayerSpan("layers", (0.13, 5), "layers 4-8 of 32", low=0.0, high=0.67, min_width=1, max_width=5),
+    LogFloat("mom2_update_weight", 15000.0, "lambda", low=1.0, high=1e5), *target_knobs()))
+
+
 @register_editor("memit")
 class MEMIT(BatchLocateEditor):
     config_class = MEMITConfig
+    search_space = MEMIT_SPACE
 
     def solve(self, index, layer, residual, keys, stats):
         cfg: MEMITConfig = self.config

@@ -14,6 +14,7 @@ import torch
 from editbench.core import Editor, EditorConfig, InvalidDeltaError, WeightDelta, check_range, register_editor
 from editbench.harness.arch import get_module, mlp_proj_path, to_storage
 from editbench.harness.corpus import check_corpus
+from editbench.harness.search import Int, Layer, LogFloat, SearchSpace
 from editbench.methods import training
 from editbench.methods.key_stats import PRECISIONS, StatsSpec, key_statistics
 from editbench.methods.locate import rome_direction, rome_rank_one
@@ -94,9 +95,22 @@ class ROMEConfig(LocateConfig):
         check_range(self, "layers", len(self.layers) == 1, "exactly one layer")
 
 
+# The v* search every locate-then-edit method shares (ROME/MEMIT hparams: 20-25 steps, lr 0.5, clamp 4).
+def target_knobs(clamp: float = 4.0, v_lr: float = 0.5, weight_decay: float = 1e-3) -> tuple:
+    return (LogFloat("clamp_norm_factor", clamp, "bound on |delta| / |v|", low=0.25, high=16.0),
+            LogFloat("v_lr", v_lr, "Adam lr of the v* search", low=0.05, high=2.0),
+            Int("v_num_grad_steps", 25, "steps of the v* search", low=5, high=50, log=True),
+            LogFloat("v_weight_decay", weight_decay, "decay on |delta|", low=1e-4, high=1.0))
+
+
+ROME_SPACE = SearchSpace("ROME on Llama-3-8B (EasyEdit hparams/ROME/llama3-8b.yaml: layer 5 of 32)", (
+    Layer("layers", 0.16, "layer 5 of 32", low=0.0, high=1.0, as_tuple=True), *target_knobs()))
+
+
 @register_editor("rome")
 class ROME(LocateEditor):
     config_class = ROMEConfig
+    search_space = ROME_SPACE
 
     def edit(self, lm, requests, cache=None) -> WeightDelta:
         cfg: ROMEConfig = self.config

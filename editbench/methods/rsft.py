@@ -21,6 +21,7 @@ from editbench.core import (
     Editor, EditorConfig, InvalidDeltaError, WeightDelta, check_range, flatten_state, nest_state, register_editor,
 )
 from editbench.harness.prefix import FrozenPrefix
+from editbench.harness.search import Choice, Float, Int, Layer, LogFloat, SearchSpace
 from editbench.methods import training
 from editbench.methods.merging import MERGE_VARIANTS, merge_delta
 
@@ -99,11 +100,29 @@ def robust_sft(lm, requests, cfg: RSFTConfig) -> tuple[dict[str, torch.Tensor], 
     return deltas, info
 
 
+# Centred on the paper's settings (arXiv 2506.12384: layer 5 of 32, lr 5e-4, E = 5, K = 6, tau = 0.1;
+# merge: alpha 0.8 read as the delta's weight, density 0.2).
+def _rsft_knobs() -> tuple:
+    return (Layer("layer", 0.16, "arXiv 2506.12384: layer 5 of 32"),
+            LogFloat("lr", 5e-4, "arXiv 2506.12384", low=1e-5, high=1e-2),
+            Int("epochs", 5, "E", low=1, high=10),
+            Int("max_steps_per_sample", 6, "K", low=1, high=12),
+            LogFloat("tau", 0.1, "early-stopping loss", low=1e-2, high=1.0))
+
+
+RSFT_SPACE = SearchSpace("R-SFT, arXiv 2506.12384", _rsft_knobs())
+RSFT_MERGE_SPACE = SearchSpace("R-SFT+Merge, arXiv 2506.12384", _rsft_knobs() + (
+    Float("delta_weight", 0.8, "alpha 0.8 on the delta (0.2: the other reading)", low=0.05, high=1.0),
+    Float("density", 0.2, "share of delta entries kept", low=0.05, high=1.0),
+    Choice("merge_scope", "batch", "each call's delta merged alone, or the run's so far", options=MERGE_SCOPES)))
+
+
 @register_editor("rsft")
 class RSFT(Editor):
     """R-SFT (arXiv 2506.12384): robust supervised fine-tuning of one layer's MLP, sample by sample."""
 
     config_class = RSFTConfig
+    search_space = RSFT_SPACE
 
     def check_model(self, lm) -> None:
         training.mlp_param_names(lm, self.config.layer, self.config.projections)
@@ -118,6 +137,7 @@ class RSFTMerge(RSFT):
     """R-SFT+Merge (arXiv 2506.12384): R-SFT, then the pruned, weighted delta merged into the base."""
 
     config_class = RSFTMergeConfig
+    search_space = RSFT_MERGE_SPACE
 
     def __init__(self, config: RSFTMergeConfig | None = None) -> None:
         super().__init__(config)

@@ -1,0 +1,218 @@
+"""Search spaces: where `editbench tune` looks for a method's hyper-parameters.
+
+Each method declares its space beside its config (methods/*.py, `Editor.search_space`): log-scaled
+ranges for continuous knobs, integer ranges, categorical choices, and layers as *relative depth*
+(0 = the first block, 1 = the last), so that one space serves the micro, default and large worlds
+and a 28-layer real model. Every knob names the reference default the space is centred on, and the
+space's `reference_point` is tried first, so a tune never ends worse than the reference it started
+from without saying so.
+
+A space samples through a trial object with Optuna's `suggest_float / suggest_int /
+suggest_categorical` interface (duck-typed: this module does not import Optuna), and `resolve`
+turns the sampled values into config values for a model of `n_layers` blocks.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol, Sequence
+
+from editbench.core import ConfigError
+
+
+class Trial(Protocol):
+    def suggest_float(self, name: str, low: float, high: float, *, log: bool = False) -> float: ...
+    def suggest_int(self, name: str, low: int, high: int, *, log: bool = False) -> int: ...
+    def suggest_categorical(self, name: str, choices: Sequence[Any]) -> Any: ...
+
+
+@dataclass(frozen=True)
+class Knob:
+    """One config field the search moves. `reference`: the reference implementation's default (what
+    the space is centred on), in the config's own units; `help` says where it comes from."""
+
+    name: str
+    reference: Any
+    help: str = ""
+
+    def sample(self, trial: Trial, n_layers: int) -> Any:
+        raise NotImplementedError
+
+    def reference_param(self, n_layers: int) -> Any:
+        """The reference default as the trial parameter that `sample` would return for it."""
+        return self.reference
+
+    def value(self, param: Any, n_layers: int) -> Any:
+        """The config value of a sampled trial parameter."""
+        return param
+
+    def describe(self) -> dict:
+        return {"kind": type(self).__name__, "reference": self.reference, "help": self.help}
+
+
+@dataclass(frozen=True)
+class LogFloat(Knob):
+    low: float = 0.0
+    high: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.low < self.high:
+            raise ConfigError(f"search knob {self.name}: log range needs 0 < low < high, got {self.low}, {self.high}")
+
+    def sample(self, trial: Trial, n_layers: int) -> float:
+        return trial.suggest_float(self.name, self.low, self.high, log=True)
+
+    def value(self, param: float, n_layers: int) -> float:
+        return float(f"{param:.3g}")  # three significant digits: what a YAML should hold
+
+    def describe(self) -> dict:
+        return {**super().describe(), "low": self.low, "high": self.high, "log": True}
+
+
+@dataclass(frozen=True)
+class Float(Knob):
+    low: float = 0.0
+    high: float = 1.0
+
+    def sample(self, trial: Trial, n_layers: int) -> float:
+        return trial.suggest_float(self.name, self.low, self.high)
+
+    def value(self, param: float, n_layers: int) -> float:
+        return float(f"{param:.3g}")
+
+    def describe(self) -> dict:
+        return {**super().describe(), "low": self.low, "high": self.high}
+
+
+@dataclass(frozen=True)
+class Int(Knob):
+    low: int = 1
+    high: int = 1
+    log: bool = False
+
+    def sample(self, trial: Trial, n_layers: int) -> int:
+        return trial.suggest_int(self.name, self.low, self.high, log=self.log)
+
+    def describe(self) -> dict:
+        return {**super().describe(), "low": self.low, "high": self.high, "log": self.log}
+
+
+@dataclass(frozen=True)
+class Choice(Knob):
+    """Categorical. Tuples (e.g. projections) are offered to the sampler as comma-joined strings."""
+
+    options: tuple = ()
+
+    def _encode(self, option: Any) -> Any:
+        return ",".join(map(str, option)) if isinstance(option, tuple) else option
+
+    def sample(self, trial: Trial, n_layers: int) -> Any:
+        return trial.suggest_categorical(self.name, [self._encode(o) for o in self.options])
+
+    def reference_param(self, n_layers: int) -> Any:
+        return self._encode(self.reference)
+
+    def value(self, param: Any, n_layers: int) -> Any:
+        decoded = {self._encode(o): o for o in self.options}
+        if param not in decoded:
+            raise ConfigError(f"search knob {self.name}: {param!r} is not one of its options")
+        return decoded[param]
+
+    def describe(self) -> dict:
+        return {**super().describe(), "options": [list(o) if isinstance(o, tuple) else o for o in self.options]}
+
+
+def depth_to_layer(depth: float, n_layers: int) -> int:
+    """Relative depth in [0, 1] -> a block index of a model with n_layers blocks (0 first, 1 last)."""
+    return min(n_layers - 1, max(0, round(depth * (n_layers - 1))))
+
+
+@dataclass(frozen=True)
+class Layer(Knob):
+    """One block, searched between relative depths `low` and `high` (as indices of this model: the
+    sampler sees integers, so a 4-layer world has at most 4 values to try). `reference`: a depth."""
+
+    low: float = 0.0
+    high: float = 1.0
+    as_tuple: bool = False  # the config field holds a tuple of layers (ROME's `layers`)
+
+    def _range(self, n_layers: int) -> tuple[int, int]:
+        return depth_to_layer(self.low, n_layers), depth_to_layer(self.high, n_layers)
+
+    def sample(self, trial: Trial, n_layers: int) -> int:
+        low, high = self._range(n_layers)
+        return trial.suggest_int(self.name, low, high)
+
+    def reference_param(self, n_layers: int) -> int:
+        low, high = self._range(n_layers)
+        return min(high, max(low, depth_to_layer(self.reference, n_layers)))
+
+    def value(self, param: int, n_layers: int) -> Any:
+        return (int(param),) if self.as_tuple else int(param)
+
+    def describe(self) -> dict:
+        return {**super().describe(), "depth_low": self.low, "depth_high": self.high}
+
+
+@dataclass(frozen=True)
+class LayerSpan(Knob):
+    """Consecutive blocks (MEMIT's and AlphaEdit's `layers`): the first searched between relative
+    depths `low` and `high`, the count between `min_width` and `max_width` (cut at the last block).
+    `reference`: (depth of the first, count). Two trial parameters: `<name>_first`, `<name>_width`."""
+
+    low: float = 0.0
+    high: float = 1.0
+    min_width: int = 1
+    max_width: int = 1
+
+    def sample(self, trial: Trial, n_layers: int) -> tuple[int, int]:
+        first = trial.suggest_int(f"{self.name}_first", depth_to_layer(self.low, n_layers),
+                                  depth_to_layer(self.high, n_layers))
+        width = trial.suggest_int(f"{self.name}_width", self.min_width, self.max_width)
+        return first, width
+
+    def reference_param(self, n_layers: int) -> dict:
+        depth, width = self.reference
+        first = min(depth_to_layer(self.high, n_layers), max(depth_to_layer(self.low, n_layers),
+                                                              depth_to_layer(depth, n_layers)))
+        return {f"{self.name}_first": first, f"{self.name}_width": min(self.max_width, max(self.min_width, width))}
+
+    def value(self, param: tuple[int, int], n_layers: int) -> tuple[int, ...]:
+        first, width = param
+        return tuple(range(first, min(n_layers, first + width)))
+
+    def describe(self) -> dict:
+        return {**super().describe(), "reference": list(self.reference), "depth_low": self.low,
+                "depth_high": self.high, "width": [self.min_width, self.max_width]}
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """A method's knobs, and the reference (paper or code) whose defaults the space is centred on."""
+
+    reference: str
+    knobs: tuple[Knob, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        names = [k.name for k in self.knobs]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"search space repeats a knob: {names}")
+
+    @property
+    def names(self) -> list[str]:
+        return [k.name for k in self.knobs]
+
+    def sample(self, trial: Trial, n_layers: int) -> dict[str, Any]:
+        """Config values for one trial (fields of the method's config)."""
+        return {k.name: k.value(k.sample(trial, n_layers), n_layers) for k in self.knobs}
+
+    def reference_params(self, n_layers: int) -> dict[str, Any]:
+        """The trial parameters of the reference point (for Optuna's `enqueue_trial`)."""
+        out: dict[str, Any] = {}
+        for knob in self.knobs:
+            param = knob.reference_param(n_layers)
+            out.update(param if isinstance(param, dict) else {knob.name: param})
+        return out
+
+    def describe(self) -> dict:
+        return {"reference": self.reference, "knobs": {k.name: k.describe() for k in self.knobs}}
+
