@@ -61,13 +61,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(sweep)
 
     tune = command("tune", help="choose one method's hyper-parameters on the world's dev split (never the "
-                          "leaderboard's edits), same budget for every method; writes a YAML with provenance")
-    tune.add_argument("--method", required=True)
-    tune.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2,...")
-    tune.add_argument("--budget", type=int, default=16, help="cells at most (a seeded sample when the grid is "
-                      "larger)")
-    tune.add_argument("--write", type=Path, help="write the chosen YAML here (e.g. "
-                      "editbench/hparams/METHOD/world.yaml)")
+                          "leaderboard's edits): a seeded Optuna search of the space the method declares, the same "
+                          "trial budget for every method, a single-edit floor; writes a YAML with provenance")
+    tune.add_argument("--method", action="append", required=True, help="repeat for several (each its own "
+                      "study in --out/METHOD; --jobs N runs N studies at once); 'all' = every editor with a space")
+    tune.add_argument("--budget", type=int, default=32, help="trials (complete, pruned or under the floor); the "
+                      "first is the space's reference point")
+    tune.add_argument("--floor-em", type=float, default=0.9, help="generated-answer exact match a config needs on "
+                      "20 independent dev edits to count")
+    tune.add_argument("--write", type=Path, help="write the chosen YAML here too; {method} stands for the "
+                      "method (e.g. 'editbench/hparams/{method}/world-micro.yaml')")
     _add_run_options(tune)
 
     report = command("report", help="write leaderboard tables and plots for a run directory")
@@ -263,6 +266,7 @@ class _RunContext:
         self.generation = parse_eval_mode(args.eval_mode, args.gen_margin,
                                           args.wild_context if args.eval_mode == "wild" else "question")
         self.failures: list[str] = []
+        self.hparams_notes: dict[str, dict] = {}  # per method: its YAML and what its tuning found
         self.dirty = False  # the loaded model may hold a failed run's changes: load it again
 
     def load(self) -> None:
@@ -321,9 +325,9 @@ class _RunContext:
         lm.eval_batch_size, lm.eval_token_budget = a.eval_batch_size, a.eval_token_budget
         return lm
 
-    def editor(self, method: str, extra: dict | None = None):
+    def editor(self, method: str, extra: dict | None = None, announce: bool = True):
         """The method's editor with its config resolved and checked against the model."""
-        from editbench.harness.hparams import resolve_config
+        from editbench.harness.hparams import resolve_config, tuning_note
 
         cls = self.classes[method]
         overrides = {**self.overrides.get(method, {}), **(extra or {})}
@@ -332,7 +336,9 @@ class _RunContext:
                                         protocol=self.protocol.name)
         editor = cls(config)
         editor.check_model(self.lm)
-        self.log(f"{method}: hparams from {source}" + (f" with {overrides}" if overrides else ""))
+        self.hparams_notes[method] = tuning_note(source)
+        if announce:
+            self.log(f"{method}: hparams from {source}" + (f" with {overrides}" if overrides else ""))
         return editor
 
     def run(self, editor, out_dir: Path, label: str) -> None:
@@ -359,7 +365,7 @@ class _RunContext:
             "records": self.data.total_records, "skipped_records": len(self.data.skipped),
             "limit": a.limit, "shuffle": a.shuffle, "split": a.split if a.model is None else None,
             "exam_limit": a.exam_limit,
-        }, "order": order, "audit": self.audit}
+        }, "order": order, "audit": self.audit, "hparams": self.hparams_notes.get(editor.name)}
         store = RunStore(where, meta, self.save_model_at, resume=a.resume)
         try:
             if self.dirty:  # a run failed: its editor may have left anything behind
@@ -804,48 +810,167 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_tune(args: argparse.Namespace) -> int:
-    from editbench import tuning
-    from editbench.harness.hparams import hparams_file, load_yaml
-    from editbench.harness.results import atomic_write_json, atomic_write_text, load_results
-    from editbench.harness.store import RunDirLock
-    from editbench.reports.tables import final_rows
+class _TuneEvaluator:
+    """A tune's trials on the loaded world: the floor (independent edits, no fluency or exam) and the
+    dev run (the tune's protocol, intermediate checkpoints reported to the pruner), each from θ₀."""
 
+    def __init__(self, ctx: "_RunContext", method: str, out: Path) -> None:
+        from editbench.harness.runner import EvalSuite
+        from editbench.tuning import FLOOR_EDITS
+
+        self.ctx, self.method, self.out = ctx, method, out
+        suite = ctx.suite
+        self.floor_requests = ctx.data.requests[:FLOOR_EDITS]
+        self.floor_suite = EvalSuite([], suite.fluency_tokens, suite.exam_name, [], suite.exam_mode, 0,
+                                     suite.generation)
+        n = ctx.n_edits
+        self.checkpoints = [n] if ctx.protocol.name == "batch" else [t for t in (10, 30) if t < n] + [n]
+
+    def _run(self, values: dict, requests, suite, checkpoints, protocol, on_checkpoint=None):
+        from editbench.harness.runner import Runner
+        from editbench.tuning import Pruned
+
+        ctx = self.ctx
+        runner = Runner(ctx.lm, ctx.editor(self.method, values, announce=False), requests, suite, checkpoints, ctx.args.seed,
+                        log=lambda msg: None, protocol=protocol, guard=ctx.guard, on_checkpoint=on_checkpoint)
+        try:
+            return runner.run()
+        except (EditbenchError, Pruned):
+            raise
+        except Exception as exc:  # noqa: BLE001 - a trial that breaks is a failed trial, not a failed tune
+            ctx.lm = ctx.fresh_model()  # whatever it left behind goes with the old copy
+            raise EditbenchError(f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}") from exc
+        finally:
+            runner.restore_base()
+
+    def floor(self, slot: int, values: dict) -> float:
+        from editbench.harness.protocols import get_protocol
+
+        results, _ = self._run(values, self.floor_requests, self.floor_suite, [len(self.floor_requests)],
+                               get_protocol("independent"))
+        final = results["checkpoints"][-1]
+        em = final.get("reliability_gen")
+        return final.get("reliability_em") or 0.0 if em is None else em  # token EM without generation
+
+    def run(self, slot: int, values: dict, report) -> float:
+        from editbench.harness.runner import write_run
+        from editbench.reports.tables import checkpoint_row
+
+        n = self.ctx.n_edits
+
+        def observe(results: dict, row: dict) -> None:
+            if row["edits"] < n:
+                report(row["edits"], checkpoint_row(results, row)["score"] or 0.0)
+
+        results, edit_rows = self._run(values, self.ctx.data.requests, self.ctx.suite, self.checkpoints,
+                                       self.ctx.protocol, observe)
+        write_run(self.out / f"trial-{slot:03d}", results, edit_rows)
+        return checkpoint_row(results, results["checkpoints"][-1])["score"] or 0.0
+
+
+def _check_tune(args: argparse.Namespace) -> None:
     if args.model is not None or args.benchmark != "world":
         raise ConfigError("tune runs on the world's dev split (--benchmark world, no --model)")
     if args.split != "dev":
         raise ConfigError("tune draws its edits from the dev split only (--split dev); the leaderboard's "
                           "edits are never used for tuning")
-    grid = _parse_grid(args.grid)
-    cells = tuning.plan_cells(grid, args.budget, args.seed)
-    ctx = _RunContext(args, [args.method])
-    with RunDirLock(args.out):
-        _claim_outputs(args, [args.out / _cell_name(c) for c in cells])
+    if args.protocol not in ("sequential", "batch"):
+        raise ConfigError(f"tune chooses configs for the sequential or batch protocol, not {args.protocol!r}")
+    for method in _tune_methods(args.method):
+        if get_editor_class(method).search_space is None:
+            raise ConfigError(f"{method} declares no search space: nothing to tune")
+
+
+def _tune_methods(names: list[str]) -> list[str]:
+    """The methods to tune; 'all': every registered editor that declares a search space."""
+    spaced = [m for m in editor_names() if get_editor_class(m).search_space is not None]
+    return list(dict.fromkeys(m for name in names for m in (spaced if name == "all" else [name])))
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    """Each method's study in its own folder (`--out/<method>`); several methods go through the executor
+    (`--jobs N` worker processes, or Ray), one study per task: a study's trials run one after another,
+    which keeps it seeded and resumable."""
+    from editbench.harness.executors import Cell, get_executor
+
+    _check_tune(args)
+    methods = _tune_methods(args.method)
+    if args.executor == "local" and (args.jobs == 1 or len(methods) == 1):
+        codes = [_tune_method(args, method) for method in methods]
+        return max(codes)
+    executor = get_executor(args.executor, args.ray_address, args.cpus_per_task, args.gpus_per_task, args.jobs,
+                            None if args.quiet else _log_line)
+    cells = [Cell(m, str(args.out / m), f"tune {m}") for m in methods]
+    failures = executor.run(cells, run_tune_cell, list(args.argv))
+    for line in failures:
+        print(f"editbench: {line}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def run_tune_cell(argv: list[str], cell) -> str | None:
+    """One method's tune in this process (a worker or a Ray task); a failure line or None."""
+    import contextlib
+    import io
+
+    args = build_parser().parse_args(argv)
+    args.argv, args.executor, args.jobs = argv, "local", 1
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        try:
+            code = _tune_method(args, cell.method)
+        except EditbenchError as exc:
+            return f"{cell.label}: {exc}"
+    lines = [line for line in err.getvalue().splitlines() if line.startswith("editbench:")]
+    return None if code == 0 else (lines[-1].removeprefix("editbench: ") if lines else f"{cell.label}: exit {code}")
+
+
+def _tune_method(args: argparse.Namespace, method: str) -> int:
+    import dataclasses
+    import shutil
+
+    from editbench import tuning
+    from editbench.harness.hparams import hparams_file, load_yaml
+    from editbench.harness.results import atomic_write_json, atomic_write_text, git_sha
+    from editbench.harness.store import LOCK_FILE, RunDirLock
+
+    settings = tuning.TuneSettings(budget=args.budget, seed=args.seed, floor_em=args.floor_em)
+    ctx = _RunContext(args, [method])
+    space = ctx.classes[method].search_space
+    out = args.out / method
+    write = Path(str(args.write).replace("{method}", method)) if args.write else None
+    with RunDirLock(out):
+        if args.overwrite:  # everything but the lock this command holds
+            for item in out.iterdir():
+                if not item.name.startswith(LOCK_FILE):
+                    shutil.rmtree(item) if item.is_dir() else item.unlink()
+        elif (out / tuning.STUDY_FILE).exists() and not args.resume:
+            raise ConfigError(f"--out {out} already holds a tune; pass --resume to continue it or --overwrite to "
+                              "start again")
         ctx.load()
-        scored = []
-        for cell, name in _run_cells(ctx, args.method, cells, args.out):
-            cell_results = [load_results(p) for p in sorted((args.out / name).glob("**/results.json"))]
-            if any(r.get("status", "complete") != "complete" for r in cell_results):
-                continue  # a failed cell is listed by ctx.finish and takes no part in the choice
-            [row] = final_rows(cell_results)  # one row: orders are combined into their mean
-            scored.append((cell, row["score"]))
-            print(f"{args.method} {name}: score {row['score']}", file=sys.stderr)
-        if ctx.failures:
-            return ctx.finish()
-        chosen, score = tuning.best_cell(scored)
-        first = cell_results[0]
-        run = {"budget": args.budget, "protocol": args.protocol, "n_edits": ctx.n_edits,
-               "checkpoints": [cp["edits"] for cp in first["checkpoints"]], "world": args.world,
-               "fingerprint": first["model"].get("fingerprint"), "seed": args.seed, "git_sha": first.get("git_sha")}
-        provenance = tuning.provenance_block(grid, cells, scored, chosen, score, run)
-        base_file = hparams_file(args.method, ctx.lm.hparams_key, ctx.lm.model.config.model_type, args.protocol)
+        evaluator = _TuneEvaluator(ctx, method, out)
+        settings = dataclasses.replace(settings, floor_edits=len(evaluator.floor_requests))
+        tuned = tuning.search(space, ctx.lm.model.config.num_hidden_layers, evaluator, out,
+                              f"{method}-{args.world}-{args.protocol}", settings, log=ctx.log)
+        run = {"protocol": args.protocol, "n_edits": ctx.n_edits, "checkpoints": evaluator.checkpoints,
+               "world": args.world, "fingerprint": ctx.lm.fingerprint(), "git_sha": git_sha()}
+        provenance = tuning.provenance_block(tuned, run)
+        base_file = hparams_file(method, ctx.lm.hparams_key, ctx.lm.model.config.model_type, args.protocol)
         base_values = load_yaml(base_file) if base_file else {}
-        text = tuning.tuned_yaml(args.method, base_values, chosen, provenance)
-        atomic_write_json(args.out / "tune.json", provenance)
-        for target in [args.out / "tuned.yaml"] + ([args.write] if args.write else []):
+        text = tuning.tuned_yaml(method, base_values, tuned["chosen"], provenance)
+        atomic_write_json(out / "tune.json", provenance)
+        for target in [out / "tuned.yaml"] + ([write] if write else []):
             atomic_write_text(target, text)
-    print(f"{args.method}: chose {chosen} (dev score {score:.4f} over {len(cells)} cells)")
-    print(args.write or args.out / "tuned.yaml")
+    if not tuned["floor_passed"]:  # the method, not the input, failed: exit 1, like a failed run
+        print(f"editbench: {method} on world '{args.world}' ({args.protocol}): no point of its space passed the "
+              f"single-edit floor (generated-answer EM >= {args.floor_em} on {settings.floor_edits} independent dev "
+              f"edits) in {args.budget} trials; best floor EM {tuned['chosen_floor_em']} at {tuned['chosen']} "
+              f"(kept, marked floor_passed: false)", file=sys.stderr)
+        print(write or out / "tuned.yaml")
+        return 1
+    print(f"{method}: chose {tuned['chosen']} (trial {tuned['chosen_trial']}, dev score {tuned['dev_score']:.4f}, "
+          f"floor EM {tuned['chosen_floor_em']:.2f}; {tuned['trials_complete']} complete, {tuned['trials_pruned']} "
+          f"pruned, {tuned['trials_under_floor']} under the floor of {args.budget} trials, {tuned['seconds']:.0f}s)")
+    print(write or out / "tuned.yaml")
     return 0
 
 

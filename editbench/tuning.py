@@ -1,92 +1,225 @@
-"""`editbench tune`: pick a method's hyper-parameters on a dev split, with the same budget for every
-method, and write the chosen cell as a YAML with its provenance.
+"""`editbench tune`: a method's hyper-parameters chosen on a dev split, with the same trial budget for
+every method, by a seeded Optuna search over the space the method declares (harness/search.py).
 
-The search never sees the leaderboard's edits: on the world it draws from the dev pool (people
-disjoint from the edit pool, see benchmarks/world.py); the CLI refuses anything else. Cells are the
-grid's product, or, when that exceeds the budget, a seeded random sample of `budget` of them. The
-criterion is the ranking score (reports/stats.py) at the final checkpoint.
+- The search never sees the leaderboard's edits: the CLI draws them from the world's dev pool (people
+  disjoint from the edit pool) and refuses anything else.
+- **The single-edit floor.** Before a trial's run, its config edits `FLOOR_EDITS` dev edits one at a
+  time, each from θ₀ (protocol `independent`); a config whose exact match on the generated answers
+  stays under `FLOOR_EM` cannot write one fact and does not count: its trial value is its floor EM
+  minus 1 (below every real score, so the sampler learns to avoid it), and it is never chosen while
+  any trial passes. When none does, the tune keeps the config with the highest floor EM, marks it
+  (`floor_passed: false`, which the leaderboard shows) and the command exits 1.
+- **The run.** The trial then runs the tune's protocol over N dev edits; its value is the ranking
+  score (reports/stats.py, generation basis) at the final checkpoint. In the sequential protocol the
+  intermediate checkpoints (`prune_at`, e.g. T = 10 and 30) are reported to a median pruner, which
+  stops trials below the median of earlier trials at the same T. A pruned trial is never chosen.
+- **Budget.** `budget` trials count (complete, pruned or under the floor); the first is the space's
+  reference point (the defaults it is centred on).
+- **Resume.** The study lives in a journal file in the output folder: an interrupted tune continues
+  where it stopped. Every trial samples with a TPE sampler seeded by (seed, trials done), so a resumed
+  tune asks exactly the trials an uninterrupted one would (a trial cut off mid-run is marked failed and
+  asked again).
 """
 from __future__ import annotations
 
 import datetime
-import itertools
-import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
 import yaml
 
-from editbench.core import ConfigError
+from editbench.core import ConfigError, EditbenchError
+from editbench.harness.search import SearchSpace
 
-DEFAULT_BUDGET = 16  # cells per method: the same for every method tuned for a leaderboard
-
-
-def plan_cells(grid: dict[str, list], budget: int, seed: int = 0) -> list[dict]:
-    """Every cell of the grid when it fits the budget, else `budget` cells drawn without replacement."""
-    if budget < 1:
-        raise ConfigError(f"--budget must be >= 1, got {budget}")
-    cells = [dict(zip(grid, combo)) for combo in itertools.product(*grid.values())]
-    if len(cells) <= budget:
-        return cells
-    picked = sorted(random.Random(f"editbench-tune-{seed}").sample(range(len(cells)), budget))
-    return [cells[i] for i in picked]
+DEFAULT_BUDGET = 32  # trials per method: the same for every method tuned for a leaderboard
+FLOOR_EDITS = 20  # independent dev edits of the single-edit floor
+FLOOR_EM = 0.9  # generated-answer exact match a config needs on them
+STARTUP_TRIALS = 8  # trials sampled at random (after the reference point) before TPE models the rest
+PRUNER_STARTUP = 6  # complete trials before the median pruner stops any
+STUDY_FILE = "study.journal"
 
 
-def best_cell(scored: list[tuple[dict, float | None]]) -> tuple[dict, float]:
-    """The cell with the highest score (the first such cell on ties); cells without a score never win."""
-    valid = [(cell, score) for cell, score in scored if score is not None]
-    if not valid:
-        raise ConfigError("no tuning cell produced a score")
-    return max(valid, key=lambda item: item[1])
+class TuneError(EditbenchError):
+    """No trial of a tune produced a floor score."""
+
+
+class Evaluator(Protocol):
+    """Runs one config: its single-edit floor and its dev run (the CLI's uses the loaded world)."""
+
+    def floor(self, slot: int, values: dict) -> float:
+        """Exact match over the floor's independent edits."""
+
+    def run(self, slot: int, values: dict, report: Callable[[int, float], None]) -> float:
+        """The dev run's final score; `report(T, score)` at each intermediate checkpoint may raise
+        `Pruned` to stop it. `slot`: the trial's place in the budget (0 first), which names its files:
+        a trial cut off and asked again after a resume keeps its slot."""
+
+
+class Pruned(Exception):
+    """Raised through a trial's run when the pruner stops it."""
+
+
+@dataclass(frozen=True)
+class TuneSettings:
+    budget: int = DEFAULT_BUDGET
+    seed: int = 0
+    floor_em: float = FLOOR_EM
+    floor_edits: int = FLOOR_EDITS  # fewer when the dev pool is smaller (the micro world's 18)
+    startup_trials: int = STARTUP_TRIALS
+    pruner_startup: int = PRUNER_STARTUP
+
+    def __post_init__(self) -> None:
+        if self.budget < 1:
+            raise ConfigError(f"budget must be >= 1, got {self.budget}")
+        if not 0.0 <= self.floor_em <= 1.0:
+            raise ConfigError(f"floor exact match must be in [0, 1], got {self.floor_em}")
+
+
+def _optuna():
+    try:
+        import optuna
+    except ImportError:
+        raise ConfigError("tune needs Optuna: pip install -e . (it is a dependency)") from None
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna
+
+
+def _plain(value: Any) -> Any:
+    """Tuples as lists (YAML and JSON)."""
+    return [_plain(v) for v in value] if isinstance(value, (list, tuple)) else value
+
+
+def _counted(study) -> list:
+    optuna = _optuna()
+    done = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    return [t for t in study.get_trials(deepcopy=False) if t.state in done]
+
+
+def open_study(folder: Path, name: str, settings: TuneSettings, n_done: int = 0):
+    """The study in `folder` (created, or loaded to resume), with a sampler seeded by (seed, n_done)."""
+    optuna = _optuna()
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    folder.mkdir(parents=True, exist_ok=True)
+    storage = JournalStorage(JournalFileBackend(str(folder / STUDY_FILE)))
+    sampler = optuna.samplers.TPESampler(seed=settings.seed * 100_003 + n_done,
+                                         n_startup_trials=settings.startup_trials)
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=settings.pruner_startup, n_warmup_steps=0)
+    return optuna.create_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner,
+                               direction="maximize", load_if_exists=True)
+
+
+def search(space: SearchSpace, n_layers: int, evaluator: Evaluator, folder: Path, name: str,
+           settings: TuneSettings, log: Callable[[str], None] = print) -> dict:
+    """Runs the study up to its budget and returns the tune's record (see `record`)."""
+    optuna = _optuna()
+    state = optuna.trial.TrialState
+    study = open_study(folder, name, settings)
+    for stale in study.get_trials(deepcopy=False, states=(state.RUNNING,)):
+        study.tell(stale.number, state=state.FAIL)  # cut off by an interruption: asked again
+    started = time.perf_counter()
+    while (n_done := len(_counted(study))) < settings.budget:
+        study = open_study(folder, name, settings, n_done)
+        if n_done == 0 and not study.get_trials(deepcopy=False, states=(state.WAITING,)):
+            study.enqueue_trial(space.reference_params(n_layers))  # the first trial: the reference point
+        trial = study.ask()
+        values = space.sample(trial, n_layers)
+        trial.set_user_attr("config", _plain(values))
+        trial.set_user_attr("slot", n_done)
+        em = None
+        try:
+            em = evaluator.floor(n_done, values)
+            trial.set_user_attr("floor_em", round(em, 4))
+            if em < settings.floor_em:
+                study.tell(trial, em - 1.0)
+                log(f"{name} trial {n_done}: under the floor (EM {em:.2f}) {values}")
+                continue
+
+            def report(t: int, score: float) -> None:
+                trial.report(score, t)
+                if trial.should_prune():
+                    raise Pruned
+
+            score = evaluator.run(n_done, values, report)
+            trial.set_user_attr("passed_floor", True)
+            study.tell(trial, score)
+            log(f"{name} trial {n_done}: score {score:.4f} (floor EM {em:.2f}) {values}")
+        except Pruned:
+            study.tell(trial, state=state.PRUNED)
+            log(f"{name} trial {n_done}: pruned {values}")
+        except EditbenchError as exc:
+            trial.set_user_attr("error", str(exc).splitlines()[0])
+            study.tell(trial, -1.0 if em is None else em - 1.0)
+            log(f"{name} trial {n_done}: failed ({exc}) {values}")
+    return record(study, space, settings, time.perf_counter() - started)
+
+
+def record(study, space: SearchSpace, settings: TuneSettings, seconds: float) -> dict:
+    """Every counted trial, the chosen one and the search's settings. Chosen: the best complete trial
+    that passed the floor; when none did, `floor_passed` is False and the chosen one is the trial with
+    the highest floor EM (what the leaderboard then runs, marked as under the floor)."""
+    trials = []
+    for t in sorted(_counted(study), key=lambda t: t.user_attrs["slot"]):
+        trials.append({"trial": t.user_attrs["slot"], "state": t.state.name.lower(), "config": t.user_attrs.get("config"),
+                       "floor_em": t.user_attrs.get("floor_em"),
+                       "score": round(t.value, 4) if t.value is not None and t.user_attrs.get("passed_floor") else None,
+                       "checkpoints": {int(k): round(v, 4) for k, v in sorted(t.intermediate_values.items())},
+                       **({"error": t.user_attrs["error"]} if "error" in t.user_attrs else {})})
+    qualified = [t for t in trials if t["state"] == "complete" and t["score"] is not None]
+    passed = bool(qualified)
+    if passed:
+        chosen = max(qualified, key=lambda t: (t["score"], -t["trial"]))
+    else:  # the best it found: the highest floor EM (then the best score), kept and marked as under the floor
+        floored = [t for t in trials if t["floor_em"] is not None]
+        if not floored:
+            raise TuneError(f"no trial of {len(trials)} produced a floor score (every one failed)")
+        chosen = max(floored, key=lambda t: (t["floor_em"], t["score"] or -1.0, -t["trial"]))
+    return {"space": space.describe(), "budget": settings.budget, "seed": settings.seed,
+            "sampler": f"TPE (seed per trial: seed * 100003 + trials done; {settings.startup_trials} random "
+                       "startup trials after the reference point)",
+            "pruner": f"median at intermediate checkpoints (after {settings.pruner_startup} trials)",
+            "floor": {"protocol": "independent", "edits": settings.floor_edits, "metric": "reliability_gen",
+                      "min": settings.floor_em},
+            "floor_passed": passed, "floor_edits": settings.floor_edits,
+            "chosen": chosen["config"], "chosen_trial": chosen["trial"], "dev_score": chosen["score"],
+            "chosen_floor_em": chosen["floor_em"], "seconds": round(seconds, 1),
+            "trials_complete": sum(t["state"] == "complete" for t in trials),
+            "trials_pruned": sum(t["state"] == "pruned" for t in trials),
+            "trials_under_floor": sum(t["floor_em"] is not None and t["floor_em"] < settings.floor_em
+                                      for t in trials),
+            "trials": trials}
 
 
 class _NoAliases(yaml.SafeDumper):
-    """Writes a repeated dict (the chosen cell is also in the score list) out in full, not as &id001."""
+    """Writes a repeated dict out in full, not as &id001."""
 
     def ignore_aliases(self, data) -> bool:
         return True
 
 
 def tuned_yaml(method: str, base_values: dict, chosen: dict, provenance: dict) -> str:
-    """The YAML text: base values with the chosen cell on top, and the provenance block first."""
+    """The YAML text: base values with the chosen config on top, and the provenance block first."""
     values = {k: v for k, v in base_values.items() if k != "provenance"}
     values.update(chosen)
     header = (f"# {method} on the world model, chosen by `editbench tune` on the dev split "
-              f"(people disjoint from the leaderboard's edits). Provenance below; rerun to refresh.\n")
+              f"(people disjoint from the leaderboard's edits). Provenance below; `make tune` refreshes it.\n")
     body = yaml.dump({"provenance": provenance}, Dumper=_NoAliases, sort_keys=False, default_flow_style=None,
                      width=110)
+
     def line(key, value) -> str:  # block mapping, lists in flow style as in the hand-written YAMLs
         if isinstance(value, list):
             return f"{key}: {yaml.dump(value, Dumper=_NoAliases, default_flow_style=True).strip()}\n"
         return yaml.dump({key: value}, Dumper=_NoAliases, default_flow_style=False)
 
-    lines = "".join(line(k, v) for k, v in _plain(values).items())
-    return header + body + lines
+    return header + body + "".join(line(k, _plain(v)) for k, v in values.items())
 
 
-def _plain(values: dict) -> dict:
-    """Tuples as lists, so the YAML reads like the hand-written ones."""
-    def plain(v):
-        return [plain(x) for x in v] if isinstance(v, (list, tuple)) else v
-    return {k: plain(v) for k, v in values.items()}
-
-
-def provenance_block(grid: dict, cells: list[dict], scored: list[tuple[dict, float | None]], chosen: dict,
-                     score: float, run: dict) -> dict:
-    return {
-        "tool": "editbench tune",
-        "split": "dev",
-        "grid": {k: list(v) for k, v in grid.items()},
-        "budget": run["budget"],
-        "cells_run": len(cells),
-        "protocol": run["protocol"],
-        "n_edits": run["n_edits"],
-        "checkpoints": run["checkpoints"],
-        "world": run["world"],
-        "world_fingerprint": run["fingerprint"],
-        "seed": run["seed"],
-        "criterion": "ranking score at the final checkpoint",
-        "chosen": chosen,
-        "dev_score": round(score, 4),
-        "scores": [{"cell": c, "score": None if s is None else round(s, 4)} for c, s in scored],
-        "date": datetime.date.today().isoformat(),
-        "git_sha": run["git_sha"],
-    }
-
+def provenance_block(tuned: dict, run: dict) -> dict:
+    """The YAML's provenance: where the tune ran and everything `record` says."""
+    return {"tool": "editbench tune", "split": "dev", "protocol": run["protocol"], "n_edits": run["n_edits"],
+            "checkpoints": run["checkpoints"], "world": run["world"], "world_fingerprint": run["fingerprint"],
+            "criterion": "ranking score (generation basis) at the final checkpoint, among trials that passed "
+                         "the floor", **tuned, "date": datetime.date.today().isoformat(), "git_sha": run["git_sha"]}

@@ -1,16 +1,173 @@
-"""`editbench tune`: dev split only, equal budget, a YAML with provenance."""
+"""`editbench tune`: search spaces, the single-edit floor, pruning, resume, dev split only, provenance."""
 import json
 
+import optuna
+import torch
+import pytest
 import yaml
 
 from editbench.benchmarks.world import make_requests
 from editbench.benchmarks.world_model import load_world
 from editbench.cli import main
+from editbench.core import ConfigError, editor_names, get_editor_class
 from editbench.harness.hparams import build_config
-from editbench.tuning import best_cell, plan_cells
+from editbench.harness.search import Choice, Layer, LayerSpan, LogFloat, SearchSpace, depth_to_layer
+from editbench.tuning import TuneError, TuneSettings, search
+
+SPACED = [m for m in editor_names() if get_editor_class(m).search_space is not None]
 
 
-def test_dev_and_leaderboard_edit_pools_are_disjoint(micro_world):
+def test_every_weight_editor_declares_a_space_centred_on_a_named_reference():
+    assert set(SPACED) >= {"ft", "ft_l", "lora", "rsft", "rsft_merge", "rome", "memit", "alphaedit"}
+    for method in SPACED:
+        space = get_editor_class(method).search_space
+        assert space.reference and space.knobs, method
+        fields = get_editor_class(method).config_class.__dataclass_fields__
+        assert all(k.name in fields for k in space.knobs), method
+        for knob in space.knobs:  # log ranges span at least a decade and hold their reference
+            if isinstance(knob, LogFloat):
+                assert knob.high / knob.low >= 10 and knob.low <= knob.reference <= knob.high, (method, knob.name)
+
+
+@pytest.mark.parametrize("n_layers", [2, 4, 6, 32])
+def test_sampled_points_are_valid_configs_for_any_depth(n_layers):
+    for method in SPACED:
+        cls = get_editor_class(method)
+        study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=n_layers))
+        points = [cls.search_space.sample(study.ask(), n_layers) for _ in range(12)]
+        points.append(cls.search_space.sample(optuna.trial.FixedTrial(cls.search_space.reference_params(n_layers)),
+                                              n_layers))
+        for values in points:
+            config = build_config(cls.config_class, values, f"{method} sample")  # runs the config's checks
+            layers = [getattr(config, f) for f in ("layer",) if hasattr(config, f)] + list(getattr(config, "layers", None) or [])
+            assert all(0 <= layer < n_layers for layer in layers), (method, values)
+
+
+def test_relative_depth_maps_onto_every_model():
+    assert [depth_to_layer(d, 4) for d in (0.0, 0.16, 0.5, 0.68, 1.0)] == [0, 0, 2, 2, 3]
+    assert depth_to_layer(0.16, 32) == 5 and depth_to_layer(0.68, 32) == 21  # the references' layers
+    span = LayerSpan("layers", (0.13, 5), low=0.0, high=0.67, min_width=1, max_width=5)
+    assert span.value((4, 5), 32) == (4, 5, 6, 7, 8) and span.value((2, 5), 4) == (2, 3)  # cut at the last block
+    assert span.reference_param(32) == {"layers_first": 4, "layers_width": 5}
+
+
+class _Fake:
+    """A method whose quality is a known function of its config (no model): the floor passes when
+    x >= 0.3; the run reports x at T = 10 and ends at 1 - |x - 0.6| (so early reports mislead)."""
+
+    def __init__(self, stop_at_slot=None):
+        self.stop_at_slot, self.floor_calls, self.runs = stop_at_slot, [], []
+
+    def floor(self, slot, values):
+        self.floor_calls.append(values)
+        return 1.0 if values["x"] >= 0.3 else 0.1
+
+    def run(self, slot, values, report):
+        if slot == self.stop_at_slot:
+            raise KeyboardInterrupt  # the tune is interrupted mid-trial
+        self.runs.append(values)
+        report(10, values["x"])
+        return 1.0 - abs(values["x"] - 0.6)
+
+
+SPACE = SearchSpace("a made-up reference", (LogFloat("x", 0.5, low=0.01, high=1.0), Choice("c", "a", options=("a", "b"))))
+
+
+def _search(folder, evaluator, budget=16, **kw):
+    return search(SPACE, 4, evaluator, folder, "fake", TuneSettings(budget=budget, seed=0, **kw), log=lambda m: None)
+
+
+def test_floor_and_pruning_decide_which_trials_can_be_chosen(tmp_path):
+    fake = _Fake()
+    tuned = _search(tmp_path / "t", fake)
+    trials = tuned["trials"]
+    assert len(trials) == 16 and trials[0]["config"] == {"x": 0.5, "c": "a"}  # the reference point first
+    under = [t for t in trials if t["floor_em"] < 0.9]
+    pruned = [t for t in trials if t["state"] == "pruned"]
+    assert under and pruned, "the fake space must exercise both the floor and the pruner"
+    assert all(t["score"] is None for t in under) and tuned["trials_under_floor"] == len(under)
+    assert len(fake.runs) == 16 - len(under)  # a config under the floor never gets its dev run
+    chosen = next(t for t in trials if t["trial"] == tuned["chosen_trial"])
+    assert chosen["state"] == "complete" and chosen["floor_em"] >= 0.9 and chosen["config"] == tuned["chosen"]
+    assert tuned["dev_score"] == max(t["score"] for t in trials if t["state"] == "complete" and t["score"] is not None)
+
+
+def test_no_point_over_the_floor_keeps_the_best_floor_and_says_so(tmp_path):
+    class Never(_Fake):
+        def floor(self, slot, values):
+            return 0.5 * values["x"]
+
+    tuned = _search(tmp_path / "t", Never(), budget=4)
+    assert tuned["floor_passed"] is False and tuned["trials_under_floor"] == 4
+    assert tuned["chosen_floor_em"] == max(t["floor_em"] for t in tuned["trials"])
+
+    class Broken(_Fake):
+        def floor(self, slot, values):
+            raise ConfigError("no floor")
+
+    with pytest.raises(TuneError, match="no trial of 2 produced a floor score"):
+        _search(tmp_path / "b", Broken(), budget=2)
+
+
+def test_a_resumed_tune_asks_and_chooses_what_an_uninterrupted_one_does(tmp_path):
+    clean = _search(tmp_path / "clean", _Fake(), budget=10)
+    with pytest.raises(KeyboardInterrupt):
+        _search(tmp_path / "cut", _Fake(stop_at_slot=6), budget=10)
+    resumed = _search(tmp_path / "cut", _Fake(), budget=10)
+    assert {k: v for k, v in resumed.items() if k != "seconds"} == {k: v for k, v in clean.items() if k != "seconds"}
+
+
+def test_tune_reads_only_dev_edits_and_writes_provenance(micro_world, tmp_path, capsys):
+    out, target = tmp_path / "tune", tmp_path / "ft.yaml"
+    code = main(["tune", "--method", "ft", "--budget", "2", "--world", "micro", "--split", "dev", "--edits", "3",
+                 "--out", str(out), "--write", str(target), "--quiet", "--floor-em", "0"])
+    assert code == 0
+    world = load_world(micro_world)
+    board_ids = {f"world-{f.fid}" for f in world.facts_of("edit")}
+    dev_ids = {f"world-dev-{f.fid}" for f in world.facts_of("dev")}
+    edits = list(out.glob("ft/trial-*/edits.jsonl"))
+    assert len(edits) == 2
+    for path in edits:
+        ids = {json.loads(line)["case_id"] for line in path.read_text().splitlines()}
+        assert ids <= dev_ids and not ids & board_ids
+    written = yaml.safe_load(target.read_text())
+    prov = written["provenance"]
+    assert prov["split"] == "dev" and prov["budget"] == 2 and len(prov["trials"]) == 2
+    assert prov["space"]["knobs"].keys() == {"layer", "lr", "steps", "projections"}
+    assert all(written[k] == v for k, v in prov["chosen"].items()) and prov["world_fingerprint"]
+    assert prov["floor"]["protocol"] == "independent" and prov["trials"][0]["floor_em"] is not None
+    from editbench.methods.ft import FTConfig
+
+    build_config(FTConfig, written, str(target))  # the provenance block never reaches the config
+    # the leaderboard's pool is refused, and so is a method with nothing to tune
+    assert main(["tune", "--method", "ft", "--world", "micro", "--edits", "3", "--out", str(tmp_path / "x"),
+                 "--quiet"]) == 2
+    assert "dev split only" in capsys.readouterr().err
+    assert main(["tune", "--method", "noedit", "--world", "micro", "--split", "dev", "--edits", "3",
+                 "--out", str(tmp_path / "y"), "--quiet"]) == 2
+    assert "no search space" in capsys.readouterr().err
+
+
+def test_the_floor_rejects_a_config_that_does_not_write(micro_world, tmp_path, capsys):
+    """ft with 1 step at a tiny learning rate writes nothing: its floor EM is recorded, it is never
+    chosen, and with nothing else in the budget the tune fails with exit 1 naming what it reached."""
+    tiny = SearchSpace("test", (LogFloat("lr", 1e-7, low=1e-8, high=1e-7), Layer("layer", 0.5)))
+    from editbench.methods.ft import FTM
+
+    original = FTM.search_space
+    FTM.search_space = tiny
+    try:
+        code = main(["tune", "--method", "ft", "--budget", "2", "--world", "micro", "--split", "dev", "--edits", "3",
+                     "--set", "ft.steps=1", "--out", str(tmp_path / "t"), "--quiet"])
+    finally:
+        FTM.search_space = original
+    assert code == 1
+    assert "no point of its space passed the single-edit floor" in capsys.readouterr().err
+    prov = yaml.safe_load((tmp_path / "t" / "ft" / "tuned.yaml").read_text())["provenance"]
+    assert prov["floor_passed"] is False and prov["chosen_floor_em"] < 0.9 and prov["floor_edits"] == 3
+
+
+def test_world_dev_and_leaderboard_edit_pools_are_disjoint(micro_world):
     world = load_world(micro_world)
     assert not set(world.pools["dev"]) & set(world.pools["edit"])
     assert world.pools["dev"] and all(not set(world.pools["dev"]) & set(world.pools[p]) for p in ("locality", "exam"))
@@ -19,33 +176,37 @@ def test_dev_and_leaderboard_edit_pools_are_disjoint(micro_world):
     assert not {r.subject for r in dev} & {r.subject for r in board}
 
 
-def test_plan_cells_respects_the_budget():
-    grid = {"a": [1, 2, 3, 4], "b": [0.1, 0.2, 0.3, 0.4, 0.5]}
-    assert len(plan_cells(grid, 100)) == 20
-    picked = plan_cells(grid, 16, seed=0)
-    assert len(picked) == 16 and picked == plan_cells(grid, 16, seed=0) and len({tuple(c.items()) for c in picked}) == 16
-    assert best_cell([({"a": 1}, 0.2), ({"a": 2}, None), ({"a": 3}, 0.5)]) == ({"a": 3}, 0.5)
+def test_studies_of_several_methods_in_worker_processes_equal_one_after_another(micro_world, tmp_path):
+    common = ["tune", "--method", "ft", "--method", "rsft", "--budget", "2", "--world", "micro", "--split", "dev",
+              "--edits", "3", "--floor-em", "0", "--quiet", "--write", str(tmp_path / "{method}.yaml")]
+    assert main([*common, "--out", str(tmp_path / "one")]) == 0
+    one = {m: (tmp_path / f"{m}.yaml").read_text() for m in ("ft", "rsft")}
+    assert main([*common, "--out", str(tmp_path / "two"), "--jobs", "2"]) == 0
+    for method in ("ft", "rsft"):
+        a, b = (json.loads((tmp_path / run / method / "tune.json").read_text()) for run in ("one", "two"))
+        assert {k: v for k, v in a.items() if k != "seconds"} == {k: v for k, v in b.items() if k != "seconds"}
+        assert (tmp_path / f"{method}.yaml").read_text().split("seconds:")[0] == one[method].split("seconds:")[0]
 
 
-def test_tune_reads_only_dev_edits_and_writes_provenance(micro_world, tmp_path, capsys):
-    out, target = tmp_path / "tune", tmp_path / "ft.yaml"
-    code = main(["tune", "--method", "ft", "--grid", "lr=1e-5,5e-4", "--world", "micro", "--split", "dev",
-                 "--edits", "3", "--checkpoints", "3", "--out", str(out), "--write", str(target), "--quiet"])
-    assert code == 0
-    world = load_world(micro_world)
-    board_ids = {f"world-{f.fid}" for f in world.facts_of("edit")}
-    dev_ids = {f"world-dev-{f.fid}" for f in world.facts_of("dev")}
-    for edits in out.glob("*/edits.jsonl"):
-        ids = {json.loads(line)["case_id"] for line in edits.read_text().splitlines()}
-        assert ids <= dev_ids and not ids & board_ids
-    written = yaml.safe_load(target.read_text())
-    prov = written["provenance"]
-    assert prov["split"] == "dev" and prov["budget"] == 16 and prov["cells_run"] == 2
-    assert prov["chosen"] == {"lr": written["lr"]} and prov["world_fingerprint"]
-    from editbench.methods.ft import FTConfig
+def test_a_pruned_dev_run_reaches_the_study_as_pruned_not_failed(micro_world, tmp_path):
+    from editbench import cli
+    from editbench.tuning import Pruned
 
-    build_config(FTConfig, written, str(target))  # the provenance block never reaches the config
-    # the leaderboard's pool is refused
-    assert main(["tune", "--method", "ft", "--grid", "lr=1e-5", "--world", "micro", "--edits", "3",
-                 "--out", str(tmp_path / "x"), "--quiet"]) == 2
-    assert "dev split only" in capsys.readouterr().err
+    args = cli.build_parser().parse_args(["tune", "--method", "ft", "--world", "micro", "--split", "dev", "--edits",
+                                          "12", "--out", str(tmp_path), "--quiet"])
+    args.argv = []
+    ctx = cli._RunContext(args, ["ft"])
+    ctx.load()
+    evaluator = cli._TuneEvaluator(ctx, "ft", tmp_path)
+    assert evaluator.checkpoints == [10, 12]
+    seen = []
+
+    def prune(t, score):
+        seen.append(t)
+        raise Pruned
+
+    before = {n: p.detach().clone() for n, p in ctx.lm.model.named_parameters()}
+    with pytest.raises(Pruned):
+        evaluator.run(0, {"steps": 2}, prune)
+    assert seen == [10]
+    assert all(torch.equal(p, before[n]) for n, p in ctx.lm.model.named_parameters())  # θ₀ restored

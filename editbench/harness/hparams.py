@@ -132,3 +132,19 @@ def resolve_config(
     values.update(overrides or {})
     source = str(path) if path else f"{method} defaults"
     return build_config(config_cls, values, source), source
+
+
+def tuning_note(source: str) -> dict:
+    """What results record of a run's hparams: the file, and when `editbench tune` wrote it, whether
+    its config passed the single-edit floor (the leaderboard marks a method whose config did not)."""
+    path = Path(source)
+    if not path.is_file():
+        return {"source": source}
+    provenance = load_yaml(path).get(PROVENANCE_KEY) or {}
+    note = {"source": str(path.relative_to(HPARAMS_DIR)) if path.is_relative_to(HPARAMS_DIR) else str(path)}
+    if provenance.get("tool") == "editbench tune" and "floor_passed" in provenance:
+        note.update(tuned_on=f"{provenance.get('world')} dev, {provenance.get('protocol')}, "
+                             f"{provenance.get('budget')} trials",
+                    floor_passed=provenance["floor_passed"], floor_em=provenance.get("chosen_floor_em"),
+                    floor_edits=provenance.get("floor_edits"))
+    return note

@@ -193,6 +193,7 @@ class Runner:
         label: str | None = None,
         progress: Callable[[int, int], Any] | None = None,
         guard: UpdateGuard | None = None,
+        on_checkpoint: Callable[[dict, dict], None] | None = None,
     ) -> None:
         self.lm = lm
         self.editor = editor
@@ -206,6 +207,9 @@ class Runner:
         self.label = label or editor.name  # names the run in log lines (method, sweep cell, order)
         # progress(total edits, edits already done) -> an object with update(n) and close(), e.g. tqdm
         self.progress = progress or (lambda total, done: _NoBar())
+        # on_checkpoint(results so far, checkpoint row), after each checkpoint is saved; what it raises
+        # ends the run (a tuning trial that its pruner stops)
+        self.on_checkpoint = on_checkpoint or (lambda results, row: None)
         # Caches belong to the run (key statistics, context templates), never to a module.
         self.cache: dict = {}
         # θ₀ of every parameter an update touches: the batch protocol's resets, and `restore_base`
@@ -342,6 +346,7 @@ class Runner:
                     store.checkpoint(results, edit_rows, self._snapshot(step_no + 1, edit_seconds, base), self.lm,
                                      step.checkpoint)
                 self.log(line)
+                self.on_checkpoint(results, row)
         finally:
             bar.close()
         if store is not None:
