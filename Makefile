@@ -4,6 +4,8 @@ VENV    := .venv/.installed
 OUT     ?= runs/leaderboard
 N       ?= 100
 SEED    ?= 0
+SEEDS   ?= 1
+SEED_LIST = $(shell seq $(SEED) $$(($(SEED) + $(SEEDS) - 1)))
 WORLD   ?= default
 METHODS ?= noedit ft ft_l lora rsft rsft_merge rome memit alphaedit
 # empty: powers of ten up to N, and N (1,10,100 for N = 100; 1,10,20 for N = 20)
@@ -40,10 +42,13 @@ install: $(VENV)
 world: $(VENV)
 	$(PY) -m editbench run --method noedit --world $(WORLD) --edits 1 --out $(OUT)/.world-check $(AGAIN) --quiet >/dev/null
 
+# SEEDS=3: three samples of edits (seeds SEED, SEED+1, ...), each in $(OUT)/seed-<s>; the report then gives
+# each method's mean and std across samples and how stable the ranking is (Kendall's tau between samples).
 leaderboard: $(VENV)
-	$(PY) -m editbench run $(foreach m,$(METHODS),--method $(m)) --benchmark world --world $(WORLD) \
-		--edits $(N) $(CKPT) --seed $(SEED) --orders $(ORDERS) --protocol $(PROTOCOL) --out $(OUT) $(AGAIN) \
-		--jobs $(JOBS)
+	@set -e; for s in $(SEED_LIST); do \
+	  $(PY) -m editbench run $(foreach m,$(METHODS),--method $(m)) --benchmark world --world $(WORLD) \
+		--edits $(N) $(CKPT) --seed $$s --orders $(ORDERS) --protocol $(PROTOCOL) \
+		--out $(OUT)$(if $(filter 1,$(SEEDS)),,/seed-$$s) $(AGAIN) --jobs $(JOBS); done
 	$(PY) -m editbench report $(OUT)
 
 # The seed paper's comparison (arXiv 2506.12384) on the world, all at once (--protocol batch, N = 100):

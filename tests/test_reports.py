@@ -13,7 +13,9 @@ from editbench.harness.runner import write_run
 from editbench.reports import tables
 from editbench.reports.compare import comparison_rows
 from editbench.reports.leaderboard import write_report
-from editbench.reports.stats import bootstrap_ci, exam_retention, overall_score, paired_diff_ci
+from editbench.reports.stats import (
+    bootstrap_ci, exam_retention, overall_score, paired_diff_ci, rank_intervals, resampled_scores,
+)
 
 N = 10
 
@@ -71,7 +73,7 @@ def test_report_writes_every_format_and_a_self_contained_page(tmp_path):
     assert md.index("| alpha") < md.index("| beta")  # ranked by score
     parser = _Html()
     parser.feed((run / "leaderboard.html").read_text())
-    assert parser.tables == 3 and parser.sources  # final, every checkpoint, every edit
+    assert parser.tables == 4 and parser.sources  # final, rank intervals, every checkpoint, every edit
     # self-contained: every image inline, every link within the page
     assert all(s.startswith("data:image/png;base64,") or s.startswith("#") for s in parser.sources)
     board = json.loads((run / "leaderboard.json").read_text())
@@ -189,3 +191,57 @@ def test_report_options_pick_formats_figures_and_checkpoint(tmp_path):
         write_report(run, checkpoint=7)
     with pytest.raises(DataError, match="--format pdf: unknown"):
         write_report(run, formats=("pdf",))
+
+
+def test_rank_intervals_on_invariants():
+    import torch
+
+    edits = 40
+    strong = {"reliability_gen_gain": [1.0] * edits, "generalization_gen_gain": [1.0] * edits,
+              "locality_gen": [1.0] * edits}
+    noisy = {k: [float(i % 2) for i in range(edits)] for k in strong}
+    twin = {k: list(v) for k, v in noisy.items()}
+    fixed = {"exam_retention": 1.0}
+    ranks = rank_intervals({"noisy": (noisy, fixed), "strong": (strong, fixed), "twin": (twin, fixed)}, "generation")
+    assert ranks["strong"]["rank"] == 1 and ranks["strong"]["rank_ci"] == [1, 1]  # better on every edit
+    assert ranks["strong"]["next"]["significant"]
+    assert ranks["noisy"]["rank"] == ranks["twin"]["rank"] == 2  # the same edits, the same score: a shared rank
+    assert ranks["noisy"]["rank_ci"] == [2, 2]  # paired: identical per-edit scores tie in every resample
+    first = next(v for v in ranks.values() if v.get("next", {}).get("method") in ("noisy", "twin") and v["rank"] == 2)
+    assert not first["next"]["significant"] and first["next"]["difference"] == 0
+    # with the identity resample, the score is overall_score of the per-edit means
+    row = {k: sum(v) / edits for k, v in noisy.items()} | fixed
+    identity = torch.arange(edits)[None]
+    assert resampled_scores(noisy, fixed, "generation", identity)[0].item() == pytest.approx(
+        overall_score(row, "generation"))
+
+
+def test_report_ranks_methods_with_intervals_and_marks_a_method_under_the_floor(tmp_path):
+    under = fake_result("beta", 0.4, locality=0.5) | {"hparams": {"floor_passed": False, "floor_em": 0.61,
+                                                                  "floor_edits": 18}}
+    run = write_fake_run(tmp_path, [fake_result("alpha", 0.8), under])
+    write_report(run)
+    board = json.loads((run / "leaderboard.json").read_text())
+    ranked = {r["method"]: r for r in board["ranking"]}
+    assert ranked["alpha"]["rank"] == 1 and ranked["beta"]["rank"] == 2 and ranked["beta"]["under_floor"]
+    final = {r["method"]: r for r in board["final"]}
+    assert ranked["alpha"]["score"] == final["alpha"]["score"]
+    md = (run / "leaderboard.md").read_text()
+    assert "## Rank intervals" in md and "| beta † |" in md and "best generated EM 0.61 on 18" in md
+
+
+def test_kendall_tau_and_rank_stability_across_seeds(tmp_path):
+    from editbench.reports.stats import kendall_tau
+
+    assert kendall_tau([1, 2, 3, 4], [10, 20, 30, 40]) == 1.0
+    assert kendall_tau([1, 2, 3, 4], [4, 3, 2, 1]) == -1.0
+    assert kendall_tau([1, 2, 3], [1, 3, 2]) == pytest.approx(1 / 3)  # 2 concordant pairs, 1 discordant
+    assert kendall_tau([1, 1, 2], [1, 2, 3]) == pytest.approx(2 / 6 ** 0.5)  # tau-b with a tie in the first
+    runs = [fake_result("alpha", 0.8, seed=0), fake_result("beta", 0.4, seed=0),
+            fake_result("alpha", 0.3, seed=1), fake_result("beta", 0.6, seed=1)]
+    for r in runs:
+        write_run(tmp_path / f"seed-{r['seed']}" / r["method"], r, [])
+    write_report(tmp_path)
+    md = (tmp_path / "leaderboard.md").read_text()
+    assert "## Rank stability across edit samples" in md
+    assert "| alpha | 1 | 2 | 1.50 |" in md and "seeds 0 and 1: -1.00" in md

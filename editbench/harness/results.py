@@ -190,8 +190,10 @@ def find_results(run_dir: Path) -> list[Path]:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise DataError(f"{run_dir}: no such run directory")
-    # <method>/results.json, or <method>/order-<k>/results.json with several edit orders
-    paths = sorted([*run_dir.glob(f"*/{RESULTS_FILE}"), *run_dir.glob(f"*/order-*/{RESULTS_FILE}")])
+    # <method>/results.json, or <method>/order-<k>/results.json with several edit orders, each possibly
+    # under seed-<s>/ (make leaderboard SEEDS=3: one folder per sample of edits)
+    paths = sorted(p for pattern in (f"*/{RESULTS_FILE}", f"*/order-*/{RESULTS_FILE}")
+                   for prefix in ("", "seed-*/") for p in run_dir.glob(prefix + pattern))
     if not paths:
         raise DataError(f"{run_dir}: holds no */{RESULTS_FILE}")
     return paths

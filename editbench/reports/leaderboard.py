@@ -83,6 +83,18 @@ def explain(basis: str) -> str:
     )
 
 
+RANKS_EXPLAIN = (
+    f"Rank by score (1 = best) with its {int(CI_LEVEL * 100)}% percentile bootstrap interval: each of "
+    f"{N_RESAMPLES} seeded resamples draws the same edits for every method, scores and ranks them (exam "
+    "retention held as measured). vs next: the paired difference to the next-ranked method; ≈ where its "
+    "interval holds 0 (not significant), > where it does not."
+)
+
+STABILITY_EXPLAIN = (
+    "Each seed draws another sample of edits (the table above gives each method's mean and standard deviation "
+    "across them); here each sample's own ranking, and how far the samples' rankings agree."
+)
+
 GROUPS_EXPLAIN = (
     "locality_neighbourhood: other people with the same relation and the same true object as the edited "
     "fact (CounterFact's neighbourhood prompts); locality_unrelated: other people's facts; portability_two_hop: "
@@ -154,9 +166,14 @@ def write_report(run_dir: Path, log=None, formats: tuple[str, ...] = FORMATS, me
     comparison = _comparison(run_dir)
     categories = _exam_categories(results)
     groups = tables.groups_markdown(final)
+    ranked = tables.ranking(final, results, basis)
+    ranks = tables.ranking_markdown(ranked)
+    stability = tables.rank_stability(results, basis)
     md = (
         "# editbench leaderboard\n\n" + "".join(f"- {line}\n" for line in _header_lines(facts))
         + f"\n{explain(basis)}\n\n## Final checkpoint (ranked by score)\n\n" + tables.markdown(final)
+        + (f"\n## Rank intervals\n\n{RANKS_EXPLAIN}\n\n{ranks}" if ranks else "")
+        + (f"\n## Rank stability across edit samples\n\n{STABILITY_EXPLAIN}\n\n{stability}" if stability else "")
         + (f"\n## Locality and portability by group (final checkpoint)\n\n{GROUPS_EXPLAIN}\n\n"
            + groups if groups else "")
         + (f"\n## Comparison\n\n{comparison}" if comparison else "")
@@ -174,12 +191,12 @@ def write_report(run_dir: Path, log=None, formats: tuple[str, ...] = FORMATS, me
         atomic_write_text(outputs[-1], tables.to_csv(every))
     if "json" in formats:
         outputs.append(run_dir / "leaderboard.json")
-        atomic_write_json(outputs[-1], {"header": facts, "final": final, "checkpoints": every})
+        atomic_write_json(outputs[-1], {"header": facts, "final": final, "ranking": ranked, "checkpoints": every})
     if "html" in formats:
         drill = drilldown.html_section([row for result, path in zip(results, paths)
                                         for row in drilldown.edit_rows(result, path)])
         extra = "".join(f"<h2>{title}</h2>{_md_table_html(text)}" for title, text in
-                        (("Comparison", comparison), ("Exam by category (final checkpoint; pre-edit in brackets)",
+                        (("Rank intervals", ranks), ("Comparison", comparison), ("Exam by category (final checkpoint; pre-edit in brackets)",
                                                       categories)) if text)
         outputs.append(run_dir / "leaderboard.html")
         atomic_write_text(outputs[-1], _html_page(facts, final, every, figures, extra + drill, groups, basis))

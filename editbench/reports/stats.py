@@ -83,3 +83,87 @@ def overall_score(row: dict, basis: str = "token") -> float | None:
     if edit is None or keep is None:
         return keep if edit is None else edit
     return 0.0 if edit + keep == 0 else 2 * edit * keep / (edit + keep)
+
+
+def _resampled_means(values: Sequence[float | None], idx: torch.Tensor) -> torch.Tensor | None:
+    """Mean over each resample's edits (edits without a value left out); None when no edit has one."""
+    x = torch.tensor([float("nan") if v is None else float(v) for v in values], dtype=torch.float64)
+    if torch.isnan(x).all():
+        return None
+    return x[idx].nanmean(dim=1)
+
+
+def resampled_scores(per_edit: dict[str, Sequence[float | None]], fixed: dict[str, float | None], basis: str,
+                     idx: torch.Tensor) -> torch.Tensor:
+    """`overall_score` of one method under each resample of its edits ([R]). `per_edit`: metric ->
+    per-edit values (the same edits, in the same order, for every method compared); `fixed`: metrics
+    that are not per edit (exam retention) and stay as they are."""
+    sides = []
+    for keys in SCORE_BASES[basis]:
+        parts = [m for m in (_resampled_means(per_edit[k], idx) if k in per_edit else None for k in keys)
+                 if m is not None]
+        parts += [torch.full((idx.shape[0],), float(fixed[k]), dtype=torch.float64)
+                  for k in keys if k not in per_edit and fixed.get(k) is not None]
+        sides.append(torch.stack(parts).nanmean(dim=0) if parts else None)
+    edit, keep = sides
+    if edit is None or keep is None:
+        return keep if edit is None else edit
+    total = edit + keep
+    return torch.where(total > 0, 2 * edit * keep / total.clamp_min(1e-300), torch.zeros_like(total))
+
+
+def rank_intervals(methods: dict[str, tuple[dict, dict]], basis: str, n_resamples: int = N_RESAMPLES,
+                   level: float = CI_LEVEL, seed: int = 0) -> dict[str, dict]:
+    """Each method's rank by score (1 = best; ties share the better rank) with a percentile bootstrap
+    interval: every resample draws the same edits for every method (paired), scores each and ranks
+    them. `methods`: name -> (per-edit metric lists, fixed metrics), lists aligned across methods.
+    Also, per method, whether its score differs significantly from the next-ranked one's (the paired
+    bootstrap interval of the difference excludes 0)."""
+    names = list(methods)
+    n_edits = {len(v) for per_edit, _ in methods.values() for v in per_edit.values()}
+    if len(n_edits) != 1:
+        raise ValueError(f"rank intervals need the same edits for every method (edit counts {sorted(n_edits)})")
+    gen = torch.Generator().manual_seed(seed)
+    n = n_edits.pop()
+    idx = torch.cat([torch.arange(n)[None], torch.randint(0, n, (n_resamples, n), generator=gen)])
+    scores = torch.stack([resampled_scores(*methods[m], basis, idx) for m in names])  # [M, 1 + R]
+    ranks = 1 + (scores[None, :, :] > scores[:, None, :]).sum(dim=1)  # [M, 1 + R]: how many score higher
+    tail = (1.0 - level) / 2
+    q = torch.tensor([tail, 1 - tail], dtype=torch.float64)
+    point = scores[:, 0]
+    order = sorted(range(len(names)), key=lambda i: (-point[i].item(), i))
+    out = {}
+    for pos, i in enumerate(order):
+        lo, hi = torch.quantile(ranks[i, 1:].double(), q).tolist()
+        entry = {"rank": int(ranks[i, 0]), "rank_ci": [math.floor(lo), math.ceil(hi)]}
+        if pos + 1 < len(order):
+            diff = scores[i, 1:] - scores[order[pos + 1], 1:]
+            d_lo, d_hi = torch.quantile(diff, q).tolist()
+            entry["next"] = {"method": names[order[pos + 1]], "difference": round((point[i] - point[order[pos + 1]]).item(), 4),
+                             "ci": [round(d_lo, 4), round(d_hi, 4)], "significant": d_lo > 0 or d_hi < 0}
+        out[names[i]] = entry
+    return out
+
+
+def kendall_tau(a: Sequence[float], b: Sequence[float]) -> float | None:
+    """Kendall's tau-b between two scorings of the same items (ties in either count as neither
+    concordant nor discordant, with tau-b's correction). None for fewer than two items or a constant."""
+    n = len(a)
+    if n != len(b):
+        raise ValueError(f"kendall_tau: {n} vs {len(b)} items")
+    concordant = discordant = ties_a = ties_b = 0
+    for i in range(n):
+        for j in range(i + 1, n):
+            da, db = a[i] - a[j], b[i] - b[j]
+            if da == 0 and db == 0:
+                continue
+            if da == 0:
+                ties_a += 1
+            elif db == 0:
+                ties_b += 1
+            elif (da > 0) == (db > 0):
+                concordant += 1
+            else:
+                discordant += 1
+    denominator = math.sqrt((concordant + discordant + ties_a) * (concordant + discordant + ties_b))
+    return None if denominator == 0 else (concordant - discordant) / denominator

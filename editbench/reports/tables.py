@@ -239,3 +239,86 @@ def summary_table(results: Sequence[dict]) -> str:
              f"{r.get('noop_edits') or 0} no-op edit(s) of {r['edits']}" for r in rows
              if r.get("failed_edits") or r.get("diverged_edits") or r.get("noop_edits")]
     return markdown(rows) + "".join(f"{line}\n" for line in notes)
+
+
+def ranking(rows: Sequence[dict], results: Sequence[dict], basis: str) -> list[dict]:
+    """Rank intervals (reports/stats.rank_intervals) of the final rows, per protocol and T: each
+    method's per-edit scores at that checkpoint (its first edit order), on the edits every method
+    scored. Rows are ranked best first."""
+    from editbench.reports.stats import rank_intervals
+
+    first = min((r["seed"], r.get("order") or 0) for r in results)  # one edit sample: the first seed's
+    results = [r for r in results if (r["seed"], r.get("order") or 0) == first]
+    out = []
+    for protocol, t in dict.fromkeys((r.get("protocol"), r["edits"]) for r in rows):
+        group = [r for r in rows if (r.get("protocol"), r["edits"]) == (protocol, t)]
+        per_edit = {}
+        for r in group:
+            result = next(x for x in results if x["method"] == r["method"]
+                          and x.get("protocol", "sequential") == protocol)
+            cp = next((c for c in result["checkpoints"] if c["edits"] == t), {})
+            per_edit[r["method"]] = {e["case_id"]: e for e in cp.get("per_edit") or []}
+        shared = [c for c in next(iter(per_edit.values()), {}) if all(c in p for p in per_edit.values())]
+        if len(group) < 2 or not shared:
+            continue
+        keys = [k for side in SCORE_BASES[basis] for k in side if k != "exam_retention"]
+        methods = {}
+        for r in group:
+            lists = {k: [per_edit[r["method"]][c].get(k) for c in shared] for k in keys}
+            # a metric the run kept no per-edit values of is held at its aggregate, as exam retention is
+            fixed = {k: r.get(k) for k in (*keys, "exam_retention") if k not in lists or
+                     all(v is None for v in lists[k])}
+            methods[r["method"]] = ({k: v for k, v in lists.items() if k not in fixed}, fixed)
+        seed = results[0].get("seed", 0)
+        for method, entry in sorted(rank_intervals(methods, basis, seed=seed).items(), key=lambda kv: kv[1]["rank"]):
+            row = next(r for r in group if r["method"] == method)
+            hparams = next(x for x in results if x["method"] == method).get("hparams") or {}
+            out.append({"method": method, "protocol": protocol, "edits": t, "score": row["score"], **entry,
+                        "shared_edits": len(shared), "under_floor": hparams.get("floor_passed") is False,
+                        "floor_em": hparams.get("floor_em"), "floor_edits": hparams.get("floor_edits")})
+    return out
+
+
+def ranking_markdown(ranked: Sequence[dict]) -> str:
+    """rank, [interval], score and the paired difference to the next-ranked method (≈: not significant)."""
+    if not ranked:
+        return ""
+    lines = ["| rank | 95% interval | method | protocol | T | score | vs next: difference [95% CI] |",
+             "|---|---|---|---|---|---|---|"]
+    for r in ranked:
+        nxt = r.get("next")
+        versus = "-" if nxt is None else (
+            f"{'>' if nxt['significant'] else '≈'} {nxt['method']}: {nxt['difference']:+.3f} "
+            f"[{nxt['ci'][0]:+.3f}, {nxt['ci'][1]:+.3f}]")
+        name = r["method"] + (" †" if r.get("under_floor") else "")
+        lines.append(f"| {r['rank']} | [{r['rank_ci'][0]}, {r['rank_ci'][1]}] | {name} | {r['protocol']} | "
+                     f"{r['edits']} | {_num(r['score'])} | {versus} |")
+    lines += ["", *(f"† {r['method']}: no config of its search space passed the single-edit floor when tuned (best "
+                    f"generated EM {r['floor_em']} on {r['floor_edits']} independent dev edits); ranked at that config"
+                    for r in ranked if r.get("under_floor"))]
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def rank_stability(results: Sequence[dict], basis: str) -> str:
+    """With runs of several seeds (edit samples: `make leaderboard SEEDS=3`): each method's rank per
+    sample, and Kendall's tau between the samples' rankings. Empty for one seed."""
+    from editbench.reports.stats import kendall_tau
+
+    seeds = sorted({r["seed"] for r in results})
+    if len(seeds) < 2:
+        return ""
+    scores = {s: {r["method"]: r["score"] for r in final_rows([x for x in results if x["seed"] == s], basis)}
+              for s in seeds}
+    methods = [m for m in dict.fromkeys(r["method"] for r in results) if all(m in scores[s] for s in seeds)]
+    ranks = {s: {m: 1 + sum((scores[s][o] or 0) > (scores[s][m] or 0) for o in methods) for m in methods}
+             for s in seeds}
+    methods.sort(key=lambda m: sum(ranks[s][m] for s in seeds))
+    lines = ["| method | " + " | ".join(f"rank, seed {s}" for s in seeds) + " | mean rank |",
+             "|" + "---|" * (len(seeds) + 2)]
+    lines += [f"| {m} | " + " | ".join(str(ranks[s][m]) for s in seeds)
+              + f" | {sum(ranks[s][m] for s in seeds) / len(seeds):.2f} |" for m in methods]
+    taus = [(s, t, kendall_tau([scores[s][m] or 0 for m in methods], [scores[t][m] or 0 for m in methods]))
+            for i, s in enumerate(seeds) for t in seeds[i + 1:]]
+    lines += ["", "Kendall's tau between samples: " + ", ".join(
+        f"seeds {s} and {t}: {_num(tau, 2)}" for s, t, tau in taus)]
+    return "\n".join(lines) + "\n"
