@@ -843,14 +843,15 @@ class _TuneEvaluator:
         finally:
             runner.restore_base()
 
-    def floor(self, slot: int, values: dict) -> float:
+    def floor(self, slot: int, values: dict) -> tuple[float, float]:
         from editbench.harness.protocols import get_protocol
 
         results, _ = self._run(values, self.floor_requests, self.floor_suite, [len(self.floor_requests)],
                                get_protocol("independent"))
         final = results["checkpoints"][-1]
         em = final.get("reliability_gen")
-        return final.get("reliability_em") or 0.0 if em is None else em  # token EM without generation
+        em = final.get("reliability_em") or 0.0 if em is None else em  # token EM without generation
+        return em, final.get("reliability") or 0.0
 
     def run(self, slot: int, values: dict, report) -> float:
         from editbench.harness.runner import write_run

@@ -5,8 +5,9 @@ every method, by a seeded Optuna search over the space the method declares (harn
   disjoint from the edit pool) and refuses anything else.
 - **The single-edit floor.** Before a trial's run, its config edits `FLOOR_EDITS` dev edits one at a
   time, each from θ₀ (protocol `independent`); a config whose exact match on the generated answers
-  stays under `FLOOR_EM` cannot write one fact and does not count: its trial value is its floor EM
-  minus 1 (below every real score, so the sampler learns to avoid it), and it is never chosen while
+  stays under `FLOOR_EM` cannot write one fact and does not count: its trial value is the mean of its
+  floor EM and teacher-forced token accuracy, minus 1 (below every real score, and graded so that the
+  sampler can climb towards the floor where exact match is 0 everywhere), and it is never chosen while
   any trial passes. When none does, the tune keeps the config with the highest floor EM, marks it
   (`floor_passed: false`, which the leaderboard shows) and the command exits 1.
 - **The run.** The trial then runs the tune's protocol over N dev edits; its value is the ranking
@@ -48,8 +49,9 @@ class TuneError(EditbenchError):
 class Evaluator(Protocol):
     """Runs one config: its single-edit floor and its dev run (the CLI's uses the loaded world)."""
 
-    def floor(self, slot: int, values: dict) -> float:
-        """Exact match over the floor's independent edits."""
+    def floor(self, slot: int, values: dict) -> tuple[float, float]:
+        """(generated-answer exact match, teacher-forced token accuracy) over the floor's independent
+        edits: the first decides; the second grades configs under the floor for the sampler."""
 
     def run(self, slot: int, values: dict, report: Callable[[int, float], None]) -> float:
         """The dev run's final score; `report(T, score)` at each intermediate checkpoint may raise
@@ -131,10 +133,13 @@ def search(space: SearchSpace, n_layers: int, evaluator: Evaluator, folder: Path
         trial.set_user_attr("slot", n_done)
         em = None
         try:
-            em = evaluator.floor(n_done, values)
+            em, token = evaluator.floor(n_done, values)
             trial.set_user_attr("floor_em", round(em, 4))
+            trial.set_user_attr("floor_token", round(token, 4))
             if em < settings.floor_em:
-                study.tell(trial, em - 1.0)
+                # in [-1, 0): below every real score, and graded, so that the sampler can climb towards
+                # the floor even where every config's exact match is still 0
+                study.tell(trial, (em + token) / 2 - 1.0)
                 log(f"{name} trial {n_done}: under the floor (EM {em:.2f}) {values}")
                 continue
 
@@ -164,7 +169,7 @@ def record(study, space: SearchSpace, settings: TuneSettings, seconds: float) ->
     trials = []
     for t in sorted(_counted(study), key=lambda t: t.user_attrs["slot"]):
         trials.append({"trial": t.user_attrs["slot"], "state": t.state.name.lower(), "config": t.user_attrs.get("config"),
-                       "floor_em": t.user_attrs.get("floor_em"),
+                       "floor_em": t.user_attrs.get("floor_em"), "floor_token": t.user_attrs.get("floor_token"),
                        "score": round(t.value, 4) if t.value is not None and t.user_attrs.get("passed_floor") else None,
                        "checkpoints": {int(k): round(v, 4) for k, v in sorted(t.intermediate_values.items())},
                        **({"error": t.user_attrs["error"]} if "error" in t.user_attrs else {})})
@@ -176,7 +181,7 @@ def record(study, space: SearchSpace, settings: TuneSettings, seconds: float) ->
         floored = [t for t in trials if t["floor_em"] is not None]
         if not floored:
             raise TuneError(f"no trial of {len(trials)} produced a floor score (every one failed)")
-        chosen = max(floored, key=lambda t: (t["floor_em"], t["score"] or -1.0, -t["trial"]))
+        chosen = max(floored, key=lambda t: (t["floor_em"], t["floor_token"] or 0.0, -t["trial"]))
     return {"space": space.describe(), "budget": settings.budget, "seed": settings.seed,
             "sampler": f"TPE (seed per trial: seed * 100003 + trials done; {settings.startup_trials} random "
                        "startup trials after the reference point)",

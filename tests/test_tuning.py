@@ -60,7 +60,7 @@ class _Fake:
 
     def floor(self, slot, values):
         self.floor_calls.append(values)
-        return 1.0 if values["x"] >= 0.3 else 0.1
+        return (1.0, 1.0) if values["x"] >= 0.3 else (0.1, values["x"])
 
     def run(self, slot, values, report):
         if slot == self.stop_at_slot:
@@ -95,7 +95,7 @@ def test_floor_and_pruning_decide_which_trials_can_be_chosen(tmp_path):
 def test_no_point_over_the_floor_keeps_the_best_floor_and_says_so(tmp_path):
     class Never(_Fake):
         def floor(self, slot, values):
-            return 0.5 * values["x"]
+            return 0.5 * values["x"], 0.5
 
     tuned = _search(tmp_path / "t", Never(), budget=4)
     assert tuned["floor_passed"] is False and tuned["trials_under_floor"] == 4
