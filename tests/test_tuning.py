@@ -49,6 +49,15 @@ def test_relative_depth_maps_onto_every_model():
     span = LayerSpan("layers", (0.13, 5), low=0.0, high=0.67, min_width=1, max_width=5)
     assert span.value((4, 5), 32) == (4, 5, 6, 7, 8) and span.value((2, 5), 4) == (2, 3)  # cut at the last block
     assert span.reference_param(32) == {"layers_first": 4, "layers_width": 5}
+    # locate-then-edit spans spare the last block: an edit at the subject's position reaches the answer only
+    # through attention in later blocks (measured on micro: MEMIT with layers [2, 3] moved no token)
+    spared = LayerSpan("layers", (0.13, 5), low=0.0, high=1.0, min_width=1, max_width=5, spare_last=1)
+    assert spared.value((2, 5), 4) == (2,) and spared._first_range(4) == (0, 2)
+    assert Layer("layers", 1.0, low=0.0, high=1.0, spare_last=1).reference_param(4) == 2
+    for method in ("rome", "memit", "alphaedit"):
+        space = get_editor_class(method).search_space
+        study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+        assert all(max(space.sample(study.ask(), 4)["layers"]) <= 2 for _ in range(30)), method
 
 
 class _Fake:

@@ -134,9 +134,13 @@ class Layer(Knob):
     low: float = 0.0
     high: float = 1.0
     as_tuple: bool = False  # the config field holds a tuple of layers (ROME's `layers`)
+    # final blocks never edited: an edit written at the subject's position reaches the answer only
+    # through attention in later blocks (locate-then-edit methods: 1; in the last block it does nothing)
+    spare_last: int = 0
 
     def _range(self, n_layers: int) -> tuple[int, int]:
-        return depth_to_layer(self.low, n_layers), depth_to_layer(self.high, n_layers)
+        top = n_layers - 1 - self.spare_last
+        return min(top, depth_to_layer(self.low, n_layers)), min(top, depth_to_layer(self.high, n_layers))
 
     def sample(self, trial: Trial, n_layers: int) -> int:
         low, high = self._range(n_layers)
@@ -150,7 +154,7 @@ class Layer(Knob):
         return (int(param),) if self.as_tuple else int(param)
 
     def describe(self) -> dict:
-        return {**super().describe(), "depth_low": self.low, "depth_high": self.high}
+        return {**super().describe(), "depth_low": self.low, "depth_high": self.high, "spare_last": self.spare_last}
 
 
 @dataclass(frozen=True)
@@ -163,26 +167,33 @@ class LayerSpan(Knob):
     high: float = 1.0
     min_width: int = 1
     max_width: int = 1
+    spare_last: int = 0  # final blocks the span never reaches (see Layer)
+
+    def _top(self, n_layers: int) -> int:
+        return n_layers - 1 - self.spare_last
+
+    def _first_range(self, n_layers: int) -> tuple[int, int]:
+        top = self._top(n_layers)
+        return min(top, depth_to_layer(self.low, n_layers)), min(top, depth_to_layer(self.high, n_layers))
 
     def sample(self, trial: Trial, n_layers: int) -> tuple[int, int]:
-        first = trial.suggest_int(f"{self.name}_first", depth_to_layer(self.low, n_layers),
-                                  depth_to_layer(self.high, n_layers))
+        first = trial.suggest_int(f"{self.name}_first", *self._first_range(n_layers))
         width = trial.suggest_int(f"{self.name}_width", self.min_width, self.max_width)
         return first, width
 
     def reference_param(self, n_layers: int) -> dict:
         depth, width = self.reference
-        first = min(depth_to_layer(self.high, n_layers), max(depth_to_layer(self.low, n_layers),
-                                                              depth_to_layer(depth, n_layers)))
+        low, high = self._first_range(n_layers)
+        first = min(high, max(low, depth_to_layer(depth, n_layers)))
         return {f"{self.name}_first": first, f"{self.name}_width": min(self.max_width, max(self.min_width, width))}
 
     def value(self, param: tuple[int, int], n_layers: int) -> tuple[int, ...]:
         first, width = param
-        return tuple(range(first, min(n_layers, first + width)))
+        return tuple(range(first, min(self._top(n_layers) + 1, first + width)))  # cut at the last block allowed
 
     def describe(self) -> dict:
         return {**super().describe(), "reference": list(self.reference), "depth_low": self.low,
-                "depth_high": self.high, "width": [self.min_width, self.max_width]}
+                "depth_high": self.high, "width": [self.min_width, self.max_width], "spare_last": self.spare_last}
 
 
 @dataclass(frozen=True)

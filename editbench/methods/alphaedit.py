@@ -43,7 +43,7 @@ class AlphaEditConfig(BatchLocateConfig):
 
 ALPHAEDIT_SPACE = SearchSpace("AlphaEdit (jianghoucheng/AlphaEdit hparams/AlphaEdit/Llama3-8B.json: layers 4-8 of "
                               "32, threshold 2e-2, L2 10, clamp 0.75, v_lr 0.1)", (
-    LayerSpan("layers", (0.13, 5), "layers 4-8 of 32", low=0.0, high=0.67, min_width=1, max_width=5),
+    LayerSpan("layers", (0.13, 5), "layers 4-8 of 32", low=0.0, high=0.67, min_width=1, max_width=5, spare_last=1),
     LogFloat("nullspace_threshold", 2e-2, "eigenvalue cut of the null space", low=1e-4, high=1e-1),
     LogFloat("l2", 10.0, "the reference's L2 ridge term", low=0.1, high=1e3),
     *target_knobs(clamp=0.75, v_lr=0.1, weight_decay=0.5)))

@@ -100,7 +100,7 @@ class BatchLocateEditor(LocateEditor):
 
 # lambda over five decades: the world's YAML held 10,000 where 1,000 writes and 10,000 does not.
 MEMIT_SPACE = SearchSpace("MEMIT (EasyEdit hparams/MEMIT/llama-7b.yaml: layers 4-8 of 32, lambda 15,000)", (
-    LayerSpan("layers", (0.13, 5), "layers 4-8 of 32", low=0.0, high=0.67, min_width=1, max_width=5),
+    LayerSpan("layers", (0.13, 5), "layers 4-8 of 32", low=0.0, high=0.67, min_width=1, max_width=5, spare_last=1),
     LogFloat("mom2_update_weight", 15000.0, "lambda", low=1.0, high=1e5), *target_knobs()))
 
 

@@ -104,7 +104,7 @@ def target_knobs(clamp: float = 4.0, v_lr: float = 0.5, weight_decay: float = 1e
 
 
 ROME_SPACE = SearchSpace("ROME on Llama-3-8B (EasyEdit hparams/ROME/llama3-8b.yaml: layer 5 of 32)", (
-    Layer("layers", 0.16, "layer 5 of 32", low=0.0, high=1.0, as_tuple=True), *target_knobs()))
+    Layer("layers", 0.16, "layer 5 of 32", low=0.0, high=1.0, as_tuple=True, spare_last=1), *target_knobs()))
 
 
 @register_editor("rome")
