@@ -219,3 +219,22 @@ def test_a_pruned_dev_run_reaches_the_study_as_pruned_not_failed(micro_world, tm
         evaluator.run(0, {"steps": 2}, prune)
     assert seen == [10]
     assert all(torch.equal(p, before[n]) for n, p in ctx.lm.model.named_parameters())  # θ₀ restored
+
+
+def test_half_budget_choice_is_read_off_the_same_study(tmp_path):
+    """scripts/budget_sensitivity.py: a tune with budget B/2 asks the first B/2 trials of the budget-B
+    tune (seeded per trial), so its choice is the best of those; checked against a real half tune."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("budget_sensitivity",
+                                                  Path(__file__).parent.parent / "scripts" / "budget_sensitivity.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    full = _search(tmp_path / "full" / "fake", _Fake(), budget=12)
+    half = _search(tmp_path / "half", _Fake(), budget=6)
+    assert [t["config"] for t in full["trials"][:6]] == [t["config"] for t in half["trials"]]
+    (tmp_path / "full" / "fake" / "tune.json").write_text(json.dumps(full))
+    (tmp_path / "full" / "fake" / "tuned.yaml").write_text(yaml.safe_dump({"provenance": {}, "x": 0.5, "c": "a"}))
+    script.choose(tmp_path / "full", 6, tmp_path / "out")
+    assert yaml.safe_load((tmp_path / "out" / "fake.yaml").read_text()) == half["chosen"]
