@@ -8,8 +8,10 @@ every method, by a seeded Optuna search over the space the method declares (harn
   stays under `FLOOR_EM` cannot write one fact and does not count: its trial value is the mean of its
   floor EM and teacher-forced token accuracy, minus 1 (below every real score, and graded so that the
   sampler can climb towards the floor where exact match is 0 everywhere), and it is never chosen while
-  any trial passes. When none does, the tune keeps the config with the highest floor EM, marks it
-  (`floor_passed: false`, which the leaderboard shows) and the command exits 1.
+  any trial passes. When none does, the tune keeps the config with the best dev score (its dev run
+  ran all the same), marks it (`floor_passed: false`, which the leaderboard shows) and exits 1:
+  choosing by floor EM alone picked, on the micro world, configs (MEMIT at lambda 1.3) that write
+  half the single edits and wreck the model by T = 20.
 - **The run.** The trial then runs the tune's protocol over N dev edits; its value is the ranking
   score (reports/stats.py, generation basis) at the final checkpoint. In the sequential protocol the
   intermediate checkpoints (`prune_at`, e.g. T = 10 and 30) are reported to a median pruner, which
@@ -136,12 +138,6 @@ def search(space: SearchSpace, n_layers: int, evaluator: Evaluator, folder: Path
             em, token = evaluator.floor(n_done, values)
             trial.set_user_attr("floor_em", round(em, 4))
             trial.set_user_attr("floor_token", round(token, 4))
-            if em < settings.floor_em:
-                # in [-1, 0): below every real score, and graded, so that the sampler can climb towards
-                # the floor even where every config's exact match is still 0
-                study.tell(trial, (em + token) / 2 - 1.0)
-                log(f"{name} trial {n_done}: under the floor (EM {em:.2f}) {values}")
-                continue
 
             def report(t: int, score: float) -> None:
                 trial.report(score, t)
@@ -149,6 +145,13 @@ def search(space: SearchSpace, n_layers: int, evaluator: Evaluator, folder: Path
                     raise Pruned
 
             score = evaluator.run(n_done, values, report)
+            trial.set_user_attr("dev_score", round(score, 4))
+            if em < settings.floor_em:
+                # in [-1, 0): below every real score, and graded, so that the sampler can climb towards
+                # the floor even where every config's exact match is still 0
+                study.tell(trial, (em + token) / 2 - 1.0)
+                log(f"{name} trial {n_done}: under the floor (EM {em:.2f}; dev score {score:.4f}) {values}")
+                continue
             trial.set_user_attr("passed_floor", True)
             study.tell(trial, score)
             log(f"{name} trial {n_done}: score {score:.4f} (floor EM {em:.2f}) {values}")
@@ -171,17 +174,20 @@ def record(study, space: SearchSpace, settings: TuneSettings, seconds: float) ->
         trials.append({"trial": t.user_attrs["slot"], "state": t.state.name.lower(), "config": t.user_attrs.get("config"),
                        "floor_em": t.user_attrs.get("floor_em"), "floor_token": t.user_attrs.get("floor_token"),
                        "score": round(t.value, 4) if t.value is not None and t.user_attrs.get("passed_floor") else None,
+                       "dev_score": t.user_attrs.get("dev_score"),
                        "checkpoints": {int(k): round(v, 4) for k, v in sorted(t.intermediate_values.items())},
                        **({"error": t.user_attrs["error"]} if "error" in t.user_attrs else {})})
     qualified = [t for t in trials if t["state"] == "complete" and t["score"] is not None]
     passed = bool(qualified)
     if passed:
         chosen = max(qualified, key=lambda t: (t["score"], -t["trial"]))
-    else:  # the best it found: the highest floor EM (then the best score), kept and marked as under the floor
+    else:  # the best it found, kept and marked as under the floor: by dev score, else by floor EM
+        ran = [t for t in trials if t["state"] == "complete" and t["dev_score"] is not None]
         floored = [t for t in trials if t["floor_em"] is not None]
         if not floored:
             raise TuneError(f"no trial of {len(trials)} produced a floor score (every one failed)")
-        chosen = max(floored, key=lambda t: (t["floor_em"], t["floor_token"] or 0.0, -t["trial"]))
+        chosen = (max(ran, key=lambda t: (t["dev_score"], -t["trial"])) if ran else
+                  max(floored, key=lambda t: (t["floor_em"], t["floor_token"] or 0.0, -t["trial"])))
     return {"space": space.describe(), "budget": settings.budget, "seed": settings.seed,
             "sampler": f"TPE (seed per trial: seed * 100003 + trials done; {settings.startup_trials} random "
                        "startup trials after the reference point)",
@@ -189,7 +195,7 @@ def record(study, space: SearchSpace, settings: TuneSettings, seconds: float) ->
             "floor": {"protocol": "independent", "edits": settings.floor_edits, "metric": "reliability_gen",
                       "min": settings.floor_em},
             "floor_passed": passed, "floor_edits": settings.floor_edits,
-            "chosen": chosen["config"], "chosen_trial": chosen["trial"], "dev_score": chosen["score"],
+            "chosen": chosen["config"], "chosen_trial": chosen["trial"], "dev_score": chosen["dev_score"],
             "chosen_floor_em": chosen["floor_em"], "seconds": round(seconds, 1),
             "trials_complete": sum(t["state"] == "complete" for t in trials),
             "trials_pruned": sum(t["state"] == "pruned" for t in trials),
