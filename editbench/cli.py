@@ -1049,8 +1049,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except EditbenchError as exc:
-        print(f"editbench: error: {exc}", file=sys.stderr)
+        print(f"editbench: error: {exc.render(flag_of)}", file=sys.stderr)
         return 2
+
+
+# run settings whose command-line option is not --<name with dashes>
+_FLAGS = {"overrides": "--set"}
+
+
+def flag_of(setting_name: str) -> str:
+    """The command-line option of a run setting that a library error names (core.setting)."""
+    return _FLAGS.get(setting_name, "--" + setting_name.replace("_", "-"))
 
 
 if __name__ == "__main__":

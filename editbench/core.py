@@ -11,7 +11,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from importlib import metadata
-from typing import Any, ClassVar, Sequence
+from typing import Any, Callable, ClassVar, Sequence
 
 import torch
 
@@ -35,7 +35,26 @@ EDITOR_FAMILIES = {"easyedit": "editbench.methods.easyedit_bridge"}
 
 
 class EditbenchError(Exception):
-    """A user-facing error: its message is printed as one line and the CLI exits with code 2."""
+    """A user-facing error: its message is printed as one line and the CLI exits with code 2.
+
+    A message names a run setting through `setting(name)`, never as a command-line flag: each front
+    end shows the name its own way (`render`: the CLI writes --name); str() shows `name`, the
+    keyword of the run plan and of the Python API."""
+
+    def __str__(self) -> str:
+        return self.render(lambda name: f"`{name}`")
+
+    def render(self, show: "Callable[[str], str]") -> str:
+        """The message with each setting shown by `show(name)`."""
+        return _SETTING.sub(lambda m: show(m.group(1)), super().__str__())
+
+
+_SETTING = re.compile(r"\u27e8([a-z_]+)\u27e9")  # ⟨name⟩
+
+
+def setting(name: str) -> str:
+    """A run setting (a plan field such as `truncate`, `exam_mode`, `out`) named in an error message."""
+    return f"\u27e8{name}\u27e9"
 
 
 class ConfigError(EditbenchError, ValueError):

@@ -264,7 +264,7 @@ def test_prompts_longer_than_the_context_are_an_error_or_cut(micro_lm):
     long_prompt = "the " * (context + 50) + "Ada Lovelace works for"
     request = EditRequest(case_id="long", prompt=long_prompt, subject="Ada Lovelace", target_new="Acme",
                           source="data.json")
-    with pytest.raises(DataError, match=r"data.json: record 'long': field 'prompt' is \d+ tokens.*--truncate left"):
+    with pytest.raises(DataError, match=r"data.json: record 'long': field 'prompt' is \d+ tokens.*`truncate` left"):
         fit_to_context(micro_lm, [request])
     [cut] = fit_to_context(micro_lm, [request], "left")
     assert cut.truncated_tokens > 50 and cut.prompt.endswith("Ada Lovelace works for")

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from editbench.core import ConfigError, DataError, EditRequest
+from editbench.core import ConfigError, DataError, EditRequest, setting
 
 BAD_RECORD_POLICIES = ("fail", "skip")
 
@@ -162,7 +162,7 @@ def iter_records(path_or_id: str) -> tuple[object, str]:
     hub dataset id (train split)."""
     path = Path(path_or_id)
     if path.is_dir():
-        raise ConfigError(f"--data {path}: is a directory; name the benchmark's JSON or JSONL file")
+        raise ConfigError(f"{setting('data')} {path}: is a directory; name the benchmark's JSON or JSONL file")
     if path.exists():
         return (_jsonl_records(path) if path.suffix == ".jsonl" else _json_records(path)), str(path)
     if "/" not in path_or_id or path_or_id.startswith((".", "/")):
@@ -174,7 +174,7 @@ def iter_records(path_or_id: str) -> tuple[object, str]:
     except Exception as exc:  # offline or unknown id: say what to pass instead
         raise ConfigError(
             f"cannot load '{path_or_id}' from the Hugging Face hub ({type(exc).__name__}); "
-            "pass a local JSON/JSONL file with --data instead"
+            f"pass a local JSON/JSONL file with {setting('data')} instead"
         ) from None
     return iter(rows), f"hf:{path_or_id}"
 
@@ -375,9 +375,9 @@ def load_edits(name: str, path_or_id: str, limit: int | None = None, shuffle: bo
     if name not in LOADERS:
         raise ConfigError(f"unknown benchmark '{name}' (valid: world, {', '.join(LOADERS)})")
     if on_bad_record not in BAD_RECORD_POLICIES:
-        raise ConfigError(f"--on-bad-record {on_bad_record!r} (valid: {', '.join(BAD_RECORD_POLICIES)})")
+        raise ConfigError(f"{setting('on_bad_record')} {on_bad_record!r} (valid: {', '.join(BAD_RECORD_POLICIES)})")
     if limit is not None and limit < 1:
-        raise ConfigError(f"--limit must be >= 1, got {limit}")
+        raise ConfigError(f"{setting('limit')} must be >= 1, got {limit}")
     records, source = iter_records(path_or_id)
     if shuffle:  # a shuffle needs every record; otherwise reading stops at --limit
         records = list(records)

@@ -19,7 +19,7 @@ import random
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from editbench.core import ConfigError, DataError, ExamQuestion
+from editbench.core import ConfigError, DataError, ExamQuestion, setting
 from editbench.harness.results import read_json
 
 CEVAL_COLUMNS = ("id", "question", "A", "B", "C", "D", "answer")
@@ -138,16 +138,16 @@ def load_exam(name: str, directory: Path, shots: int = 5, limit_per_subject: int
     fmt = FORMATS[name]
     mode = mode or fmt.default_mode
     if mode not in EXAM_MODES:
-        raise ConfigError(f"--exam-mode {mode!r} (valid: {', '.join(EXAM_MODES)})")
+        raise ConfigError(f"{setting('exam_mode')} {mode!r} (valid: {', '.join(EXAM_MODES)})")
     if shots < 0 or (limit_per_subject is not None and limit_per_subject < 1):
-        raise ConfigError("--exam-shots must be >= 0 and --exam-limit >= 1")
+        raise ConfigError(f"{setting('exam_shots')} must be >= 0 and {setting('exam_limit')} >= 1")
     directory = Path(directory)
     if not directory.is_dir():
         raise ConfigError(f"exam directory '{directory}' does not exist")
     if split is None:
         split = next((s for s in fmt.default_splits if (directory / s).is_dir()), fmt.default_splits[-1])
     if split == "dev":
-        raise ConfigError("--exam-split dev: dev holds the k-shot examples and cannot be scored")
+        raise ConfigError(f"{setting('exam_split')} dev: dev holds the k-shot examples and cannot be scored")
     if not (directory / split).is_dir() and not list(directory.glob(f"*_{split}.csv")):
         raise ConfigError(f"exam directory '{directory}' has no '{split}' split")
     questions = []

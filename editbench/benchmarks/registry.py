@@ -8,7 +8,7 @@ from editbench.benchmarks import world as world_gen
 from editbench.benchmarks.editdata import LOADERS, load_edits
 from editbench.benchmarks.exams import Exam, load_ceval_csv, load_exam
 from editbench.benchmarks.world_model import load_world
-from editbench.core import ConfigError, EditRequest, ExamQuestion
+from editbench.core import ConfigError, EditRequest, ExamQuestion, setting
 
 BENCHMARKS = {
     "world": "synthetic knowledge world: counterfactual edits of facts the world model learned (embedded default)",
@@ -103,5 +103,5 @@ def exam_for_run(name: str | None, exam_dir: Path | None, world_path: Path | Non
             raise ConfigError("exam 'world' is scored in cloze mode only (its questions have no letter prompts)")
         return exam
     if exam_dir is None:
-        raise ConfigError(f"exam '{name}' needs --exam-dir (the folder with dev/ val/ and subject_mapping.json)")
+        raise ConfigError(f"exam '{name}' needs {setting('exam_dir')} (the folder with dev/ val/ and subject_mapping.json)")
     return load_exam(name, exam_dir, shots=shots, limit_per_subject=limit, seed=seed, mode=mode, split=split)

@@ -13,7 +13,7 @@ import io
 import random
 from dataclasses import asdict, dataclass, field
 
-from editbench.core import ConfigError, EditRequest, ExamQuestion
+from editbench.core import ConfigError, EditRequest, ExamQuestion, setting
 
 SYLLABLES = (
     "ka ro mi ven tal dor bri sel mon ra lin gar fe nos ul tri ba cor del shi pa zan wil ost em quo har ith lu ber"
@@ -395,7 +395,7 @@ def make_requests(world: World, n_edits: int, seed: int, pool_name: str = "edit"
     rng = random.Random(seed)
     pool = world.facts_of(pool_name)
     if n_edits > len(pool):
-        raise ConfigError(f"--edits {n_edits} exceeds the {len(pool)} facts of the '{pool_name}' pool of world "
+        raise ConfigError(f"{setting('edits')} {n_edits} exceeds the {len(pool)} facts of the '{pool_name}' pool of world "
                           f"'{world.config.name}'")
     locality_facts = world.facts_of("locality")
     world2 = world.config.edition >= 2

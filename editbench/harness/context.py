@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Sequence
 
-from editbench.core import ConfigError, DataError, EditRequest
+from editbench.core import ConfigError, DataError, EditRequest, setting
 
 POLICIES = ("error", "left")
 
@@ -39,7 +39,7 @@ def fit_to_context(lm, requests: Sequence[EditRequest], policy: str = "error") -
     """The requests, checked (or, with policy 'left', cut) so every prompt and its answer fit the
     model's context with one token to spare (BOS). Cut requests record `truncated_tokens`."""
     if policy not in POLICIES:
-        raise ConfigError(f"--truncate {policy!r} (valid: none, left)")
+        raise ConfigError(f"{setting('truncate')} {policy!r} (valid: none, left)")
     context = model_context(lm)
     if context is None:
         return list(requests)
@@ -54,7 +54,7 @@ def fit_to_context(lm, requests: Sequence[EditRequest], policy: str = "error") -
             where = f"{request.source or 'request'}: record {request.case_id!r}: field '{name}'"
             if policy == "error" or room < 1:
                 raise DataError(f"{where} is {len(ids) + context - 1 - room} tokens with its answer, more than the "
-                                f"model's context of {context}; pass --truncate left to keep the last tokens")
+                                f"model's context of {context}; pass {setting('truncate')} left to keep the last tokens")
             kept = tok.decode(ids[-room:])
             dropped = max(dropped, len(ids) - room)
             changes[name] = kept

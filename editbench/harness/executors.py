@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
-from editbench.core import ConfigError
+from editbench.core import ConfigError, setting
 
 
 @dataclass(frozen=True)
@@ -75,7 +75,7 @@ class RayExecutor:
 
     def __init__(self, address: str | None = None, cpus_per_task: float = 1.0, gpus_per_task: float = 0.0) -> None:
         if cpus_per_task <= 0 or gpus_per_task < 0:
-            raise ConfigError(f"--cpus-per-task must be > 0 and --gpus-per-task >= 0 (got {cpus_per_task}, "
+            raise ConfigError(f"{setting('cpus_per_task')} must be > 0 and {setting('gpus_per_task')} >= 0 (got {cpus_per_task}, "
                               f"{gpus_per_task})")
         self.address, self.cpus, self.gpus = address, cpus_per_task, gpus_per_task
 
@@ -83,7 +83,7 @@ class RayExecutor:
         try:
             import ray
         except ImportError:
-            raise ConfigError("--executor ray needs Ray: pip install -e '.[ray]'") from None
+            raise ConfigError(f"{setting('executor')} ray needs Ray: pip install -e '.[ray]'") from None
         if not ray.is_initialized():
             # address None: RAY_ADDRESS if set, else a local instance on this machine's CPUs
             ray.init(address=self.address, include_dashboard=False)

@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from editbench.core import ConfigError, EditorConfig
+from editbench.core import ConfigError, EditorConfig, setting
 
 HPARAMS_DIR = Path(__file__).resolve().parent.parent / "hparams"
 
@@ -112,13 +112,13 @@ def parse_overrides(items: list[str], methods: list[str]) -> dict[str, dict[str,
         head, sep, raw = item.partition("=")
         method, dot, key = head.partition(".")
         if not sep or not dot or not key:
-            raise ConfigError(f"--set {item!r}: expected METHOD.KEY=VALUE")
+            raise ConfigError(f"{setting('overrides')} {item!r}: expected METHOD.KEY=VALUE")
         if method not in methods:
-            raise ConfigError(f"--set {item!r}: method '{method}' is not in this run (running: {', '.join(methods)})")
+            raise ConfigError(f"{setting('overrides')} {item!r}: method '{method}' is not in this run (running: {', '.join(methods)})")
         try:
             out.setdefault(method, {})[key] = parse_value(raw)
         except ConfigError as exc:
-            raise ConfigError(f"--set {item!r}: {exc}") from None
+            raise ConfigError(f"{setting('overrides')} {item!r}: {exc}") from None
     return out
 
 

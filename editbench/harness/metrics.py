@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from editbench.core import ConfigError, EditRequest, ExamQuestion
+from editbench.core import ConfigError, EditRequest, ExamQuestion, setting
 from editbench.harness.generation import Answer, GenerationSpec, contains, exact_match, greedy_answers
 from editbench.harness.models import LoadedModel
 from editbench.harness.scoring import (
@@ -295,7 +295,7 @@ def prepare_exam(lm: LoadedModel, questions: Sequence[ExamQuestion], mode: str =
                        for letter in "ABCDEFGH"[: len(q.options)]]
             if len(set(letters)) < len(letters):
                 raise ConfigError(f"exam question {q.qid!r}: the option letters do not start with distinct tokens "
-                                  f"for this tokenizer ({letters}); use --exam-mode cloze")
+                                  f"for this tokenizer ({letters}); use {setting('exam_mode')} cloze")
             prepared.prompt_ids.append(ids)
             prepared.letter_ids.append(letters)
     return prepared

@@ -19,7 +19,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from editbench.core import ConfigError, EditbenchError, Editor, EditRequest, ExamQuestion
+from editbench.core import ConfigError, EditRequest, EditbenchError, Editor, ExamQuestion, setting
 from editbench.harness import metrics
 from editbench.harness.generation import GenerationSpec
 from editbench.harness.models import LoadedModel
@@ -74,9 +74,9 @@ class UpdateGuard:
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.max_update_ratio) and self.max_update_ratio > 0):
-            raise ConfigError(f"--max-update-ratio must be a finite number > 0, got {self.max_update_ratio}")
+            raise ConfigError(f"{setting('max_update_ratio')} must be a finite number > 0, got {self.max_update_ratio}")
         if self.policy not in ("reject", "apply"):
-            raise ConfigError(f"--on-diverged {self.policy!r} (valid: reject, apply)")
+            raise ConfigError(f"{setting('on_diverged')} {self.policy!r} (valid: reject, apply)")
 
     def verdict(self, delta, model: torch.nn.Module) -> str | None:
         """Why this update diverged, or None."""
@@ -110,7 +110,7 @@ def default_checkpoints(n_edits: int) -> list[int]:
 
 def resolve_checkpoints(checkpoints: Sequence[int] | None, n_edits: int) -> list[int]:
     if n_edits < 1:
-        raise ConfigError(f"--edits must be >= 1, got {n_edits}")
+        raise ConfigError(f"{setting('edits')} must be >= 1, got {n_edits}")
     points = sorted(set(checkpoints)) if checkpoints else default_checkpoints(n_edits)
     bad = [t for t in points if not 1 <= t <= n_edits]
     if bad:

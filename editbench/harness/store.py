@@ -27,7 +27,7 @@ from typing import Any, Iterable
 
 import torch
 
-from editbench.core import ConfigError, DataError
+from editbench.core import ConfigError, DataError, setting
 from editbench.harness.results import (
     EDITS_FILE,
     RESULTS_FILE,
@@ -257,7 +257,7 @@ class RunStore:
         edit_rows = _read_jsonl(self.dir / EDITS_FILE)[: progress["edit_rows"]]
         if len(edit_rows) < progress["edit_rows"] or len(recorded.get("checkpoints", [])) < progress["checkpoints"]:
             raise DataError(f"{self.dir}: results end before the saved state's checkpoint; resume is not possible "
-                            "(pass --overwrite to start again)")
+                            f"(pass {setting('overwrite')} to start again)")
         return ResumePoint(
             next_step=progress["next_step"], edit_seconds=progress["edit_seconds"],
             weights=_load_tensors(ckpt / "weights.safetensors"), editor_state=tensors, edit_rows=edit_rows,
@@ -275,13 +275,13 @@ def _read_jsonl(path: Path) -> list[dict]:
 def _check_same_plan(recorded: dict | None, planned: dict, path: Path) -> None:
     """A resume continues the same run only: same method, config, edits, checkpoints, weights, exam."""
     if recorded is None:
-        raise ConfigError(f"{path}: written by an editbench without resume support; pass --overwrite to run again")
+        raise ConfigError(f"{path}: written by an editbench without resume support; pass {setting('overwrite')} to run again")
     planned = json.loads(json.dumps(planned))  # as it reads back from JSON (tuples become lists)
     differ = [k for k in sorted(set(recorded) | set(planned)) if recorded.get(k) != planned.get(k)]
     if differ:
         k = differ[0]
         raise ConfigError(f"{path}: cannot resume, this run's {k} differs from the recorded one "
-                          f"({_short(recorded.get(k))} -> {_short(planned.get(k))}); pass --overwrite to start again")
+                          f"({_short(recorded.get(k))} -> {_short(planned.get(k))}); pass {setting('overwrite')} to start again")
 
 
 def _short(value: Any) -> str:
@@ -309,9 +309,9 @@ class RunDirLock:
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
         except (FileExistsError, NotADirectoryError):
-            raise ConfigError(f"--out {self.dir}: exists and is not a directory") from None
+            raise ConfigError(f"{setting('out')} {self.dir}: exists and is not a directory") from None
         except PermissionError:
-            raise ConfigError(f"--out {self.dir}: cannot create it (permission denied)") from None
+            raise ConfigError(f"{setting('out')} {self.dir}: cannot create it (permission denied)") from None
         try:
             self._lock.acquire(timeout=0)
         except Timeout:
@@ -319,10 +319,10 @@ class RunDirLock:
                 holder = self.path.read_text().strip() or "unknown"
             except OSError:
                 holder = "unknown"
-            raise ConfigError(f"--out {self.dir} is in use by another editbench run (PID {holder}); wait for it "
-                              "or choose another --out") from None
+            raise ConfigError(f"{setting('out')} {self.dir} is in use by another editbench run (PID {holder}); wait for it "
+                              f"or choose another {setting('out')}") from None
         except PermissionError:
-            raise ConfigError(f"--out {self.dir}: cannot write there (permission denied)") from None
+            raise ConfigError(f"{setting('out')} {self.dir}: cannot write there (permission denied)") from None
         self.path.write_text(str(os.getpid()))
         return self
 

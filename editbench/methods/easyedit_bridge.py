@@ -48,6 +48,7 @@ from editbench.core import (
     get_editor_class,
     register_editor,
     registered_names,
+    setting,
 )
 from editbench.harness.arch import mlp_proj_path, num_layers
 
@@ -193,11 +194,11 @@ class EasyEditConfig(EditorConfig):
     def check(self) -> None:
         check_range(self, "context_templates", self.context_templates in TEMPLATE_CHOICES, ", ".join(TEMPLATE_CHOICES))
         if not self.hparams:
-            raise ConfigError(f"easyedit:{self.algorithm} needs EasyEdit's hparams file: --hparams "
+            raise ConfigError(f"easyedit:{self.algorithm} needs EasyEdit's hparams file: {setting('hparams')} "
                               f"path/to/EasyEdit/hparams/{self.algorithm}/MODEL.yaml")
         given = dict(self.hparams).get("alg_name")
         if given is not None and str(given).lower() != self.algorithm.lower():
-            raise ConfigError(f"{self.source}: alg_name is {given!r}, not {self.algorithm} (use --method "
+            raise ConfigError(f"{self.source}: alg_name is {given!r}, not {self.algorithm} (use {setting('method')} "
                               f"easyedit:{given} or EasyEdit's {self.algorithm} hparams)")
 
     def values(self) -> dict[str, Any]:
