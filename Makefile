@@ -134,11 +134,14 @@ WORLD_SUFFIX  := $(if $(filter default,$(WORLD)),,-$(WORLD))
 # the slowest first, so that JOBS workers finish together
 TUNE_METHODS  ?= $(if $(filter batch,$(TUNE_PROTOCOL)),,rome) memit alphaedit ft ft_l lora rsft rsft_merge
 
+# Then the EasyEdit bridge's YAMLs take the new values (scripts/sync_bridge_yamls.py), also when a method
+# failed its floor (exit 1 all the same).
 tune: $(VENV)
 	$(PY) -m editbench tune $(foreach m,$(TUNE_METHODS),--method $(m)) --budget $(TUNE_BUDGET) \
 		--protocol $(TUNE_PROTOCOL) --world $(WORLD) --split dev $(if $(TUNE_N),--edits $(TUNE_N),) --seed $(SEED) \
 		--out runs/tune-$(WORLD)-$(TUNE_PROTOCOL) $(AGAIN) --jobs $(JOBS) --quiet \
-		--write 'editbench/hparams/{method}/world$(WORLD_SUFFIX)$(TUNE_SUFFIX).yaml'
+		--write 'editbench/hparams/{method}/world$(WORLD_SUFFIX)$(TUNE_SUFFIX).yaml'; \
+	status=$$?; $(PY) scripts/sync_bridge_yamls.py; exit $$status
 
 # R-SFT+Merge ablations: alpha x density, and the edited layer (N = SWEEP_N edits, one checkpoint).
 sweep-merge: $(VENV)

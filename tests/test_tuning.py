@@ -239,3 +239,15 @@ def test_half_budget_choice_is_read_off_the_same_study(tmp_path):
     (tmp_path / "full" / "fake" / "tuned.yaml").write_text(yaml.safe_dump({"provenance": {}, "x": 0.5, "c": "a"}))
     script.choose(tmp_path / "full", 6, tmp_path / "out")
     assert yaml.safe_load((tmp_path / "out" / "fake.yaml").read_text()) == half["chosen"]
+
+
+def test_bridge_yamls_mirror_editbench_yamls():
+    """`easyedit:ALGO` and the native method run the same settings: the bridge's world YAMLs hold the
+    values of the YAMLs they name (`make tune` syncs them through scripts/sync_bridge_yamls.py)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "sync_bridge_yamls.py"
+    check = subprocess.run([sys.executable, str(script), "--check"], capture_output=True, text=True)
+    assert check.returncode == 0, check.stderr
