@@ -31,14 +31,19 @@ def choose(tune_dir: Path, budget: int, out: Path) -> list[str]:
         tuned = json.loads(record.read_text())
         early = [t for t in tuned["trials"] if t["trial"] < budget]
         passed = [t for t in early if t["state"] == "complete" and t["score"] is not None]
-        pick = (max(passed, key=lambda t: (t["score"], -t["trial"])) if passed else
-                max(early, key=lambda t: (t["floor_em"] or 0.0, t.get("floor_token") or 0.0, -t["trial"])))
+        ran = [t for t in early if t["state"] == "complete" and t.get("dev_score") is not None]
+        if passed:  # the tune's own rule (editbench/tuning.py `record`)
+            pick = max(passed, key=lambda t: (t["score"], -t["trial"]))
+        elif ran:
+            pick = max(ran, key=lambda t: (t["dev_score"], -t["trial"]))
+        else:
+            pick = max(early, key=lambda t: (t["floor_em"] or 0.0, t.get("floor_token") or 0.0, -t["trial"]))
         values = yaml.safe_load((record.parent / "tuned.yaml").read_text())
         values.pop("provenance", None)
         values.update(pick["config"])
         target = out / f"{method}.yaml"
         target.write_text(yaml.safe_dump(values, sort_keys=False))
-        print(f"{method}: budget {budget} chooses trial {pick['trial']} (score {pick['score']}), budget "
+        print(f"{method}: budget {budget} chooses trial {pick['trial']} (dev score {pick.get('dev_score')}), budget "
               f"{tuned['budget']} chose trial {tuned['chosen_trial']} (score {tuned['dev_score']})", file=sys.stderr)
         flags.append(f"--hparams {method}={target}")
     return flags
