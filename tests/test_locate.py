@@ -237,15 +237,19 @@ def test_bad_settings_and_updates_fail_clearly(micro_lm, micro_requests):
         lookup_index(micro_lm.tokenizer, no_subject.prompt, len(no_subject.prompt) + 5, "Zyx")
 
 
-# ROME's world YAML is tuned for retention over 100 sequential edits (clamp 0.75); one edit at a time
-# is checked with the references' clamp 4, MEMIT on layer 0 with lambda 100.
-@pytest.mark.parametrize("name,over,least", [("rome", {"clamp_norm_factor": 4.0}, 4),
-                                             ("memit", {"layers": [0], "mom2_update_weight": 100}, 3)])
+# The micro YAMLs are tuned for retention over sequential edits (ROME's: v* lr 0.05, 9 steps); one edit
+# at a time is checked with the references' v* search (clamp 4, lr 0.5, 25 steps, decay 1e-3), ROME on
+# layer 0, MEMIT on layer 0 with lambda 100.
+REFERENCE_TARGET = {"clamp_norm_factor": 4.0, "v_lr": 0.5, "v_num_grad_steps": 25, "v_weight_decay": 1e-3}
+
+
+@pytest.mark.parametrize("name,over,least", [("rome", {**REFERENCE_TARGET, "layers": [0]}, 4),
+                                             ("memit", {**REFERENCE_TARGET, "layers": [0], "mom2_update_weight": 100},
+                                              3)])
 def test_locate_editors_flip_micro_world_facts_one_at_a_time(name, over, least, micro_lm, micro_requests):
-    """T = 1 on the micro world, six edits each from the unedited model. The world hparams are tuned on the
-    default world (ROME 20/20, MEMIT 19/20 flipped there); the micro model (350 training steps) is harder:
-    some two-token objects stay at one token of two, and MEMIT's z at layer 1 does not steer it, so MEMIT
-    runs on layer 0 (lambda 100) here."""
+    """T = 1 on the micro world, six edits each from the unedited model, with the references' v* search:
+    the micro model (350 training steps) is hard to edit (some two-token objects stay at one token of
+    two), so MEMIT runs on layer 0 (lambda 100) here."""
     from test_contract import make_editor
 
     from editbench.harness.metrics import edit_scores, locality_top1
