@@ -137,3 +137,19 @@ def test_independent_checkpoint_is_the_mean_of_single_edits_from_theta0(micro_lm
         assert t1[key] == alone[0][key], key
         assert abs(t3[key] - sum(a[key] for a in alone) / 3) < 1e-12, key
     assert results["protocol"] == "independent"
+
+
+def test_checkpoints_record_how_far_each_edited_matrix_moved(micro_lm, micro_world):
+    """Collapse signals: ||W_T|| / ||W_0|| and ||W_T - W_0|| of every matrix an update touched, per
+    checkpoint (the recorder adds 0.01 to one matrix per call)."""
+    data = world_benchmark(micro_world, 3, seed=0)
+    name = "model.layers.0.mlp.down_proj.weight"
+    w0 = dict(micro_lm.model.named_parameters())[name].detach().double().clone()
+    runner = Runner(micro_lm, Recorder(), data.requests, _suite(data), [1, 3], 0, log=lambda m: None)
+    results, _ = runner.run()
+    runner.restore_base()
+    for cp, shift in zip(results["checkpoints"], (0.01, 0.03)):
+        moved = cp["weights"]["matrices"][name]
+        assert abs(moved["update_norm"] - shift * w0.numel() ** 0.5) < 1e-4
+        assert abs(moved["norm_ratio"] - ((w0 + shift).norm() / w0.norm()).item()) < 1e-5
+        assert cp["weights"]["max_norm_ratio"] == moved["norm_ratio"]

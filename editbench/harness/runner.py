@@ -142,6 +142,26 @@ class BaseWeights:
         for name, value in self.saved.items():
             params[name].copy_(value)
 
+    @torch.no_grad()
+    def drift(self, rows_per_chunk: int = 4096) -> dict:
+        """How far each touched matrix has moved from θ₀: ||W_T|| / ||W_0|| and ||W_T - W_0|| (float64,
+        a chunk of rows at a time, so a 7B model's MLP matrix is never copied whole). The collapse
+        signals of long edit streams (ENCORE: MEMIT's edited-matrix norm grows more than 10x)."""
+        params = dict(self.model.named_parameters())
+        out = {}
+        for name, base in self.saved.items():
+            now = params[name].detach()
+            sq_now = sq_base = sq_diff = 0.0
+            for a, b in zip(now.split(rows_per_chunk), base.split(rows_per_chunk)):
+                a64, b64 = a.double(), b.double()
+                sq_now += float(a64.square().sum())
+                sq_base += float(b64.square().sum())
+                sq_diff += float((a64 - b64).square().sum())
+            ratio = (sq_now / sq_base) ** 0.5 if sq_base > 0 else None
+            out[name] = {"norm_ratio": None if ratio is None or not math.isfinite(ratio) else round(ratio, 6),
+                         "update_norm": round(sq_diff ** 0.5, 6) if math.isfinite(sq_diff) else None}
+        return out
+
 
 def reset_peak_memory(device: torch.device) -> bool:
     """Start a fresh peak for this run, so methods run in one process each get their own figure.
@@ -439,6 +459,8 @@ class Runner:
                         "by_category_pre": pre["exam"]["by_category"]},
             "edit_seconds": round(edit_seconds, 3),
             "eval_seconds": round(eval_seconds, 3),
+            # collapse signals: each edited matrix's norm against θ₀'s, and its distance from θ₀
+            "weights": _drift_summary(self.base.drift()),
             # Per-edit retention scores let reports bootstrap confidence intervals over edits.
             "per_edit": [{"case_id": r["case_id"], **{k: r[k] for k in (*EDIT_METRICS, *groups) if k in r}}
                          for r in rows],
@@ -452,6 +474,14 @@ class Runner:
             f"eval_s={eval_seconds:.1f}"
         )
         return row, line
+
+
+def _drift_summary(matrices: dict) -> dict:
+    """The largest norm ratio and update norm over the edited matrices, and each matrix's."""
+    ratios = [m["norm_ratio"] for m in matrices.values() if m["norm_ratio"] is not None]
+    updates = [m["update_norm"] for m in matrices.values() if m["update_norm"] is not None]
+    return {"max_norm_ratio": max(ratios, default=None), "max_update_norm": max(updates, default=None),
+            "matrices": matrices}
 
 
 IMMEDIATE = "immediate_"  # edit rows hold each edit's scores right after its own call under this prefix
