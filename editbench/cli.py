@@ -9,7 +9,7 @@ from pathlib import Path
 
 import editbench
 from editbench.benchmarks.world import WORLD_SIZES
-from editbench.core import ConfigError, EditbenchError, editor_names, get_editor_class
+from editbench.core import ConfigError, EditbenchError, editor_names, get_editor_class, render_settings
 from editbench.harness.protocols import PROTOCOLS
 
 
@@ -1008,10 +1008,10 @@ def cmd_benchmarks(args: argparse.Namespace) -> int:
 
     print("benchmarks:")
     for name, text in BENCHMARKS.items():
-        print(f"  {name:12s} {text}")
+        print(f"  {name:12s} {render_settings(text, flag_of)}")
     print("exams:")
     for name, text in EXAMS.items():
-        print(f"  {name:12s} {text}")
+        print(f"  {name:12s} {render_settings(text, flag_of)}")
     print("worlds (--world; the synthetic world's sizes, built on first use and cached):")
     for line in _world_lines():
         print(f"  {line}")

@@ -38,7 +38,7 @@ class EditbenchError(Exception):
     """A user-facing error: its message is printed as one line and the CLI exits with code 2.
 
     A message names a run setting through `setting(name)`, never as a command-line flag: each front
-    end shows the name its own way (`render`: the CLI writes --name); str() shows `name`, the
+    end shows the name its own way (`render`: the CLI writes a flag); str() shows `name`, the
     keyword of the run plan and of the Python API."""
 
     def __str__(self) -> str:
@@ -46,10 +46,15 @@ class EditbenchError(Exception):
 
     def render(self, show: "Callable[[str], str]") -> str:
         """The message with each setting shown by `show(name)`."""
-        return _SETTING.sub(lambda m: show(m.group(1)), super().__str__())
+        return render_settings(super().__str__(), show)
 
 
 _SETTING = re.compile(r"\u27e8([a-z_]+)\u27e9")  # ⟨name⟩
+
+
+def render_settings(text: str, show: "Callable[[str], str]") -> str:
+    """Text that names settings through `setting(name)`, with each shown by `show(name)`."""
+    return _SETTING.sub(lambda m: show(m.group(1)), text)
 
 
 def setting(name: str) -> str:
@@ -97,7 +102,7 @@ class EditRequest:
     locality_groups: tuple[str, ...] = ()
     portability_groups: tuple[str, ...] = ()
     source: str = ""  # file or benchmark the record came from, for error messages
-    truncated_tokens: int = 0  # prompt tokens cut to fit the model's context (--truncate left)
+    truncated_tokens: int = 0  # prompt tokens cut to fit the model's context (truncate 'left')
 
     def __post_init__(self) -> None:
         where = f"{self.source or 'request'} record {self.case_id!r}"

@@ -104,7 +104,7 @@ class _TextStream:
 
 def _json_records(path: Path):
     """Records of a JSON list (or {"data": [...]}), read in blocks and decoded one element at a time,
-    so records past --limit are never read, and memory follows the records taken, not the file."""
+    so records past `limit` are never read, and memory follows the records taken, not the file."""
     with open(path, "rb") as fh:
         stream = _TextStream(fh, path)
         if stream.startswith("{"):  # {"data": [...]} or a single object: parsed whole
@@ -379,7 +379,7 @@ def load_edits(name: str, path_or_id: str, limit: int | None = None, shuffle: bo
     if limit is not None and limit < 1:
         raise ConfigError(f"{setting('limit')} must be >= 1, got {limit}")
     records, source = iter_records(path_or_id)
-    if shuffle:  # a shuffle needs every record; otherwise reading stops at --limit
+    if shuffle:  # a shuffle needs every record; otherwise reading stops at `limit`
         records = list(records)
         random.Random(seed).shuffle(order := list(range(len(records))))
         numbered = ((i, records[i]) for i in order)
@@ -388,7 +388,7 @@ def load_edits(name: str, path_or_id: str, limit: int | None = None, shuffle: bo
     requests, skipped, fluency = [], [], []
     first_seen: dict[str, int] = {}
     total = 0
-    while limit is None or len(requests) < limit:  # without --shuffle nothing past the limit is read
+    while limit is None or len(requests) < limit:  # without `shuffle` nothing past the limit is read
         try:
             index, record = next(numbered)
         except StopIteration:

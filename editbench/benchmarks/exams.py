@@ -3,7 +3,7 @@
 C-Eval: `<dir>/{dev,val}/<subject>_<split>.csv` with header `id,question,A,B,C,D,answer[,explanation]`;
 MMLU: the same folders, CSVs without a header (question,A,B,C,D,answer). Both need
 `<dir>/subject_mapping.json` ({subject: {"name", "category"}} or C-Eval's {subject: [en, zh, category]}).
-The scored split is `--exam-split` (default: MMLU `test` when the folder has it, as published MMLU
+The scored split is `exam_split` (default: MMLU `test` when the folder has it, as published MMLU
 numbers and lm-evaluation-harness use; C-Eval `val`, whose test answers are not public); `dev`
 gives the k-shot examples of letter-mode prompts. Prompt formats (pinned byte for byte by tests):
 - MMLU: lm-evaluation-harness's `mmlu` task: description "The following are multiple choice

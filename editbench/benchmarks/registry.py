@@ -20,8 +20,9 @@ BENCHMARKS = {
 }
 EXAMS = {
     "world": "multiple choice over the world's never-edited facts (C-Eval CSV layout, cloze scoring)",
-    "ceval": "C-Eval: 52 subjects, val scored, dev k-shot, letter scoring, per-category accuracy (--exam-dir)",
-    "mmlu": "MMLU: 57 subjects, header-less CSVs, test scored (val when the folder has no test/; --exam-split), dev k-shot, letter scoring (--exam-dir)",
+    "ceval": f"C-Eval: 52 subjects, val scored, dev k-shot, letter scoring, per-category accuracy ({setting('exam_dir')})",
+    "mmlu": f"MMLU: 57 subjects, header-less CSVs, test scored (val when the folder has no test/; "
+            f"{setting('exam_split')}), dev k-shot, letter scoring ({setting('exam_dir')})",
 }
 assert set(BENCHMARKS) == {"world", *LOADERS}
 # Fluency texts are this many tokens, prompt included: ROME's generate_fast(max_out_len=100). It fits

@@ -1,4 +1,4 @@
-"""Edit texts longer than the model's context: an error by default, or (`--truncate left`) the
+"""Edit texts longer than the model's context: an error by default, or (truncate 'left') the
 prompt keeps its last tokens. Silently running past the context gives wrong positions, and
 ROME on a 1,822-token prompt took 300 s and 2.5 GB for one edit of a 256-position model."""
 from __future__ import annotations

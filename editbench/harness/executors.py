@@ -4,7 +4,7 @@ one cell and returns a failure line or None. The runner and the store never know
 them, so a report cannot tell the results apart.
 
 - `LocalExecutor`: here, one after another (the default; needs nothing extra).
-- `ProcessExecutor`: `jobs` worker processes on this machine (`--jobs N`), each running one cell at
+- `ProcessExecutor`: `jobs` worker processes on this machine (`jobs`), each running one cell at
   a time with the command's fixed thread count, so the numbers are those of the local executor.
 - `RayExecutor`: each cell a Ray task with its own resource request, on a local Ray instance or a
   cluster (`address`, or `RAY_ADDRESS`); Ray is imported only here (`pip install -e '.[ray]'`).

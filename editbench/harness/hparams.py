@@ -1,4 +1,4 @@
-"""Method hyper-parameters: YAML per method x model, `--set METHOD.KEY=VALUE` overrides, typed checks."""
+"""Method hyper-parameters: YAML per method x model, per-method overrides of single keys, typed checks."""
 from __future__ import annotations
 
 import dataclasses

@@ -291,7 +291,7 @@ class Runner:
                      "fingerprint": fingerprint, "requests_sha256": requests_sha256(self.requests),
                      "guard": dataclasses.asdict(self.guard),
                      "suite_sha256": suite_sha256(self.suite)},
-            # which questions the exam used (with --exam-limit, a seeded subset per subject)
+            # which questions the exam used (with exam_limit, a seeded subset per subject)
             "exam_questions": [q.qid for q in self.suite.exam],
             "failed_edits": 0,
             "diverged_edits": 0,

@@ -171,7 +171,7 @@ class LoadedEasyEdit:
 
 @dataclass(frozen=True)
 class EasyEditConfig(EditorConfig):
-    """The EasyEdit hparams (its YAML, with `--set` overrides) plus what the bridge itself decides."""
+    """The EasyEdit hparams (its YAML, with the run's overrides) plus what the bridge itself decides."""
 
     algorithm: str = ""
     hparams: tuple[tuple[str, Any], ...] = ()  # EasyEdit's keys and values, in file order
