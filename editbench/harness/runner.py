@@ -129,6 +129,7 @@ class BaseWeights:
     def __init__(self, model: torch.nn.Module) -> None:
         self.model = model
         self.saved: dict[str, torch.Tensor] = {}
+        self._base_sq: dict[str, float] = {}  # ||W_0||^2 of each saved matrix, taken once for `drift`
 
     def remember(self, names) -> None:
         params = dict(self.model.named_parameters())
@@ -151,12 +152,13 @@ class BaseWeights:
         out = {}
         for name, base in self.saved.items():
             now = params[name].detach()
-            sq_now = sq_base = sq_diff = 0.0
+            if name not in self._base_sq:
+                self._base_sq[name] = sum(float(b.double().square().sum()) for b in base.split(rows_per_chunk))
+            sq_base, sq_now, sq_diff = self._base_sq[name], 0.0, 0.0
             for a, b in zip(now.split(rows_per_chunk), base.split(rows_per_chunk)):
-                a64, b64 = a.double(), b.double()
+                a64 = a.double()
                 sq_now += float(a64.square().sum())
-                sq_base += float(b64.square().sum())
-                sq_diff += float((a64 - b64).square().sum())
+                sq_diff += float((a64 - b.double()).square().sum())
             ratio = (sq_now / sq_base) ** 0.5 if sq_base > 0 else None
             out[name] = {"norm_ratio": None if ratio is None or not math.isfinite(ratio) else round(ratio, 6),
                          "update_norm": round(sq_diff ** 0.5, 6) if math.isfinite(sq_diff) else None}

@@ -126,6 +126,12 @@ def depth_to_layer(depth: float, n_layers: int) -> int:
     return min(n_layers - 1, max(0, round(depth * (n_layers - 1))))
 
 
+def layer_range(low: float, high: float, n_layers: int, spare_last: int) -> tuple[int, int]:
+    """The block indices between two relative depths, never among the last `spare_last` blocks."""
+    top = n_layers - 1 - spare_last
+    return min(top, depth_to_layer(low, n_layers)), min(top, depth_to_layer(high, n_layers))
+
+
 @dataclass(frozen=True)
 class Layer(Knob):
     """One block, searched between relative depths `low` and `high` (as indices of this model: the
@@ -139,8 +145,7 @@ class Layer(Knob):
     spare_last: int = 0
 
     def _range(self, n_layers: int) -> tuple[int, int]:
-        top = n_layers - 1 - self.spare_last
-        return min(top, depth_to_layer(self.low, n_layers)), min(top, depth_to_layer(self.high, n_layers))
+        return layer_range(self.low, self.high, n_layers, self.spare_last)
 
     def sample(self, trial: Trial, n_layers: int) -> int:
         low, high = self._range(n_layers)
@@ -173,8 +178,7 @@ class LayerSpan(Knob):
         return n_layers - 1 - self.spare_last
 
     def _first_range(self, n_layers: int) -> tuple[int, int]:
-        top = self._top(n_layers)
-        return min(top, depth_to_layer(self.low, n_layers)), min(top, depth_to_layer(self.high, n_layers))
+        return layer_range(self.low, self.high, n_layers, self.spare_last)
 
     def sample(self, trial: Trial, n_layers: int) -> tuple[int, int]:
         first = trial.suggest_int(f"{self.name}_first", *self._first_range(n_layers))
