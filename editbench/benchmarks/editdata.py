@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from editbench.harness.results import read_jsonl
 from editbench.core import ConfigError, DataError, EditRequest, setting
 
 BAD_RECORD_POLICIES = ("fail", "skip")
@@ -32,22 +33,7 @@ class LoadedEdits:
 
 def _jsonl_records(path: Path):
     """Records of a JSONL file, one line at a time (memory follows the records taken, not the file)."""
-    with open(path, "rb") as fh:
-        for line_no, raw in enumerate(fh, start=1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise DataError(f"{path}: line {line_no} is not UTF-8 text (byte offset {exc.start} in the line); "
-                                "convert the file to UTF-8") from None
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{path}: line {line_no} is not valid JSON ({exc.msg})") from None
-            if not isinstance(record, dict):
-                raise DataError(f"{path}: line {line_no} is a JSON {type(record).__name__}, expected an object")
-            yield record
+    return (record for _, record in read_jsonl(path))
 
 
 class _TextStream:

@@ -35,7 +35,7 @@ from editbench.benchmarks.world import (
 from editbench.harness.cache import build_lock, cache_root, sha256_file, sha256_tree
 from editbench.harness.corpus import WORLD_CORPUS_FILE
 from editbench.harness.models import LoadedModel, load_model, weights_sha256
-from editbench.harness.results import atomic_write_json, atomic_write_text, plain_mode
+from editbench.harness.results import atomic_write_json, atomic_write_text, plain_mode, publish_dir
 from editbench.harness.scoring import score_targets
 
 WORLD_FORMAT_VERSION = 2  # bump when the generator or training changes what a config produces
@@ -315,10 +315,8 @@ def build_world_here(config: WorldConfig, log=print) -> Path:
             # and it may be reading them, so keep it and drop ours
             shutil.rmtree(tmp, ignore_errors=True)
             return target
-        if target.exists():  # an incomplete folder
-            shutil.rmtree(target)
         os.chmod(tmp, plain_mode(directory=True))  # mkdtemp makes the folder private
-        os.replace(tmp, target)
+        publish_dir(tmp, target)  # an incomplete folder there goes first
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

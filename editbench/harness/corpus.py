@@ -17,15 +17,11 @@ def _file_texts(path: Path) -> list[str]:
         raise ConfigError(f"corpus file '{path}' does not exist")
     raw = path.read_text(encoding="utf-8")
     if path.suffix == ".jsonl":
+        from editbench.harness.results import read_jsonl
+
         texts = []
-        for line_no, line in enumerate(raw.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{path}: line {line_no} is not valid JSON ({exc.msg})") from None
-            if not isinstance(record, dict) or not isinstance(record.get("text"), str):
+        for line_no, record in read_jsonl(path):
+            if not isinstance(record.get("text"), str):
                 raise DataError(f"{path}: line {line_no}: field 'text' is missing or not a string")
             texts.append(record["text"])
         return texts

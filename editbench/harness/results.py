@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from editbench.core import DataError
+from editbench.harness.record import RunRecord
 
 # 2 added `status` (running | complete | failed), `plan` (what a resume must match) and `audit`;
 # version 1 files (always complete) are still read.
@@ -46,6 +47,38 @@ def atomic_path(path: Path) -> Iterator[Path]:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def publish_dir(tmp: Path, final: Path) -> Path:
+    """Move a finished folder into place in one rename (readers see all of it or none); an old one of
+    the same name (an earlier try, an incomplete copy) goes first."""
+    import shutil
+
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    return final
+
+
+def read_jsonl(path: Path):
+    """The records of a JSONL file, one line at a time (memory follows the records taken, not the
+    file); a line that is not UTF-8 or not a JSON object is an error naming the file and line."""
+    with open(path, "rb") as fh:
+        for line_no, raw in enumerate(fh, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise DataError(f"{path}: line {line_no} is not UTF-8 text (byte offset {exc.start} in the line); "
+                                "convert the file to UTF-8") from None
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{path}: line {line_no} is not valid JSON ({exc.msg})") from None
+            if not isinstance(record, dict):
+                raise DataError(f"{path}: line {line_no} is a JSON {type(record).__name__}, expected an object")
+            yield line_no, record
 
 
 # what atomic_path's mkstemp names look like: .<target name>.<8 random characters><target suffix>
@@ -137,7 +170,7 @@ def read_json(path: Path, missing: str = "no such file") -> Any:
         raise DataError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
 
 
-def load_results(path: Path) -> dict:
+def load_results(path: Path) -> RunRecord:
     """Read one results.json, checking the schema version."""
     path = Path(path)
     data = read_json(path, "no such results file")

@@ -33,7 +33,8 @@ from editbench.harness.results import (
     package_versions,
 )
 from editbench.harness.protocols import Protocol, Sequential
-from editbench.harness.store import Snapshot, set_rng_states
+from editbench.harness.record import CheckpointRow, EditRow, RunRecord
+from editbench.harness.store import NullStore, Snapshot, set_rng_states
 from editbench.harness.scoring import generate_texts
 
 EDIT_METRICS = metrics.EDIT_METRICS
@@ -268,7 +269,7 @@ class Runner:
                                    [pre["edits"][i] for i in indices], generation=self.suite.generation,
                                    locality_pre_answers=None if answers is None else [answers[i] for i in indices])
 
-    def _header(self, fingerprint: str) -> dict:
+    def _header(self, fingerprint: str) -> RunRecord:
         config = dataclasses.asdict(self.editor.config)
         return {
             "schema_version": SCHEMA_VERSION,
@@ -302,15 +303,16 @@ class Runner:
             "checkpoints": [],
         }
 
-    def run(self, store=None) -> tuple[dict, list[dict]]:
+    def run(self, store=None) -> tuple[RunRecord, list[EditRow]]:
         """Every step of the protocol; with a store (harness/store.py), each checkpoint is saved as it
-        is scored and an interrupted run continues from its last checkpoint."""
+        is scored and an interrupted run continues from its last checkpoint (none: in memory only)."""
+        store = store if store is not None else NullStore()
         seed_everything(self.seed)
         peak_reset = reset_peak_memory(self.lm.device)
         fingerprint = self.lm.fingerprint()  # of the unedited weights
         self.editor.reset_state()
         results = self._header(fingerprint)
-        point = store.resume_point(results) if store is not None else None
+        point = store.resume_point(results)
         if point is not None and point.complete:
             self.log(f"{self.label}: already complete, kept")
             return point.recorded, point.edit_rows
@@ -321,8 +323,7 @@ class Runner:
                           "exam": self.suite.exam_name, "exam_accuracy": pre["exam"]["accuracy"],
                           "exam_by_category": pre["exam"]["by_category"], "exam_mode": self.suite.exam_mode,
                           "exam_shots": self.suite.exam_shots, "seconds": pre["seconds"]}
-        if store is not None:
-            store.start(results, pre, point)
+        store.start(results, pre, point)
         self.log(f"{self.label} pre-edit: fluency={_fmt(pre['fluency'])} exam={_fmt(pre['exam']['accuracy'])} "
                  f"({pre['seconds']:.1f}s)")
 
@@ -364,15 +365,14 @@ class Runner:
                 checkpoint_rows.append(row)
                 _tally(results, checkpoint_rows, edit_rows)
                 results["memory"] = peak_memory_mb(self.lm.device, since_reset=peak_reset)
-                if store is not None:  # saved before the line is printed: a line seen is a checkpoint kept
-                    store.checkpoint(results, edit_rows, self._snapshot(step_no + 1, edit_seconds, base), self.lm,
-                                     step.checkpoint)
+                # saved before the line is printed: a line seen is a checkpoint kept
+                snapshot = self._snapshot(step_no + 1, edit_seconds, base) if store.saves_state else None
+                store.checkpoint(results, edit_rows, snapshot, self.lm, step.checkpoint)
                 self.log(line)
                 self.on_checkpoint(results, row)
         finally:
             bar.close()
-        if store is not None:
-            store.finish(results, edit_rows)
+        store.finish(results, edit_rows)
         return results, edit_rows
 
     def restore_base(self) -> None:
@@ -443,7 +443,7 @@ class Runner:
         self.editor.load_state_dict({k: v.to(self.lm.device) for k, v in point.editor_state.items()})
         set_rng_states(point.rng["plain"], point.rng["tensors"])
 
-    def _checkpoint(self, done, pre, edit_seconds, rows=None) -> tuple[dict, str]:
+    def _checkpoint(self, done, pre, edit_seconds, rows=None) -> tuple[CheckpointRow, str]:
         t0 = time.perf_counter()
         if rows is None:
             rows = self._scores(range(done), pre)

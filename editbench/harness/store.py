@@ -34,7 +34,9 @@ from editbench.harness.results import (
     atomic_write_json,
     atomic_write_jsonl,
     plain_mode,
+    publish_dir,
     read_json,
+    read_jsonl,
 )
 
 STATE_DIR = "state"
@@ -122,18 +124,43 @@ def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
         raise DataError(f"{path}: unreadable saved state ({exc})") from None
 
 
-def _replace_dir(tmp: Path, final: Path) -> None:
-    """Move a finished folder into place; an old one of the same name (from an earlier try) goes first."""
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
-
-
 # --------------------------------------------------------------------------- the store
+
+
+class NullStore:
+    """A run kept in memory only (the Python API without an output folder): the runner's calls to a
+    store do nothing, so the runner's loop has one path; `record` is what `results.json` would hold."""
+
+    where = None
+    started = False
+    saves_state = False  # the runner need not copy weights and editor state at checkpoints
+
+    def __init__(self, meta: dict | None = None) -> None:
+        self.meta = dict(meta or {})
+
+    def resume_point(self, results: dict) -> None:
+        return None
+
+    def start(self, results: dict, pre: dict, point) -> None:
+        self.started = True
+
+    def checkpoint(self, results: dict, edit_rows: list[dict], snapshot, lm=None, checkpoint: int | None = None):
+        pass
+
+    def finish(self, results: dict, edit_rows: list[dict]) -> None:
+        pass
+
+    def fail(self, error: BaseException) -> None:
+        pass
+
+    def record(self, results: dict) -> dict:
+        return {**results, **self.meta, "status": "complete"}
 
 
 class RunStore:
     """The files of one run (one method, one order, one config cell) in `directory`."""
+
+    saves_state = True
 
     def __init__(self, directory: Path, meta: dict | None = None, save_model_at: Iterable[int] = (),
                  resume: bool = False) -> None:
@@ -145,6 +172,13 @@ class RunStore:
         self._edit_rows: list[dict] = []
         self.started = False  # set once this run has written anything
 
+    @property
+    def where(self) -> Path:
+        return self.dir / RESULTS_FILE
+
+    def record(self, results: dict) -> dict:
+        """What `results.json` holds once the run is complete."""
+        return {**results, **self.meta, "status": "complete"}
 
     @property
     def state_dir(self) -> Path:
@@ -194,7 +228,7 @@ class RunStore:
         atomic_write_json(tmp / "progress.json", {
             "next_step": snapshot.next_step, "edit_seconds": snapshot.edit_seconds, "edit_rows": len(edit_rows),
             "checkpoints": n, "rng": plain_rng, "editor_state_keys": sorted(snapshot.editor_state)})
-        _replace_dir(tmp, final)
+        publish_dir(tmp, final)
         if lm is not None and checkpoint in self.save_model_at:
             self.save_model(lm, checkpoint)
         self._write(results, edit_rows, "running")
@@ -225,7 +259,7 @@ class RunStore:
             shutil.rmtree(tmp)
         lm.model.save_pretrained(tmp)
         lm.tokenizer.save_pretrained(tmp)
-        _replace_dir(tmp, final)
+        publish_dir(tmp, final)
         return final
 
     # -- internals
@@ -233,7 +267,7 @@ class RunStore:
     def _write(self, results: dict, edit_rows: list[dict], status: str) -> None:
         self._results, self._edit_rows = results, list(edit_rows)
         atomic_write_jsonl(self.dir / EDITS_FILE, edit_rows)
-        atomic_write_json(self.dir / RESULTS_FILE, {**results, **self.meta, "status": status})
+        atomic_write_json(self.dir / RESULTS_FILE, {**self.record(results), "status": status})
 
     def _resume_point(self, results: dict) -> ResumePoint | None:
         """The last complete checkpoint of an earlier run of the same plan, or None (start afresh)."""
@@ -266,10 +300,7 @@ class RunStore:
 
 
 def _read_jsonl(path: Path) -> list[dict]:
-    if not path.is_file():
-        return []
-    with open(path, encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]
+    return [record for _, record in read_jsonl(path)] if path.is_file() else []
 
 
 def _check_same_plan(recorded: dict | None, planned: dict, path: Path) -> None:

@@ -3,10 +3,9 @@ HTML page (plain JavaScript inside the one offline file)."""
 from __future__ import annotations
 
 import html
-import json
 from pathlib import Path
 
-from editbench.harness.results import EDITS_FILE
+from editbench.harness.results import EDITS_FILE, read_jsonl
 
 COLUMNS = ("method", "index", "case_id", "status", "prompt", "target_new", "target_true", "generated_before",
            "generated_after", "prediction_before", "prediction_after", "immediate_reliability_gen",
@@ -21,8 +20,7 @@ def edit_rows(result: dict, results_path: Path) -> list[dict]:
     """Each edit of a run: what edits.jsonl says about it (asked, predicted, immediate scores) joined
     with its retention scores at the final checkpoint."""
     path = Path(results_path).parent / EDITS_FILE
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()] \
-        if path.is_file() else []
+    rows = [record for _, record in read_jsonl(path)] if path.is_file() else []
     final = {e["case_id"]: e for e in (result["checkpoints"][-1].get("per_edit") or [])} if result["checkpoints"] \
         else {}
     label = result["method"] + (f" (order {result['order']})" if result.get("order") else "")
