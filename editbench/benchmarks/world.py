@@ -152,10 +152,24 @@ class WorldConfig:
     # composes for people it never saw composed (measured: 180 people 0.48, 300 people 0.66)
     n_teaching_only: int = 0
 
+    @property
+    def features(self) -> "WorldFeatures":
+        """What the edition enables, decided here once (every other module asks for a feature)."""
+        world2 = self.edition >= 2
+        return WorldFeatures(unique_surnames=world2, composition=world2, neighbourhood=world2)
+
     @classmethod
     def from_dict(cls, raw: dict) -> "WorldConfig":
         """From its JSON form (lists back to tuples)."""
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
+
+
+@dataclass(frozen=True)
+class WorldFeatures:
+    unique_surnames: bool  # no two people share a surname (aliases are "<title> <surname>")
+    # bridge facts, two-hop statements and aliases: in the text, the build's two-hop gate, portability
+    composition: bool
+    neighbourhood: bool  # locality pairs about never-edited facts beside each edit (and their groups)
 
 
 WORLD_SIZES = {
@@ -232,7 +246,7 @@ class World:
     def to_json(self) -> dict:
         data = {"config": asdict(self.config), "entities": self.entities, "pools": self.pools,
                 "facts": [asdict(f) for f in self.facts]}
-        if self.config.edition >= 2:
+        if self.config.features.composition:
             data.update(derived=[asdict(f) for f in self.derived], aliases=self.aliases)
             if self.two_hop_known is not None:
                 data["two_hop_known"] = [list(k) for k in sorted(self.two_hop_known)]
@@ -271,7 +285,7 @@ def generate_world(config: WorldConfig) -> World:
     unknown = [r for r in config.relations if r not in RELATIONS]
     if unknown:
         raise ConfigError(f"unknown relations {unknown} (valid: {', '.join(RELATIONS)})")
-    entities = _entity_names(rng, config.n_entities, unique_surnames=config.edition >= 2)
+    entities = _entity_names(rng, config.n_entities, unique_surnames=config.features.unique_surnames)
     facts = []
     for subject in entities:
         for relation in config.relations:
@@ -286,7 +300,7 @@ def generate_world(config: WorldConfig) -> World:
     bounds = [0, sizes[0], sizes[0] + sizes[1], sum(sizes), len(shuffled)]
     pools = {name: shuffled[bounds[i] : bounds[i + 1]] for i, name in enumerate(EDIT_POOLS + ("locality", "exam"))}
     world = World(config=config, entities=entities, facts=facts, pools=pools)
-    if config.edition >= 2:  # its own random stream: edition 1 worlds stay exactly as they were
+    if config.features.composition:  # its own random stream: edition 1 worlds stay exactly as they were
         _add_world2(world, random.Random(config.seed + 2))
     return world
 
@@ -346,7 +360,7 @@ def training_sentences(world: World) -> list[tuple[str, list[str]]]:
     by_subject: dict[str, list[str]] = {}
     for f in world.facts:
         by_subject.setdefault(f.subject, []).extend(f.sentence(t) for t in f.train_templates)
-    if world.config.edition >= 2:
+    if world.config.features.composition:
         teaching = teaching_people(world)
         for subject, alias in world.aliases.items():
             by_subject[subject].extend(t.format(a=alias, s=subject) for t in ALIAS_STATEMENTS)
@@ -398,9 +412,9 @@ def make_requests(world: World, n_edits: int, seed: int, pool_name: str = "edit"
         raise ConfigError(f"{setting('edits')} {n_edits} exceeds the {len(pool)} facts of the '{pool_name}' pool of world "
                           f"'{world.config.name}'")
     locality_facts = world.facts_of("locality")
-    world2 = world.config.edition >= 2
+    features = world.config.features
     extra_rng = random.Random(seed * 1_000_003 + 2)
-    never_edited = world.facts_of("locality") + world.facts_of("exam") if world2 else []
+    never_edited = world.facts_of("locality") + world.facts_of("exam") if features.neighbourhood else []
     requests = []
     for fact in rng.sample(pool, n_edits):
         objects = [o for o in RELATIONS[fact.relation]["objects"] if o != fact.obj]
@@ -410,14 +424,15 @@ def make_requests(world: World, n_edits: int, seed: int, pool_name: str = "edit"
         target_new = rng.choice(objects)
         locality = tuple((f.prompt(rng.choice(f.train_templates)), f.obj) for f in (same_relation, other))
         extras: dict = {}
-        if world2:
+        if features.neighbourhood:  # drawn first from extra_rng, then portability (the fingerprints hold it)
             neighbours = [f for f in never_edited if f.relation == fact.relation and f.obj == fact.obj]
             neighbours = extra_rng.sample(neighbours, min(2, len(neighbours)))
             near = tuple((f.prompt(extra_rng.choice(f.train_templates)), f.obj) for f in neighbours)
             locality = near + locality
+            extras["locality_groups"] = ("neighbourhood",) * len(near) + ("unrelated",) * 2
+        if features.composition:
             port = _portability(world, fact, target_new, extra_rng)
-            extras = dict(locality_groups=("neighbourhood",) * len(near) + ("unrelated",) * 2,
-                          portability=tuple(pair for _, pair in port),
+            extras.update(portability=tuple(pair for _, pair in port),
                           portability_groups=tuple(group for group, _ in port))
         requests.append(
             EditRequest(

@@ -182,7 +182,7 @@ def fact_accuracy(lm: LoadedModel, world: World) -> dict[str, float]:
     teaching people, whose two-hop statements were trained."""
     kinds = {"train": [(f.prompt(t), f.obj) for f in world.facts for t in f.train_templates],
              "heldout": [(f.prompt(t), f.obj) for f in world.facts for t in f.heldout_templates]}
-    if world.config.edition >= 2:
+    if world.config.features.composition:
         untaught = {p for pool in EDIT_POOLS for p in world.pools[pool]}
         kinds["two_hop"] = two_hop_pairs(world, untaught)
         kinds["two_hop_train"] = two_hop_pairs(world, teaching_people(world))
@@ -288,7 +288,7 @@ def build_world_here(config: WorldConfig, log=print) -> Path:
             f"accuracy {accuracy['heldout_accuracy']:.3f}"
             + (f", held-out two-hop accuracy {accuracy['two_hop_accuracy']:.3f} (taught people "
                f"{accuracy['two_hop_train_accuracy']:.3f}), alias accuracy {accuracy['alias_accuracy']:.3f}"
-               if config.edition >= 2 else "")
+               if config.features.composition else "")
             + f"; weights sha256 {report['weights_sha256'][:16]}"
         )
         if accuracy["train_accuracy"] < config.min_train_accuracy or (
@@ -299,7 +299,7 @@ def build_world_here(config: WorldConfig, log=print) -> Path:
                 f"(need {config.min_train_accuracy}), held-out {accuracy['heldout_accuracy']:.3f} "
                 f"(need {config.min_heldout_accuracy})"
             )
-        if config.edition >= 2 and accuracy["two_hop_accuracy"] < config.min_two_hop_accuracy:
+        if config.features.composition and accuracy["two_hop_accuracy"] < config.min_two_hop_accuracy:
             raise WorldBuildError(
                 f"world '{config.name}' model does not compose its facts: held-out two-hop accuracy "
                 f"{accuracy['two_hop_accuracy']:.3f} (need {config.min_two_hop_accuracy})"

@@ -52,26 +52,35 @@ from editbench.core import (
 )
 from editbench.harness.arch import mlp_proj_path, num_layers
 
-# EasyEdit algorithm -> (package under easyeditor/models, hparams class, apply function, one request per call)
-ALGORITHMS: dict[str, tuple[str, str, str, bool]] = {
-    "ROME": ("rome", "ROMEHyperParams", "apply_rome_to_model", True),
-    "R-ROME": ("r_rome", "R_ROMEHyperParams", "apply_r_rome_to_model", True),
-    "MEMIT": ("memit", "MEMITHyperParams", "apply_memit_to_model", False),
-    "AlphaEdit": ("alphaedit", "AlphaEditHyperParams", "apply_AlphaEdit_to_model", False),
-    "EMMET": ("emmet", "EMMETHyperParams", "apply_emmet_to_model", False),
-    "PMET": ("pmet", "PMETHyperParams", "apply_pmet_to_model", False),
-    "FT": ("ft", "FTHyperParams", "apply_ft_to_model", False),
-    "LoRA": ("lora", "LoRAHyperParams", "apply_lora_to_model", False),
+@dataclass(frozen=True)
+class Algorithm:
+    """How the bridge drives one EasyEdit algorithm: where it lives and what sets it apart."""
+
+    package: str  # under easyeditor/models
+    hparams_class: str
+    apply: str  # its apply_<algo>_to_model function
+    one_request_per_call: bool = False  # ROME-like: EasyEdit edits one request per call
+    right_padded: bool = False  # EasyEdit's BaseEditor pads on the right for it (its index arithmetic assumes it)
+    stats_layers: str | None = None  # the hparams field naming the layers whose key statistics (C) it reads
+    keeps_cache_c: bool = False  # AlphaEdit: a projection cache across calls, which is editor state
+
+
+_LOCATE = dict(right_padded=True, stats_layers="layers")
+ALGORITHMS: dict[str, Algorithm] = {
+    "ROME": Algorithm("rome", "ROMEHyperParams", "apply_rome_to_model", one_request_per_call=True, **_LOCATE),
+    "R-ROME": Algorithm("r_rome", "R_ROMEHyperParams", "apply_r_rome_to_model", one_request_per_call=True, **_LOCATE),
+    "MEMIT": Algorithm("memit", "MEMITHyperParams", "apply_memit_to_model", **_LOCATE),
+    "AlphaEdit": Algorithm("alphaedit", "AlphaEditHyperParams", "apply_AlphaEdit_to_model", keeps_cache_c=True,
+                           **_LOCATE),
+    "EMMET": Algorithm("emmet", "EMMETHyperParams", "apply_emmet_to_model", **_LOCATE),
+    "PMET": Algorithm("pmet", "PMETHyperParams", "apply_pmet_to_model", **_LOCATE),
+    "FT": Algorithm("ft", "FTHyperParams", "apply_ft_to_model"),
+    "LoRA": Algorithm("lora", "LoRAHyperParams", "apply_lora_to_model"),
 }
 NOT_BRIDGED = {
     "WISE": "WISE replaces MLP modules with a side memory and a router (a change of structure, not of weights)",
     "GRACE": "GRACE wraps a layer with a codebook of keys and values (a change of structure, not of weights)",
 }
-# EasyEdit's BaseEditor pads on the right for these (its index arithmetic assumes it), on the left otherwise
-RIGHT_PADDED = {"ROME", "R-ROME", "MEMIT", "AlphaEdit", "EMMET", "PMET"}
-# algorithms whose key statistics the bridge can provide: layers whose C EasyEdit reads
-_STATS_LAYERS = {"ROME": "layers", "R-ROME": "layers", "MEMIT": "layers", "AlphaEdit": "layers", "EMMET": "layers",
-                 "PMET": "layers"}
 TEMPLATE_CHOICES = ("easyedit", "editbench")
 ENV_VAR = "EDITBENCH_EASYEDIT"
 
@@ -129,7 +138,8 @@ class LoadedEasyEdit:
     """One private copy of the modules an algorithm needs; `mounted()` puts them into sys.modules."""
 
     def __init__(self, root: Path, algo: str) -> None:
-        package, hparams_class, apply_name, _ = ALGORITHMS[algo]
+        spec = ALGORITHMS[algo]
+        package, hparams_class, apply_name = spec.package, spec.hparams_class, spec.apply
         self.prefix = f"_editbench_easyedit_{hashlib.sha256(str(root).encode()).hexdigest()[:8]}_{id(self):x}"
         self.modules: dict[str, types.ModuleType] = {}
         # packages whose __init__ would import everything are replaced by bare packages (only a
@@ -232,6 +242,10 @@ class EasyEditEditor(Editor):
         self._workdir = tempfile.TemporaryDirectory(prefix="editbench-easyedit-")
         self.reset_state()
 
+    @property
+    def algorithm(self) -> Algorithm:
+        return ALGORITHMS[self.config.algorithm]
+
     # ----- state: AlphaEdit's cross-batch key cache lives in EasyEdit's module globals
     def reset_state(self) -> None:
         self._pending_reset = True  # applied at the next call (the module may not be loaded yet)
@@ -248,7 +262,7 @@ class EasyEditEditor(Editor):
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         if not state:
             return
-        if set(state) != {"easyedit/cache_c"} or self.config.algorithm != "AlphaEdit":
+        if set(state) != {"easyedit/cache_c"} or not self.algorithm.keeps_cache_c:
             raise ConfigError(f"easyedit:{self.config.algorithm} cannot take the saved state {sorted(state)[:3]}")
         self._restore_cache_c = state["easyedit/cache_c"]
 
@@ -295,13 +309,13 @@ class EasyEditEditor(Editor):
     # ----- key statistics in EasyEdit's cache format
     def _stats_files(self, lm) -> dict[int, Path]:
         _, hp = self._easyedit(lm)
-        if self.config.algorithm not in _STATS_LAYERS or not getattr(hp, "mom2_adjustment", True):
+        if self.algorithm.stats_layers is None or not getattr(hp, "mom2_adjustment", True):
             return {}
         model_name = str(lm.model.config._name_or_path).rsplit("/")[-1]  # as EasyEdit's layer_stats
         folder = Path(hp.stats_dir) / model_name / f"{hp.mom2_dataset}_stats"
         files = {}
         templates = getattr(hp, "rewrite_module_tmps", None) or [hp.rewrite_module_tmp]
-        for layer in getattr(hp, _STATS_LAYERS[self.config.algorithm]):
+        for layer in getattr(hp, self.algorithm.stats_layers):
             for template in templates:
                 module = template.format(layer)
                 if module != mlp_proj_path(lm.model, layer, "down"):
@@ -359,7 +373,7 @@ class EasyEditEditor(Editor):
         main = loaded.main_module
         if self.config.context_templates != "editbench" or getattr(main, "CONTEXT_TEMPLATES_CACHE", None):
             return
-        one_at_a_time = ALGORITHMS[self.config.algorithm][3]
+        one_at_a_time = self.algorithm.one_request_per_call
         ours, _ = resolve_config(ROMEConfig if one_at_a_time else MEMITConfig, "rome" if one_at_a_time else "memit",
                                  lm.hparams_key, lm.model.config.model_type)
         lengths = tuple(tuple(p) for p in getattr(hp, "context_template_length_params", ours.context_template_lengths))
@@ -376,7 +390,7 @@ class EasyEditEditor(Editor):
         loaded, hp = self._easyedit(lm)
         self._write_missing_stats(lm, cache)
         self._set_templates(lm, cache)
-        one_at_a_time = ALGORITHMS[self.config.algorithm][3]
+        one_at_a_time = self.algorithm.one_request_per_call
         chunks = [[r] for r in requests] if one_at_a_time else [list(requests)]
         params = dict(lm.model.named_parameters())
         # the weights the algorithm may write (its modules at its layers; every weight when it names none),
@@ -384,7 +398,7 @@ class EasyEditEditor(Editor):
         originals = {n: params[n].detach().clone() for n in self._writable(params, hp)}
         tok = lm.tokenizer
         side = tok.padding_side
-        tok.padding_side = "right" if self.config.algorithm in RIGHT_PADDED else "left"
+        tok.padding_side = "right" if self.algorithm.right_padded else "left"
         try:
             with loaded.mounted(), _in_folder(self._workdir.name), contextlib.redirect_stdout(io.StringIO()):
                 self._before_call(loaded.main_module)
@@ -428,7 +442,7 @@ class EasyEditEditor(Editor):
 
     def _before_call(self, main) -> None:
         """AlphaEdit's cross-batch cache: start it afresh after a reset, or put a resumed one back."""
-        if self.config.algorithm != "AlphaEdit":
+        if not self.algorithm.keeps_cache_c:
             return
         restore = self._restore_cache_c
         if restore is not None:
