@@ -5,7 +5,7 @@ imported by `import editbench` itself): load, Request, get_editor, edit, world_e
 load_results. See the README's "Python API".
 """
 
-__all__ = ["load", "Request", "get_editor", "edit", "Edit", "world_edits", "run", "load_results", "Results",
+__all__ = ["load", "Request", "get_editor", "edit", "Edit", "world_edits", "run", "load_results", "Results", "RunPlan",
            "__version__"]
 
 

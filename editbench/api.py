@@ -6,7 +6,7 @@
                             subject="Kamiven Dortal", target_new="Oskerby")
     done = editbench.edit(lm, "rome", req)                 # hparams: the YAML for this model
     done.undo()                                            # the weights exactly as before
-    results = editbench.run(lm, ["noedit", "rome"], editbench.world_edits(lm, 10), out="runs/nb")
+    results = editbench.run(["noedit", "rome"], world="micro", edits=10, out="runs/nb")  # as the CLI
     results.to_frame()                                     # one row per method and checkpoint (pandas)
     editbench.load_results("runs/nb").to_frame()           # the same from disk (or from the CLI's runs)
 
@@ -20,8 +20,10 @@ from typing import Iterable, Sequence
 
 import torch
 
-from editbench.core import ConfigError, EditRequest, Editor, WeightDelta, get_editor_class
+from editbench.core import ConfigError, EditbenchError, EditRequest, Editor, WeightDelta, get_editor_class
 from editbench.harness.models import LoadedModel, load_model
+from editbench.plan import RunPlan  # noqa: F401 - part of the API
+from editbench.reports.frames import Results, load_results  # noqa: F401 - part of the API
 
 Request = EditRequest
 WORLD_PREFIX = "world:"
@@ -120,94 +122,24 @@ def _world_folder(model: LoadedModel | str | Path) -> Path:
     return folder
 
 
-class Results:
-    """Results of one or more runs (one per method, order or cell), as the CLI writes them."""
+def run(methods: str | Iterable[str], model: LoadedModel | str | None = None,
+        requests: Sequence[EditRequest] | None = None, **settings) -> Results:
+    """Each method over the same edits, exactly as `editbench run` (one run layer: plan.py,
+    session.py). Keyword arguments are the run plan's fields, e.g. `world="micro", edits=20,
+    checkpoints=[1, 20], protocol="batch", out="runs/nb", jobs=2, resume=True` (docs/python-api.md
+    lists them); without `out` nothing is written. `model`: a loaded model (shared, put back to θ₀
+    after each method) or a name; `requests`: your own edits instead of the plan's benchmark."""
+    from editbench.plan import RunPlan
+    from editbench.session import RunSession
 
-    def __init__(self, results: list[dict]) -> None:
-        self.results = results
-
-    def __len__(self) -> int:
-        return len(self.results)
-
-    def to_frame(self):
-        """One row per method and checkpoint: every metric, its interval bounds, the score (pandas)."""
-        import pandas as pd
-
-        from editbench.reports import tables
-
-        return pd.DataFrame([_flat(row) for row in tables.all_rows(self.results)])
-
-    def edits_frame(self):
-        """One row per method, checkpoint and edit: the per-edit scores at that checkpoint (pandas)."""
-        import pandas as pd
-
-        rows = [{"method": r["method"], "order": r.get("order", 0), "T": cp["edits"], **edit}
-                for r in self.results for cp in r["checkpoints"] for edit in cp.get("per_edit", [])]
-        return pd.DataFrame(rows)
-
-
-def _flat(row: dict) -> dict:
-    """Interval lists become `<metric>_lo` / `<metric>_hi` columns."""
-    out = {}
-    for key, value in row.items():
-        if key.endswith("_ci"):
-            metric = key[:-3]
-            out[f"{metric}_lo"], out[f"{metric}_hi"] = (value or (None, None))[:2]
-        else:
-            out[key] = value
-    return out
-
-
-def load_results(run_dir: str | Path) -> Results:
-    """Every complete run under `run_dir` (`<method>/results.json`, `<method>/order-K/...`)."""
-    from editbench.harness.results import find_results, load_results as read
-    from editbench.harness.store import complete_only
-
-    paths = find_results(Path(run_dir))
-    results, _, _ = complete_only([read(p) for p in paths], paths)
-    return Results(results)
-
-
-def run(model: LoadedModel, methods: str | Iterable[str], requests: Sequence[EditRequest],
-        checkpoints: Sequence[int] | None = None, seed: int = 0, out: str | Path | None = None,
-        protocol: str = "sequential", fluency_prompts: Sequence[str] | None = None,
-        overwrite: bool = False) -> Results:
-    """Each method over the same `requests` with the sequential (or batch) protocol, scored at
-    `checkpoints` (default: powers of ten up to N), on the one loaded model (put back to θ₀ after
-    each method). On a world model the world's exam is scored too. With `out`, each method is saved
-    as the CLI saves it (`<out>/<method>/results.json`, `edits.jsonl`), so `editbench report OUT` works;
-    a method folder that already holds results is an error unless `overwrite`."""
-    import shutil
-
-    from editbench.benchmarks.registry import FLUENCY_TOKENS, world_exam
-    from editbench.harness.protocols import get_protocol
-    from editbench.harness.runner import EvalSuite, Runner
-    from editbench.harness.store import RunStore
-
-    names = [methods] if isinstance(methods, str) else list(methods)
-    requests = list(requests)
-    world = (Path(model.name) / "world.json").is_file()
-    exam = world_exam(Path(model.name)) if world else None
-    prompts = list(fluency_prompts) if fluency_prompts is not None else \
-        list(dict.fromkeys(r.subject if world else r.prompt for r in requests))[:8]
-    suite = EvalSuite(prompts, FLUENCY_TOKENS, exam.name if exam else "", exam.questions if exam else [])
-    results = []
-    for name in names:
-        editor = get_editor(name, model, protocol=protocol)
-        runner = Runner(model, editor, requests, suite, checkpoints, seed, log=lambda msg: None,
-                        protocol=get_protocol(protocol))
-        store = None
-        if out is not None:
-            folder = Path(out) / name
-            if folder.exists() and any(folder.iterdir()):
-                if not overwrite:
-                    raise ConfigError(f"{folder} already holds results (pass overwrite=True to replace them)")
-                shutil.rmtree(folder)
-            store = RunStore(Path(out) / name, meta={"benchmark": {"name": "world" if world else "requests",
-                                                                 "source": model.name}})
-        try:
-            result, _ = runner.run(store)
-        finally:
-            runner.restore_base()
-        results.append(result)
-    return Results(results)
+    given = model if isinstance(model, LoadedModel) else None
+    if model is not None:
+        settings["model"] = given.name if given is not None else str(model)
+    settings.setdefault("quiet", True)
+    call = ", ".join([repr(methods), *(f"{k}={v!r}" for k, v in settings.items())])
+    plan = RunPlan(methods=(methods,) if isinstance(methods, str) else tuple(methods), command=f"editbench.run({call})",
+                   **settings)
+    outcome = RunSession(plan, model=given, requests=requests).run()
+    if outcome.failures:
+        raise EditbenchError(f"{len(outcome.failures)} run(s) failed: " + "; ".join(outcome.failures))
+    return Results(outcome.results)

@@ -37,3 +37,32 @@ def test_get_editor_picks_the_models_yaml_and_overrides(micro_world):
     editor = editbench.get_editor("rome", lm, v_lr=0.1)
     assert editor.config.v_lr == 0.1 and editor.config.context_template_source == "eos"  # the world YAML's
     assert lm.hparams_key == "world-micro"  # its own YAMLs first (world-micro.yaml), then the world ones
+
+
+def test_the_cli_and_the_api_run_one_plan_alike(micro_world, tmp_path):
+    """`editbench run ...` and `editbench.run(...)` with the same settings go through one run layer:
+    the results files are identical but for the clock, the process and the audit's command line (the
+    audit otherwise agrees: data hashes, device, threads)."""
+    import json
+
+    from conftest import strip_volatile
+    from editbench.cli import main
+
+    clock = {"created", "edit_seconds", "eval_seconds", "seconds", "memory", "command"}
+    settings = dict(world="micro", edits=4, checkpoints=[2, 4], protocol="sequential", orders=2, seed=1,
+                    overrides=["ft.steps=3"])
+    assert main(["run", "--method", "ft", "--method", "noedit", "--world", "micro", "--edits", "4",
+                 "--checkpoints", "2,4", "--orders", "2", "--seed", "1", "--set", "ft.steps=3",
+                 "--out", str(tmp_path / "cli"), "--quiet"]) == 0
+    results = editbench.run(["ft", "noedit"], out=tmp_path / "api", **settings)
+    files = sorted(p.relative_to(tmp_path / "cli") for p in (tmp_path / "cli").rglob("results.json"))
+    assert len(files) == 4 and len(results) == 4
+    for name in files:
+        cli_run, api_run = (json.loads((tmp_path / side / name).read_text()) for side in ("cli", "api"))
+        assert cli_run["audit"]["command"].startswith("editbench run --method ft")
+        assert api_run["audit"]["command"].startswith("editbench.run(['ft', 'noedit']")
+        assert strip_volatile(cli_run, clock) == strip_volatile(api_run, clock)
+    # in memory (no out) the same record as on disk
+    memory = editbench.run("noedit", **{**settings, "orders": 1, "overrides": []})
+    disk = json.loads((tmp_path / "api" / "noedit" / "order-0" / "results.json").read_text())
+    assert strip_volatile(memory.results[0], clock | {"order"}) == strip_volatile(disk, clock | {"order"})

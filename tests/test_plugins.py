@@ -44,7 +44,7 @@ def test_entry_point_editor_joins_the_regression_suite(tmp_path, micro_world, ca
     make_plugin(tmp_path)
     env = {**os.environ, "EDITBENCH_CACHE": str(cache_dir),
            "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    code = "from editbench.cli import _methods; print(' '.join(_methods(['all'])))"
+    code = "from editbench.plan import RunPlan; print(' '.join(RunPlan(methods=('all',)).methods))"
     listed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert "toy" in listed.stdout.split() and "rome" in listed.stdout.split(), listed.stderr
     out = tmp_path / "suite"

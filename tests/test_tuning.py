@@ -199,15 +199,14 @@ def test_studies_of_several_methods_in_worker_processes_equal_one_after_another(
 
 
 def test_a_pruned_dev_run_reaches_the_study_as_pruned_not_failed(micro_world, tmp_path):
-    from editbench import cli
+    from editbench.plan import RunPlan
+    from editbench.session import RunSession
     from editbench.tuning import Pruned
+    from editbench.tuning_session import TuneEvaluator
 
-    args = cli.build_parser().parse_args(["tune", "--method", "ft", "--world", "micro", "--split", "dev", "--edits",
-                                          "12", "--out", str(tmp_path), "--quiet"])
-    args.argv = []
-    ctx = cli._RunContext(args, ["ft"])
+    ctx = RunSession(RunPlan(methods=("ft",), world="micro", split="dev", edits=12, out=tmp_path, quiet=True))
     ctx.load()
-    evaluator = cli._TuneEvaluator(ctx, "ft", tmp_path)
+    evaluator = TuneEvaluator(ctx, "ft", tmp_path)
     assert evaluator.checkpoints == [10, 12]
     seen = []
 

@@ -84,6 +84,14 @@ def dataset_benchmark(name: str, data: str, limit: int | None, shuffle: bool, se
                          skipped=loaded.skipped)
 
 
+def requests_benchmark(requests: list[EditRequest], world: bool) -> BenchmarkData:
+    """Edits handed in by a caller (the Python API): fluency texts as for the world's or a dataset's."""
+    fluency = world_gen.fluency_prompts(requests) if world else [r.prompt for r in requests[:8]]
+    return BenchmarkData(name="requests", requests=list(requests), fluency_prompts=fluency,
+                         fluency_tokens=FLUENCY_TOKENS, exam_name="", exam=[], source="python",
+                         total_records=len(requests))
+
+
 def with_exam(data: BenchmarkData, exam: Exam | None) -> BenchmarkData:
     if exam is None:
         data.exam_name, data.exam, data.exam_mode, data.exam_shots = "", [], "cloze", 0

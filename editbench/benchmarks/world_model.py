@@ -408,3 +408,21 @@ def _main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(_main())
+
+
+def world_lines() -> list[str]:
+    """Per world size: edit and dev pool sizes, layers and width, and the fingerprint of the cached
+    copy (or that it is not built yet on this machine)."""
+    from editbench.benchmarks.world import WORLD_SIZES, generate_world
+
+    lines = []
+    for name, config in WORLD_SIZES.items():
+        world = generate_world(config)
+        report_path = world_dir(config) / REPORT_FILE
+        try:
+            built = f"weights sha256 {json.loads(report_path.read_text())['weights_sha256'][:16]} (cached)"
+        except (OSError, ValueError, KeyError):
+            built = "not built on this machine yet"
+        lines.append(f"{name:12s} edition {config.edition}, {len(world.facts_of('edit'))} edit-pool facts, "
+                     f"{len(world.facts_of('dev'))} dev, {config.num_layers} layers x {config.hidden_size}; {built}")
+    return lines

@@ -1,0 +1,394 @@
+"""A run session: executes a `RunPlan` (plan.py), the one run layer under the CLI and the Python API.
+
+A session loads what every method of the run shares (the world, the edits, the exam, the model),
+builds each method's editor with its YAML and checks it against the model before anything runs,
+then hands each (method, config cell, edit order) to an executor: here one after another on the one
+loaded model (θ₀ put back after each), or in worker processes / Ray tasks that each receive the plan
+as JSON (`run_cell`). A failure is recorded in that run's results and the next run goes on.
+"""
+from __future__ import annotations
+
+import logging
+import shlex
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+from editbench.core import ConfigError, EditbenchError, EditRequest, setting
+from editbench.harness.executors import Cell
+from editbench.harness.record import RunRecord
+from editbench.plan import DEFAULT_WORLD_EDITS, RunPlan
+
+LOGGER = logging.getLogger("editbench")
+
+
+@dataclass
+class RunOutcome:
+    """What a session ran: every complete result of its methods, the failures, skipped records."""
+
+    results: list[RunRecord] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    total_records: int = 0
+    source: str = ""
+    cells: list[tuple[dict, str]] = field(default_factory=list)  # a sweep: (config cell, folder name)
+
+    @property
+    def status(self) -> int:
+        """Exit status: 1 when any run failed, else 0."""
+        return 1 if self.failures else 0
+
+
+class RunSession:
+    """What every method of a run shares: the model, the edits, the evaluation suite.
+
+    Made in two stages: the plan is checked when it is made (no model needed); `load` then builds
+    the world and loads the data and the model. A notebook may hand in a loaded `model` and its own
+    `requests` instead of having the plan's loaded."""
+
+    def __init__(self, plan: RunPlan, model=None, requests: Sequence[EditRequest] | None = None,
+                 log: Callable[[str], None] | None = None) -> None:
+        import torch
+
+        from editbench.harness.protocols import get_protocol
+
+        self.plan = plan
+        self.log = log or ((lambda msg: None) if plan.quiet else log_line)
+        torch.set_num_threads(plan.threads)  # fixed before anything is computed: the numbers depend on it
+        show_library_log(quiet=plan.quiet)
+        quiet_transformers()
+        self.classes = plan.editor_classes()
+        self.protocol = get_protocol(plan.protocol)
+        self.overrides = plan.parsed_overrides()
+        self.files = plan.hparams_files()
+        self.device_map, self.max_memory = plan.placement()
+        self.guard = plan.guard()
+        self.generation = plan.generation()
+        self.given_model, self.given_requests = model, None if requests is None else list(requests)
+        self.failures: list[str] = []
+        self.results: list[RunRecord] = []  # this process's complete runs, in the order they ran
+        self.hparams_notes: dict[str, dict] = {}  # per method: its YAML and what its tuning found
+        self.dirty = False  # the loaded model may hold a failed run's changes: load it again
+
+    # ------------------------------------------------------------------ loading
+
+    def load(self) -> None:
+        """Build the world if needed, load the edits, the exam and the model."""
+        from editbench.benchmarks import registry
+        from editbench.harness.context import fit_to_context
+        from editbench.harness.runner import EvalSuite, resolve_checkpoints
+
+        p = self.plan
+        self.world_path = self._world_path()
+        self.data = registry.with_exam(self._benchmark(), registry.exam_for_run(
+            p.exam_name, p.exam_dir, self.world_path, p.exam_shots, p.exam_limit, p.seed, p.exam_mode, p.exam_split))
+        self.checkpoints = resolve_checkpoints(p.checkpoints, len(self.data.requests))
+        self.save_model_at = p.save_points(self.checkpoints)
+        self.model_path = p.model or str(self.world_path)
+        self.lm = self.given_model or self.fresh_model()
+        self.data.requests = fit_to_context(self.lm, self.data.requests, "error" if p.truncate == "none" else "left")
+        self.n_edits = len(self.data.requests)
+        self.suite = EvalSuite(self.data.fluency_prompts, self.data.fluency_tokens, self.data.exam_name,
+                               self.data.exam, self.data.exam_mode, self.data.exam_shots, self.generation)
+        self.audit = self._audit()
+
+    def _world_path(self) -> Path | None:
+        from editbench.benchmarks.world import world_config
+        from editbench.benchmarks.world_model import ensure_world
+
+        p = self.plan
+        if self.given_model is not None:
+            folder = Path(self.given_model.name)
+            return folder if (folder / "world.json").is_file() else None
+        if p.model_world is not None:
+            return p.model_world
+        return ensure_world(world_config(p.world), log=self.log) if p.uses_world else None
+
+    def _benchmark(self):
+        from editbench.benchmarks import registry
+
+        p = self.plan
+        if self.given_requests is not None:
+            return registry.requests_benchmark(self.given_requests, world=self.world_path is not None)
+        if p.benchmark == "world":
+            n_edits = p.edits
+            if n_edits is None:  # 100, or every fact of the pool when it holds fewer
+                n_edits = min(DEFAULT_WORLD_EDITS, registry.world_pool_size(self.world_path, p.split))
+                if n_edits < DEFAULT_WORLD_EDITS:
+                    self.log(f"world '{p.world}': its {p.split} pool holds {n_edits} facts, so {n_edits} edits "
+                             f"(not {DEFAULT_WORLD_EDITS}); {setting('edits')} chooses")
+            return registry.world_benchmark(self.world_path, n_edits, p.seed, p.split)
+        data = registry.dataset_benchmark(p.benchmark, p.data, p.limit, p.shuffle, p.seed, p.on_bad_record)
+        if data.skipped:
+            self.log(f"{len(data.skipped)} record(s) skipped, first: {data.skipped[0]}")
+        if p.edits is not None:
+            if p.edits > len(data.requests):
+                raise ConfigError(f"{setting('edits')} {p.edits} exceeds the {len(data.requests)} edits loaded from "
+                                  f"{data.source}")
+            data.requests = data.requests[: p.edits]
+        return data
+
+    def fresh_model(self):
+        from editbench.harness.models import load_model
+
+        p = self.plan
+        lm = load_model(self.model_path, device=p.device, dtype=p.dtype, device_map=self.device_map,
+                        max_memory=self.max_memory)
+        lm.eval_batch_size, lm.eval_token_budget = p.eval_batch_size, p.eval_token_budget
+        return lm
+
+    def editor(self, method: str, extra: dict | None = None, announce: bool = True):
+        """The method's editor with its config resolved and checked against the model."""
+        from editbench.harness.hparams import resolve_config, tuning_note
+
+        cls = self.classes[method]
+        overrides = {**self.overrides.get(method, {}), **(extra or {})}
+        config, source = resolve_config(cls.config_class, method, self.lm.hparams_key,
+                                        self.lm.model.config.model_type, self.files.get(method), overrides,
+                                        protocol=self.protocol.name)
+        editor = cls(config)
+        editor.check_model(self.lm)
+        self.hparams_notes[method] = tuning_note(source)
+        if announce:
+            self.log(f"{method}: hparams from {source}" + (f" with {overrides}" if overrides else ""))
+        return editor
+
+    def _audit(self) -> dict:
+        """What a reader needs to audit a results file: the command, and the data it read by content."""
+        import hashlib
+        import json
+
+        import torch
+
+        from editbench.harness.cache import sha256_file, sha256_tree
+
+        p, data = self.plan, {}
+        if p.data and Path(p.data).is_file():
+            data[str(p.data)] = sha256_file(Path(p.data))
+        if self.world_path is not None:
+            data[f"world:{p.world}"] = sha256_file(Path(self.world_path) / "world.json")
+        if p.exam_dir is not None:
+            tree = sha256_tree(p.exam_dir)  # one digest over the folder's files and their hashes
+            data[str(p.exam_dir)] = hashlib.sha256(json.dumps(tree, sort_keys=True).encode()).hexdigest()
+        return {"command": p.command, "cwd": str(Path.cwd()), "device": p.device, "dtype": p.dtype,
+                "threads": torch.get_num_threads(), "data_sha256": data}
+
+    # ------------------------------------------------------------------ running
+
+    def run(self) -> RunOutcome:
+        """Every method of the plan on the same edits (each in `out/<method>` when the plan has an out)."""
+        methods = list(self.plan.methods)
+        with _output_lock(self.plan.out):
+            self.claim_outputs([self.plan.out / m for m in methods] if self.plan.out else [])
+            self.load()
+            editors = [self.editor(m) for m in methods]  # every config checked before anything runs
+            self.execute([(m, {}, self._folder(m), m) for m in methods], editors)
+        return self.outcome(methods)
+
+    def sweep(self, grid: dict[str, list]) -> RunOutcome:
+        """One method over every cell of `grid` (key -> values), each cell in its own folder."""
+        import itertools
+
+        method = self.plan.methods[0]
+        cells = [dict(zip(grid, combo)) for combo in itertools.product(*grid.values())]
+        names = [cell_name(cell) for cell in cells]
+        with _output_lock(self.plan.out):
+            self.claim_outputs([self.plan.out / name for name in names])
+            self.load()
+            editors = [self.editor(method, cell) for cell in cells]
+            self.execute([(method, cell, self.plan.out / name, f"{method} {name}")
+                          for cell, name in zip(cells, names)], editors)
+        outcome = self.outcome([method])
+        outcome.cells = list(zip(cells, names))
+        return outcome
+
+    def outcome(self, methods: list[str]) -> RunOutcome:
+        from editbench.harness.results import find_results, load_results
+
+        if self.plan.out is not None:  # every order of every method, wherever it ran
+            results = [load_results(path) for path in find_results(self.plan.out)]
+            results = [r for r in results if r["method"] in methods and r.get("status", "complete") == "complete"]
+        else:
+            results = list(self.results)
+        return RunOutcome(results, list(self.failures), list(self.data.skipped), self.data.total_records,
+                          self.data.source)
+
+    def _folder(self, method: str) -> Path | None:
+        return self.plan.out / method if self.plan.out is not None else None
+
+    def claim_outputs(self, folders: list[Path]) -> None:
+        """Existing results need `resume` (continue) or `overwrite` (replace, each folder just before
+        its method runs, so a run that fails its checks deletes nothing)."""
+        from editbench.harness.store import existing_results
+
+        found = existing_results(folders)
+        if found and not (self.plan.resume or self.plan.overwrite):
+            names = ", ".join(f.name for f in found[:4]) + (" ..." if len(found) > 4 else "")
+            raise ConfigError(f"{setting('out')} {self.plan.out} already holds results for {names}; pass "
+                              f"{setting('resume')} to continue them or {setting('overwrite')} to replace them")
+
+    def execute(self, runs: list[tuple[str, dict, Path | None, str]], editors: list) -> None:
+        """Every (method, config cell, folder, label) on the plan's executor. Locally they share this
+        process's model; in worker processes or Ray tasks each (run, edit order) loads its own."""
+        import shutil
+
+        from editbench.harness.executors import get_executor
+
+        p = self.plan
+        executor = get_executor(p.executor, p.ray_address, p.cpus_per_task, p.gpus_per_task, p.jobs, self.log)
+        if executor.name == "local":
+            for (method, extra, folder, label), editor in zip(runs, editors):
+                self.run_method(editor, folder, label)
+            return
+        cells = []
+        for method, extra, folder, label in runs:
+            if p.overwrite and folder.exists():
+                shutil.rmtree(folder)
+            cells += [Cell(method, str(order_folder(folder, k, p.orders)),
+                           label + (f" order-{k}" if p.orders > 1 else ""), k, extra) for k in range(p.orders)]
+        if executor.name == "ray":
+            self.log(f"{len(cells)} run(s) as Ray tasks ({p.cpus_per_task:g} CPU, {p.gpus_per_task:g} GPU each)")
+        self.failures += executor.run(cells, run_cell, p.to_json())
+
+    def run_method(self, editor, out_dir: Path | None, label: str) -> None:
+        """One method over every edit order, all on the one loaded model (each run puts θ₀ back)."""
+        import shutil
+
+        if self.plan.overwrite and out_dir is not None and out_dir.exists():
+            shutil.rmtree(out_dir)
+        orders = self.plan.orders
+        for order in range(orders):
+            where = order_folder(out_dir, order, orders) if out_dir is not None else None
+            self.run_order(editor, where, label + (f" order-{order}" if orders > 1 else ""), order)
+
+    def run_order(self, editor, where: Path | None, name: str, order: int) -> None:
+        """One run: one method (config cell) on one edit order, into `where` (none: in memory only)."""
+        from editbench.harness.runner import Runner
+        from editbench.harness.store import NullStore, RunStore
+
+        p = self.plan
+        meta = {"benchmark": {
+            "name": self.data.name, "world": None if p.model else p.world, "source": self.data.source,
+            "records": self.data.total_records, "skipped_records": len(self.data.skipped),
+            "limit": p.limit, "shuffle": p.shuffle, "split": p.split if p.model is None else None,
+            "exam_limit": p.exam_limit,
+        }, "order": order, "audit": self.audit, "hparams": self.hparams_notes.get(editor.name)}
+        store = RunStore(where, meta, self.save_model_at, resume=p.resume) if where is not None else NullStore(meta)
+        try:
+            if self.dirty:  # a run failed: its editor may have left anything behind
+                self.lm, self.dirty = self.fresh_model(), False
+            runner = Runner(self.lm, editor, edit_order(self.data.requests, p.seed, order), self.suite,
+                            self.checkpoints, p.seed, log=self.log, protocol=self.protocol, label=name,
+                            progress=self._bar(name), guard=self.guard)
+            results, _ = runner.run(store)
+            runner.restore_base()  # θ₀ again, bit for bit: the next method shares this loaded model
+            self.results.append(store.record(results))
+        except KeyboardInterrupt as exc:
+            store.fail(exc)
+            raise
+        except Exception as exc:  # noqa: BLE001 - one method's failure must not end the others
+            if isinstance(exc, EditbenchError) and not store.started:
+                raise  # bad input found before this run wrote anything: exit 2 as usual
+            store.fail(exc)
+            self.dirty = True
+            message = f"{name}: {type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}"
+            self.failures.append(message)
+            kept = f"recorded in {store.where}" if store.where is not None else "not saved: no output folder"
+            print(f"editbench: {message} ({kept}; going on)", file=sys.stderr)
+            free_accelerator_memory()
+
+    def _bar(self, name: str):
+        """A progress bar over edits on stderr; none when quiet or when stderr is not a terminal."""
+        from tqdm import tqdm
+
+        quiet = self.plan.quiet or not sys.stderr.isatty()
+        return lambda total, done: tqdm(total=total, initial=done, desc=name, unit="edit", file=sys.stderr,
+                                        disable=quiet, dynamic_ncols=True, leave=False)
+
+
+def run_cell(plan_json: str, cell: Cell) -> str | None:
+    """One cell of a plan in this process (a worker or a Ray task): one method, config cell and
+    edit order, on its own copy of the model. Returns a failure line or None."""
+    plan = RunPlan.from_json(plan_json).replace(overwrite=False, quiet=True, executor="local", jobs=1)
+    session = RunSession(plan)
+    session.load()
+    session.run_order(session.editor(cell.method, cell.extra), Path(cell.folder), cell.label, cell.order)
+    return session.failures[0] if session.failures else None
+
+
+def edit_order(requests: list, seed: int, order: int) -> list:
+    """Order 0 is the benchmark's order; order k > 0 a shuffle seeded by (seed, k)."""
+    import random
+
+    if order == 0:
+        return list(requests)
+    shuffled = list(requests)
+    random.Random(f"editbench-order-{seed}-{order}").shuffle(shuffled)
+    return shuffled
+
+
+def order_folder(folder: Path, order: int, orders: int) -> Path:
+    return folder / f"order-{order}" if orders > 1 else folder
+
+
+def cell_name(cell: dict) -> str:
+    """A folder name for a config cell: 'density=0.2-delta_weight=0.8'; anything but letters, digits
+    and . _ : + = , - [ ] becomes '_' (so a value can never name a path outside the run)."""
+    import re
+
+    text = "-".join(f"{k}={v}" for k, v in cell.items()).replace(" ", "")
+    return re.sub(r"[^A-Za-z0-9._:+=,\[\]-]", "_", text).replace("..", "__")
+
+
+def _output_lock(out: Path | None):
+    """The output folder's lock (one command per folder at a time); nothing to lock without one."""
+    import contextlib
+
+    from editbench.harness.store import RunDirLock
+
+    return RunDirLock(out) if out is not None else contextlib.nullcontext()
+
+
+def audit_command(argv: Sequence[str]) -> str:
+    return shlex.join(["editbench", *argv])
+
+
+# ---------------------------------------------------------------------- console
+
+
+def log_line(msg: str) -> None:
+    """Progress messages on stderr, written above any progress bar."""
+    from tqdm import tqdm
+
+    tqdm.write(msg, file=sys.stderr)
+
+
+def show_library_log(quiet: bool) -> None:
+    """Messages editors log (e.g. key statistics cache hits) go to stderr unless quiet."""
+    if not LOGGER.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        LOGGER.addHandler(handler)
+    LOGGER.setLevel(logging.WARNING if quiet else logging.INFO)
+
+
+def quiet_transformers() -> None:
+    """No weight-loading bar per model and no deprecation notices that are not ours to fix."""
+    import warnings
+
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    # peft asks transformers' deprecated is_gradient_checkpointing on every LoRA run
+    warnings.filterwarnings("ignore", message=r".*is_gradient_checkpointing.* is deprecated", category=FutureWarning)
+
+
+def free_accelerator_memory() -> None:
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()

@@ -1,0 +1,191 @@
+"""A tune as a session: each method's Optuna study (tuning.py) run on a plan's world and dev split.
+
+`tune(plan, settings)` runs one study per method, here or through the plan's executor (worker
+processes, Ray: one study per task, its trials one after another, which keeps it seeded and
+resumable); `tune_method` is one study on a loaded `RunSession`. Each returns `TuneOutcome`s the front
+ends print.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from editbench.core import ConfigError, EditbenchError, editor_names, get_editor_class, setting
+from editbench.harness.executors import Cell
+from editbench.plan import RunPlan
+from editbench.session import RunSession
+from editbench.tuning import FLOOR_EDITS, STUDY_FILE, Pruned, TuneSettings
+
+TUNE_PROTOCOLS = ("sequential", "batch")
+
+
+@dataclass
+class TuneOutcome:
+    method: str
+    yaml: Path | None = None  # the chosen YAML (also when the floor was not passed)
+    summary: str = ""  # one line: what was chosen, or why nothing passed
+    passed: bool = False
+
+
+def tune_methods(names: list[str]) -> list[str]:
+    """The methods to tune; 'all': every registered editor that declares a search space."""
+    spaced = [m for m in editor_names() if get_editor_class(m).search_space is not None]
+    return list(dict.fromkeys(m for name in names for m in (spaced if name == "all" else [name])))
+
+
+def check_tune(plan: RunPlan) -> None:
+    if plan.model is not None or plan.benchmark != "world":
+        raise ConfigError(f"tune runs on the world's dev split (benchmark world, no {setting('model')})")
+    if plan.split != "dev":
+        raise ConfigError(f"tune draws its edits from the dev split only ({setting('split')} dev); the "
+                          "leaderboard's edits are never used for tuning")
+    if plan.protocol not in TUNE_PROTOCOLS:
+        raise ConfigError(f"tune chooses configs for the sequential or batch protocol, not {plan.protocol!r}")
+    if plan.out is None:
+        raise ConfigError(f"tune keeps its studies in {setting('out')}: name a folder")
+    for method in plan.methods:
+        if get_editor_class(method).search_space is None:
+            raise ConfigError(f"{method} declares no search space: nothing to tune")
+
+
+def tune(plan: RunPlan, settings: TuneSettings, write: str | None = None, log=None) -> list[TuneOutcome]:
+    """Every method of the plan, each its own study in `out/<method>`."""
+    from editbench.harness.executors import get_executor
+
+    check_tune(plan)
+    if plan.executor == "local" and (plan.jobs == 1 or len(plan.methods) == 1):
+        return [tune_method(plan.replace(methods=(m,)), settings, write) for m in plan.methods]
+    executor = get_executor(plan.executor, plan.ray_address, plan.cpus_per_task, plan.gpus_per_task, plan.jobs, log)
+    job = json.dumps({"plan": plan.to_json(), "settings": dataclasses.asdict(settings), "write": write})
+    cells = [Cell(m, str(plan.out / m), f"tune {m}") for m in plan.methods]
+    failures = executor.run(cells, tune_cell, job)
+    return [TuneOutcome(m, summary=next((f for f in failures if f.startswith(f"tune {m}:")), ""),
+                        passed=not any(f.startswith(f"tune {m}:") for f in failures)) for m in plan.methods]
+
+
+def tune_cell(job: str, cell: Cell) -> str | None:
+    """One method's tune in this process (a worker or a Ray task); a failure line or None."""
+    spec = json.loads(job)
+    plan = RunPlan.from_json(spec["plan"]).replace(methods=(cell.method,), executor="local", jobs=1, quiet=True)
+    try:
+        outcome = tune_method(plan, TuneSettings(**spec["settings"]), spec["write"])
+    except EditbenchError as exc:
+        return f"{cell.label}: {exc}"
+    return None if outcome.passed else f"{cell.label}: {outcome.summary}"
+
+
+class TuneEvaluator:
+    """A tune's trials on the loaded world: the floor (independent edits, no fluency or exam) and the
+    dev run (the tune's protocol, intermediate checkpoints reported to the pruner), each from θ₀."""
+
+    def __init__(self, session: RunSession, method: str, out: Path) -> None:
+        from editbench.harness.runner import EvalSuite
+
+        self.session, self.method, self.out = session, method, out
+        suite = session.suite
+        self.floor_requests = session.data.requests[:FLOOR_EDITS]
+        self.floor_suite = EvalSuite([], suite.fluency_tokens, suite.exam_name, [], suite.exam_mode, 0,
+                                     suite.generation)
+        n = session.n_edits
+        self.checkpoints = [n] if session.protocol.name == "batch" else [t for t in (10, 30) if t < n] + [n]
+
+    def _run(self, values: dict, requests, suite, checkpoints, protocol, on_checkpoint=None):
+        from editbench.harness.runner import Runner
+
+        s = self.session
+        runner = Runner(s.lm, s.editor(self.method, values, announce=False), requests, suite, checkpoints,
+                        s.plan.seed, log=lambda msg: None, protocol=protocol, guard=s.guard,
+                        on_checkpoint=on_checkpoint)
+        try:
+            return runner.run()
+        except (EditbenchError, Pruned):
+            raise
+        except Exception as exc:  # noqa: BLE001 - a trial that breaks is a failed trial, not a failed tune
+            s.lm = s.fresh_model()  # whatever it left behind goes with the old copy
+            raise EditbenchError(f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}") from exc
+        finally:
+            runner.restore_base()
+
+    def floor(self, slot: int, values: dict) -> tuple[float, float]:
+        from editbench.harness.protocols import get_protocol
+
+        results, _ = self._run(values, self.floor_requests, self.floor_suite, [len(self.floor_requests)],
+                               get_protocol("independent"))
+        final = results["checkpoints"][-1]
+        em = final.get("reliability_gen")
+        em = final.get("reliability_em") or 0.0 if em is None else em  # token EM without generation
+        return em, final.get("reliability") or 0.0
+
+    def run(self, slot: int, values: dict, report) -> float:
+        from editbench.harness.runner import write_run
+        from editbench.reports.tables import checkpoint_row
+
+        n = self.session.n_edits
+
+        def observe(results: dict, row: dict) -> None:
+            if row["edits"] < n:
+                report(row["edits"], checkpoint_row(results, row)["score"] or 0.0)
+
+        results, edit_rows = self._run(values, self.session.data.requests, self.session.suite, self.checkpoints,
+                                       self.session.protocol, observe)
+        write_run(self.out / f"trial-{slot:03d}", results, edit_rows)
+        return checkpoint_row(results, results["checkpoints"][-1])["score"] or 0.0
+
+
+def tune_method(plan: RunPlan, settings: TuneSettings, write: str | None = None) -> TuneOutcome:
+    """One method's study (resumed when its journal is there and the plan says resume); writes
+    `out/<method>/tuned.yaml` (and `write`, `{method}` standing for the method) with provenance."""
+    from editbench import tuning
+    from editbench.harness.hparams import hparams_file, load_yaml
+    from editbench.harness.results import atomic_write_json, atomic_write_text, git_sha
+    from editbench.harness.store import RunDirLock
+
+    method = plan.methods[0]
+    check_tune(plan)
+    session = RunSession(plan)
+    out = plan.out / method
+    target = Path(write.replace("{method}", method)) if write else None
+    with RunDirLock(out):
+        _claim_study(plan, out)
+        session.load()
+        evaluator = TuneEvaluator(session, method, out)
+        settings = dataclasses.replace(settings, floor_edits=len(evaluator.floor_requests))
+        tuned = tuning.search(session.classes[method].search_space, session.lm.model.config.num_hidden_layers,
+                              evaluator, out, f"{method}-{plan.world}-{plan.protocol}", settings, log=session.log)
+        run = {"protocol": plan.protocol, "n_edits": session.n_edits, "checkpoints": evaluator.checkpoints,
+               "world": plan.world, "fingerprint": session.lm.fingerprint(), "git_sha": git_sha()}
+        provenance = tuning.provenance_block(tuned, run)
+        base_file = hparams_file(method, session.lm.hparams_key, session.lm.model.config.model_type, plan.protocol)
+        text = tuning.tuned_yaml(method, load_yaml(base_file) if base_file else {}, tuned["chosen"], provenance)
+        atomic_write_json(out / "tune.json", provenance)
+        for path in [out / "tuned.yaml"] + ([target] if target else []):
+            atomic_write_text(path, text)
+    yaml_path = target or out / "tuned.yaml"
+    if not tuned["floor_passed"]:  # the method, not the input, failed: exit 1, like a failed run
+        return TuneOutcome(method, yaml_path, f"{method} on world '{plan.world}' ({plan.protocol}): no point of its "
+                           f"space passed the single-edit floor (generated-answer EM >= {settings.floor_em} on "
+                           f"{settings.floor_edits} independent dev edits) in {settings.budget} trials; best floor "
+                           f"EM {tuned['chosen_floor_em']} at {tuned['chosen']} (kept, marked floor_passed: false)")
+    return TuneOutcome(method, yaml_path, f"{method}: chose {tuned['chosen']} (trial {tuned['chosen_trial']}, dev "
+                       f"score {tuned['dev_score']:.4f}, floor EM {tuned['chosen_floor_em']:.2f}; "
+                       f"{tuned['trials_complete']} complete, {tuned['trials_pruned']} pruned, "
+                       f"{tuned['trials_under_floor']} under the floor of {settings.budget} trials, "
+                       f"{tuned['seconds']:.0f}s)", passed=True)
+
+
+def _claim_study(plan: RunPlan, out: Path) -> None:
+    """`overwrite`: everything in the study's folder but the lock this command holds goes; an existing
+    study without `resume` is an error."""
+    import shutil
+
+    from editbench.harness.store import LOCK_FILE
+
+    if plan.overwrite:
+        for item in out.iterdir():
+            if not item.name.startswith(LOCK_FILE):
+                shutil.rmtree(item) if item.is_dir() else item.unlink()
+    elif (out / STUDY_FILE).exists() and not plan.resume:
+        raise ConfigError(f"{setting('out')} {out} already holds a tune; pass {setting('resume')} to continue it or "
+                          f"{setting('overwrite')} to start again")
