@@ -28,7 +28,7 @@ REGRESS_REF      ?= HEAD
 AGAIN   := $(if $(filter 1,$(RESUME)),--resume,--overwrite)
 
 
-.PHONY: cost-table report-check profile gpu-check paper paper-methods paper-ablations tune install leaderboard compare regress regress-baseline baseline test bench world sweep-merge sweep-layer clean
+.PHONY: test-fast cost-table report-check profile gpu-check paper paper-methods paper-ablations tune install leaderboard compare regress regress-baseline baseline test bench world sweep-merge sweep-layer clean
 
 $(VENV): pyproject.toml
 	python3 -m venv .venv
@@ -154,6 +154,10 @@ sweep-layer: $(VENV)
 
 test: $(VENV)
 	$(PY) -m pytest -q tests -m 'not bench'
+
+# The tiers (markers set in tests/conftest.py): no trained world and no ../shared/data, under a minute.
+test-fast: $(VENV)
+	$(PY) -m pytest -q tests -m 'not bench and not integration and not real_data'
 
 # Speed benchmarks (pytest-benchmark; each run saved under .benchmarks/ and compared with the last
 # one saved), then the before/after timings of scripts/speed.py (12-layer pico, MEMIT mass edit,

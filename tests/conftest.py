@@ -11,6 +11,20 @@ import torch
 SHARED_DATA = Path(os.environ.get("EDITBENCH_DATA") or Path(__file__).resolve().parents[1].parent / "shared" / "data")
 
 
+# Tiers (markers, see docs/development.md): a test that needs the trained micro world, or the cache it
+# lives in, is `integration`; one that reads ../shared/data is `real_data` (and skips without it).
+# `make test-fast` runs neither; `make test` (what CI runs) runs every test.
+WORLD_FIXTURES = frozenset({"cache_dir", "micro_world", "micro_lm", "micro_requests"})
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    for item in items:
+        if WORLD_FIXTURES & set(item.fixturenames):
+            item.add_marker(pytest.mark.integration)
+        if item.get_closest_marker("real_data") and not SHARED_DATA.is_dir():
+            item.add_marker(pytest.mark.skip(reason=f"real data folder {SHARED_DATA} is absent"))
+
+
 @pytest.fixture(scope="session")
 def cache_dir(tmp_path_factory) -> Path:
     """A fresh cache for the session, so the world build itself is exercised once per run."""

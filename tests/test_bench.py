@@ -47,6 +47,7 @@ def test_evaluation_speed(benchmark, micro_lm, micro_world):
     assert exam_accuracy(micro_lm, data.exam) > 0.9
 
 
+@pytest.mark.real_data
 def test_ceval_letter_exam_speed(benchmark, micro_lm):
     """Scoring one C-Eval question per subject (52, 5-shot letter prompts) on the micro world model."""
     from conftest import SHARED_DATA

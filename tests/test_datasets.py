@@ -10,7 +10,7 @@ from editbench.benchmarks.exams import load_exam
 from editbench.cli import main
 from editbench.core import ConfigError, DataError
 
-needs_data = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"real data folder {SHARED_DATA} is absent")
+needs_data = pytest.mark.real_data  # skipped when the folder is absent (conftest)
 
 
 @needs_data
