@@ -1,0 +1,44 @@
+"""The README and docs/: short, linked, and agreeing with the data files and code they quote."""
+import json
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+FINGERPRINTS = json.loads((ROOT / "docs" / "measurements" / "world-fingerprints.json").read_text())
+
+
+def test_readme_fits_on_a_screen_and_its_links_exist():
+    text = README.read_text()
+    assert len(text.splitlines()) <= 150
+    links = re.findall(r"\]\(((?:docs/)[^)#]+)", text)
+    assert len(links) >= 10 and all((ROOT / link).exists() for link in links)
+
+
+def test_every_relative_link_in_docs_exists():
+    broken = [f"{page.name}: {link}" for page in (ROOT / "docs").rglob("*.md")
+              for link in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", page.read_text())
+              if not (page.parent / link).exists()]
+    assert broken == []
+
+
+def test_fingerprints_in_the_docs_are_the_data_files():
+    table = (ROOT / "docs" / "world.md").read_text()
+    for machine, worlds in FINGERPRINTS["machines"].items():
+        for world, sha in worlds.items():
+            assert re.search(rf"\| `{world}` \|.*`{sha}`", table), (machine, world)
+    lead = FINGERPRINTS["machines"][FINGERPRINTS["leaderboard_machine"]]["default"]
+    quoted = re.search(r"default world \(weights `([0-9a-f]+)`", README.read_text()).group(1)
+    assert lead.startswith(quoted)
+    assert all(sha in table for worlds in FINGERPRINTS["machines"].values() for sha in worlds.values())
+    assert len(set(re.findall(r"`([0-9a-f]{64})`", table))) == sum(map(len, FINGERPRINTS["machines"].values()))
+
+
+def test_every_run_setting_is_documented_for_the_python_api():
+    from editbench.plan import GROUPS, plan_fields
+
+    page = (ROOT / "docs" / "python-api.md").read_text()
+    rows = {line.split("|")[1].strip(): line for line in page.splitlines() if line.startswith("| ")}
+    for field in plan_fields():
+        assert f"`{field.name}`" in rows[field.metadata["group"]], field.name
+    assert set(GROUPS) <= set(rows)
