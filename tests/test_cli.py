@@ -226,9 +226,11 @@ def test_library_errors_name_settings_and_the_cli_shows_flags(micro_world, tmp_p
     from editbench.core import ConfigError, setting
 
     root = Path(__file__).resolve().parents[1] / "editbench"
+    # reports/regress.py is left out: it runs `editbench run` at another commit, so its suite is argv
     library = [*(root / name for name in ("core.py", "plan.py", "session.py", "tuning.py", "tuning_session.py",
                                           "api.py")),
-               *(root / "harness").glob("*.py"), *(root / "benchmarks").glob("*.py"), *(root / "methods").glob("*.py")]
+               *(root / "harness").glob("*.py"), *(root / "benchmarks").glob("*.py"), *(root / "methods").glob("*.py"),
+               *(path for path in (root / "reports").glob("*.py") if path.name != "regress.py")]
     flagged = [f"{path.name}:{n}" for path in library for n, line in enumerate(path.read_text().splitlines(), 1)
                if re.search(r"(^|[\s`(\"'])--[a-z]", line)]  # messages, comments and docstrings alike
     assert flagged == []

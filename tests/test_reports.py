@@ -187,9 +187,9 @@ def test_report_options_pick_formats_figures_and_checkpoint(tmp_path):
     md = (run / "leaderboard.md").read_text()
     final = md.split("## Final checkpoint")[1].split("##")[0]
     assert "| alpha | sequential | 1 |" in final and "| 10 |" not in final
-    with pytest.raises(DataError, match="--checkpoint 7: no run has it"):
+    with pytest.raises(DataError, match="`checkpoint` 7: no run has it"):
         write_report(run, checkpoint=7)
-    with pytest.raises(DataError, match="--format pdf: unknown"):
+    with pytest.raises(DataError, match="`format` pdf: unknown"):
         write_report(run, formats=("pdf",))
 
 

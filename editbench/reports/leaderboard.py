@@ -6,7 +6,7 @@ import base64
 import html
 from pathlib import Path
 
-from editbench.core import DataError
+from editbench.core import DataError, setting
 from editbench.harness.results import (
     atomic_write_json, atomic_write_text, find_results, load_results, remove_stale_temps,
 )
@@ -51,7 +51,7 @@ def _header_lines(facts: dict) -> list[str]:
         f"{','.join(map(str, facts['checkpoints']))}, seed(s) {','.join(map(str, facts['seeds']))}, "
         f"edit orders {facts['orders']}",
         f"exam: {facts['exam']} ({facts.get('exam_questions') or 0} questions"
-        + (f", subsampled: {facts['exam_limit']} per subject, seeded (--exam-limit)" if facts.get("exam_limit") else "")
+        + (f", subsampled: {facts['exam_limit']} per subject, seeded (exam_limit)" if facts.get("exam_limit") else "")
         + f"; pre-edit accuracy {tables._num(facts['exam_accuracy_pre'])}), "
         f"pre-edit fluency {tables._num(facts['fluency_pre'], 2)}",
         _evaluation_line(facts),
@@ -136,7 +136,7 @@ def write_report(run_dir: Path, log=None, formats: tuple[str, ...] = FORMATS, me
     run_dir = Path(run_dir)
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:
-        raise DataError(f"report --format {','.join(unknown)}: unknown (valid: {', '.join(FORMATS)})")
+        raise DataError(f"report {setting('format')} {','.join(unknown)}: unknown (valid: {', '.join(FORMATS)})")
     paths = find_results(run_dir)
     remove_stale_temps(run_dir)  # left by a report killed mid-way
     results, paths, left_out = complete_only([load_results(p) for p in paths], paths)
@@ -154,13 +154,13 @@ def write_report(run_dir: Path, log=None, formats: tuple[str, ...] = FORMATS, me
     else:
         final = [r for r in every if r["edits"] == checkpoint]
         if not final:
-            raise DataError(f"report --checkpoint {checkpoint}: no run has it (checkpoints: "
+            raise DataError(f"report {setting('checkpoint')} {checkpoint}: no run has it (checkpoints: "
                             f"{','.join(map(str, sorted({r['edits'] for r in every})))})")
     final.sort(key=lambda r: (r.get("protocol") or "", -(r["score"] if r["score"] is not None else -1)))
     chosen = plots.CURVE_METRICS if metrics is None else tuple(metrics)
     bad = [m for m in chosen if m not in plots.CURVE_METRICS]
     if bad:
-        raise DataError(f"report --metrics {','.join(bad)}: unknown (valid: {', '.join(plots.CURVE_METRICS)})")
+        raise DataError(f"report {setting('metrics')} {','.join(bad)}: unknown (valid: {', '.join(plots.CURVE_METRICS)})")
     figures = plots.metric_curves(every, run_dir, chosen) + plots.radar_charts(final, run_dir) \
         + plots.gap_chart(final, run_dir)
     comparison = _comparison(run_dir)

@@ -1,7 +1,7 @@
 """Results -> rows -> Markdown / CSV / HTML tables.
 
 A row is one method at one checkpoint. Per-edit metrics carry a 95% bootstrap interval over edits
-(`<metric>_ci`); with several edit orders (`--orders K`) rows of the same method and checkpoint are
+(`<metric>_ci`); with several edit orders (`orders` K) rows of the same method and checkpoint are
 combined into mean and standard deviation across orders (`<metric>_std`).
 """
 from __future__ import annotations
