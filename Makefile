@@ -152,12 +152,15 @@ sweep-layer: $(VENV)
 	$(PY) -m editbench sweep --method rsft --grid layer=0,1,2,3 \
 		--world $(WORLD) --edits $(SWEEP_N) --checkpoints $(SWEEP_N) --seed $(SEED) --out runs/sweep-layer $(AGAIN) --quiet
 
+# One test process per core (pytest-xdist; at most 8: each holds a model), one torch thread each; the
+# micro world is trained once, by whichever process needs it first, and shared.
+TEST_PROCS ?= auto
 test: $(VENV)
-	$(PY) -m pytest -q tests -m 'not bench'
+	$(PY) -m pytest -q -n $(TEST_PROCS) --maxprocesses 8 --dist loadgroup tests -m 'not bench'
 
 # The tiers (markers set in tests/conftest.py): no trained world and no ../shared/data, under a minute.
 test-fast: $(VENV)
-	$(PY) -m pytest -q tests -m 'not bench and not integration and not real_data'
+	$(PY) -m pytest -q -n $(TEST_PROCS) --maxprocesses 8 tests -m 'not bench and not integration and not real_data'
 
 # Speed benchmarks (pytest-benchmark; each run saved under .benchmarks/ and compared with the last
 # one saved), then the before/after timings of scripts/speed.py (12-layer pico, MEMIT mass edit,

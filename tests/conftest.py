@@ -25,10 +25,24 @@ def pytest_collection_modifyitems(config, items) -> None:
             item.add_marker(pytest.mark.skip(reason=f"real data folder {SHARED_DATA} is absent"))
 
 
+def pytest_configure(config) -> None:
+    # One torch thread per test process: `make test` runs one process per core (pytest-xdist), and
+    # every command the tests run sets one thread anyway (the run plan's `threads`).
+    torch.set_num_threads(1)
+
+
 @pytest.fixture(scope="session")
 def cache_dir(tmp_path_factory) -> Path:
-    """A fresh cache for the session, so the world build itself is exercised once per run."""
-    path = Path(os.environ.get("EDITBENCH_TEST_CACHE") or tmp_path_factory.mktemp("editbench-cache"))
+    """A fresh cache for the session, so the world build itself is exercised once per run. Under
+    pytest-xdist every worker shares one (the session's base folder): the first to need the world
+    builds it under the cache's build lock while the others wait, so it is trained once."""
+    if os.environ.get("EDITBENCH_TEST_CACHE"):
+        path = Path(os.environ["EDITBENCH_TEST_CACHE"])
+    elif os.environ.get("PYTEST_XDIST_WORKER"):
+        path = tmp_path_factory.getbasetemp().parent / "editbench-cache"
+        path.mkdir(exist_ok=True)
+    else:
+        path = tmp_path_factory.mktemp("editbench-cache")
     os.environ["EDITBENCH_CACHE"] = str(path)
     return path
 

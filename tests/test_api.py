@@ -49,10 +49,10 @@ def test_the_cli_and_the_api_run_one_plan_alike(micro_world, tmp_path):
     from editbench.cli import main
 
     clock = {"created", "edit_seconds", "eval_seconds", "seconds", "memory", "command"}
-    settings = dict(world="micro", edits=4, checkpoints=[2, 4], protocol="sequential", orders=2, seed=1,
+    settings = dict(world="micro", edits=3, checkpoints=[1, 3], protocol="sequential", orders=2, seed=1,
                     overrides=["ft.steps=3"])
-    assert main(["run", "--method", "ft", "--method", "noedit", "--world", "micro", "--edits", "4",
-                 "--checkpoints", "2,4", "--orders", "2", "--seed", "1", "--set", "ft.steps=3",
+    assert main(["run", "--method", "ft", "--method", "noedit", "--world", "micro", "--edits", "3",
+                 "--checkpoints", "1,3", "--orders", "2", "--seed", "1", "--set", "ft.steps=3",
                  "--out", str(tmp_path / "cli"), "--quiet"]) == 0
     results = editbench.run(["ft", "noedit"], out=tmp_path / "api", **settings)
     files = sorted(p.relative_to(tmp_path / "cli") for p in (tmp_path / "cli").rglob("results.json"))

@@ -10,6 +10,7 @@ from conftest import strip_volatile
 from editbench import cli
 
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install -e '.[ray]')")
+pytestmark = pytest.mark.xdist_group("ray")  # one Ray instance: these tests share a test process
 
 VOLATILE = {"created", "edit_seconds", "eval_seconds", "seconds", "memory", "audit", "machine"}
 
