@@ -129,7 +129,6 @@ def run(methods: str | Iterable[str], model: LoadedModel | str | None = None,
     checkpoints=[1, 20], protocol="batch", out="runs/nb", jobs=2, resume=True` (docs/python-api.md
     lists them); without `out` nothing is written. `model`: a loaded model (shared, put back to θ₀
     after each method) or a name; `requests`: your own edits instead of the plan's benchmark."""
-    from editbench.plan import RunPlan
     from editbench.session import RunSession
 
     given = model if isinstance(model, LoadedModel) else None

@@ -21,11 +21,11 @@ from typing import Any
 
 from editbench.benchmarks.world import WORLD_SIZES
 from editbench.core import ConfigError, editor_names, get_editor_class, setting
+from editbench.harness.protocols import PROTOCOL_NAMES
 
 GROUPS = ("data", "exam", "scoring", "model and placement", "protocol and checkpoints", "editors",
           "update guard", "output and resume", "execution")
 DEFAULT_WORLD_EDITS = 100  # without `edits`: 100 world edits, or every fact of a smaller pool
-WORLD_PROTOCOLS = ("sequential", "batch", "independent", "immediate")
 DEVICE_MAPS = ("auto", "balanced", "balanced_low_0", "sequential")
 
 
@@ -85,6 +85,13 @@ class RunPlan:
     wild_context: str = _opt("question", "scoring", "wild: the question alone, the paper's QA instruction, or the "
                              "chat template", choices=("question", "qa_inst", "chat"))
     eval_batch_size: int = _opt(64, "scoring", "rows per evaluation forward pass", type=int)
+    eval_sample: int | None = _opt(None, "scoring", "retention at each checkpoint but the last scored on a seeded "
+                                   "sample of this many earlier edits (the last scores all): the evaluation cost "
+                                   "stays flat on long streams, the intervals widen accordingly", type=int)
+    perplexity_text: Path | None = _opt(None, "scoring", "a UTF-8 text file whose non-empty lines are held-out texts "
+                                       "(never trained on, never edited): their perplexity is measured before the "
+                                       "first edit and at every checkpoint (default: the world's held-out sentences "
+                                       "on the world, none otherwise)", type=Path)
     eval_token_budget: int | None = _opt(None, "scoring", "padded tokens per evaluation forward pass (rows are cut "
                                          "to fit; default: no limit)", type=int)
     # --- model and placement
@@ -100,8 +107,13 @@ class RunPlan:
     protocol: str = _opt("sequential", "protocol and checkpoints", "sequential: batches of the method's "
                          "batch_size, never reset (default); batch: for each checkpoint T, the first T edits in one "
                          "call from the unedited weights; independent: each edit alone from the unedited weights; "
-                         "immediate: as sequential, each edit scored right after its own call (no retention)",
-                         choices=WORLD_PROTOCOLS)
+                         "immediate: as sequential, each edit scored right after its own call (no retention); "
+                         "presets: lifelong-k1 (sequential, 1 edit per call: WISE), lifelong-k100 (sequential, 100 "
+                         "per call: AlphaEdit, ENCORE, LyapLock, UltraEdit), easyedit-immediate (immediate, 1 per "
+                         "call: EasyEdit's edit())", choices=PROTOCOL_NAMES)
+    step_size: int | None = _opt(None, "protocol and checkpoints", "edits per editor call, for any method "
+                                 "(sequential, immediate, independent; default: the method's batch_size, 1 for "
+                                 "every built-in editor); recorded, and named in reports as K", type=int)
     checkpoints: tuple[int, ...] | None = _opt(None, "protocol and checkpoints", "e.g. 1,10,100 (the last edit is "
                                                "always one; default: powers of ten up to N, and N)", type=_ints)
     orders: int = _opt(1, "protocol and checkpoints", "run K seeded orders of the same edits; reports give mean ± "
@@ -152,7 +164,7 @@ class RunPlan:
         for name in ("checkpoints", "save_model_at"):
             if getattr(self, name) is not None:
                 fix(name, tuple(getattr(self, name)))
-        for name in ("data_dir", "exam_dir", "out"):
+        for name in ("data_dir", "exam_dir", "out", "perplexity_text"):
             if getattr(self, name) is not None:
                 fix(name, Path(getattr(self, name)))
         if self.data_dir is None and os.environ.get("EDITBENCH_DATA"):
@@ -286,7 +298,7 @@ class RunPlan:
             value, choices = getattr(self, f.name), f.metadata.get("choices")
             if choices and value is not None and value not in choices:
                 raise ConfigError(f"{setting(f.name)} {value!r} is not one of {', '.join(map(str, choices))}")
-        get_protocol(self.protocol)
+        get_protocol(self.protocol, self.step_size)
         if not 1 <= self.threads <= 1024:
             raise ConfigError(f"{setting('threads')} must be in 1..1024, got {self.threads}")
         if self.jobs < 1:
@@ -323,6 +335,8 @@ class RunPlan:
         if self.exam in ("ceval", "mmlu") and self.exam_dir is None:
             raise ConfigError(f"exam '{self.exam}' needs {setting('exam_dir')} (the folder with dev/ val/ and "
                               "subject_mapping.json)")
+        if self.perplexity_text is not None and not self.perplexity_text.is_file():
+            raise ConfigError(f"{setting('perplexity_text')} {self.perplexity_text}: no such file")
         if self.exam_dir is not None and not self.exam_dir.is_dir():
             raise ConfigError(f"{setting('exam_dir')} {self.exam_dir}: no such directory")
         if self.out is not None and self.out.exists() and not self.out.is_dir():
@@ -335,7 +349,7 @@ class RunPlan:
     def _check_numbers(self) -> None:
         if self.edits is not None and self.edits < 1:
             raise ConfigError(f"{setting('edits')} must be >= 1, got {self.edits}")
-        for name, low in (("seed", 0), ("limit", 1), ("exam_limit", 1), ("exam_shots", 0), ("orders", 1),
+        for name, low in (("seed", 0), ("limit", 1), ("eval_sample", 1), ("exam_limit", 1), ("exam_shots", 0), ("orders", 1),
                           ("eval_batch_size", 1), ("eval_token_budget", 1)):
             value = getattr(self, name)
             if value is not None and not low <= value < 2**63:

@@ -59,7 +59,7 @@ class RunSession:
         show_library_log(quiet=plan.quiet)
         quiet_transformers()
         self.classes = plan.editor_classes()
-        self.protocol = get_protocol(plan.protocol)
+        self.protocol = get_protocol(plan.protocol, plan.step_size)
         self.overrides = plan.parsed_overrides()
         self.files = plan.hparams_files()
         self.device_map, self.max_memory = plan.placement()
@@ -83,6 +83,8 @@ class RunSession:
         self.world_path = self._world_path()
         self.data = registry.with_exam(self._benchmark(), registry.exam_for_run(
             p.exam_name, p.exam_dir, self.world_path, p.exam_shots, p.exam_limit, p.seed, p.exam_mode, p.exam_split))
+        if p.perplexity_text is not None:
+            self.data.heldout_texts = registry.text_lines(p.perplexity_text)
         self.checkpoints = resolve_checkpoints(p.checkpoints, len(self.data.requests))
         self.save_model_at = p.save_points(self.checkpoints)
         self.model_path = p.model or str(self.world_path)
@@ -90,7 +92,8 @@ class RunSession:
         self.data.requests = fit_to_context(self.lm, self.data.requests, "error" if p.truncate == "none" else "left")
         self.n_edits = len(self.data.requests)
         self.suite = EvalSuite(self.data.fluency_prompts, self.data.fluency_tokens, self.data.exam_name,
-                               self.data.exam, self.data.exam_mode, self.data.exam_shots, self.generation)
+                               self.data.exam, self.data.exam_mode, self.data.exam_shots, self.generation,
+                               self.data.heldout_texts)
         self.audit = self._audit()
 
     def _world_path(self) -> Path | None:
@@ -110,7 +113,7 @@ class RunSession:
 
         p = self.plan
         if self.given_requests is not None:
-            return registry.requests_benchmark(self.given_requests, world=self.world_path is not None)
+            return registry.requests_benchmark(self.given_requests, self.world_path)
         if p.benchmark == "world":
             n_edits = p.edits
             if n_edits is None:  # 100, or every fact of the pool when it holds fewer
@@ -280,7 +283,7 @@ class RunSession:
                 self.lm, self.dirty = self.fresh_model(), False
             runner = Runner(self.lm, editor, edit_order(self.data.requests, p.seed, order), self.suite,
                             self.checkpoints, p.seed, log=self.log, protocol=self.protocol, label=name,
-                            progress=self._bar(name), guard=self.guard)
+                            progress=self._bar(name), guard=self.guard, eval_sample=p.eval_sample)
             results, _ = runner.run(store)
             runner.restore_base()  # θ₀ again, bit for bit: the next method shares this loaded model
             self.results.append(store.record(results))

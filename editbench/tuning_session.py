@@ -43,6 +43,9 @@ def check_tune(plan: RunPlan) -> None:
                           "leaderboard's edits are never used for tuning")
     if plan.protocol not in TUNE_PROTOCOLS:
         raise ConfigError(f"tune chooses configs for the sequential or batch protocol, not {plan.protocol!r}")
+    if plan.step_size is not None:
+        raise ConfigError(f"tune chooses configs for the method's own call size; a {setting('step_size')} is not "
+                          "tuned for (run the chosen YAML with one)")
     if plan.out is None:
         raise ConfigError(f"tune keeps its studies in {setting('out')}: name a folder")
     for method in plan.methods:

@@ -35,6 +35,11 @@ from editbench.plan import RunPlan, plan_fields
     (dict(device_map="/nonexistent.json"), "`device_map` '/nonexistent.json': auto, balanced"),
     (dict(device="cuda:0"), "CUDA is not available"),
     (dict(eval_mode="nosuch"), "`eval_mode` 'nosuch' is not one of"),
+    (dict(protocol="batch", step_size=5), "`step_size` does not apply to it"),
+    (dict(protocol="lifelong-k100", step_size=5), "contradicts it"),
+    (dict(step_size=0), "`step_size` must be >= 1"),
+    (dict(eval_sample=0), "`eval_sample` must be in [1, 2**63)"),
+    (dict(perplexity_text="/nonexistent.txt"), "`perplexity_text` /nonexistent.txt: no such file"),
 ])
 def test_bad_settings_fail_when_the_plan_is_made(settings, message, tmp_path):
     settings = {"methods": ("ft",), "out": tmp_path / "run", **settings}

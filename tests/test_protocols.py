@@ -1,5 +1,6 @@
 """Edit protocols and editor state: batch starts every checkpoint from θ₀ with all T edits in one call;
 sequential never resets; R-SFT+Merge's cumulative scope serves θ_base + w·prune(θ_sft − θ_base)."""
+import pytest
 import torch
 
 from conftest import state_copy
@@ -153,3 +154,85 @@ def test_checkpoints_record_how_far_each_edited_matrix_moved(micro_lm, micro_wor
         assert abs(moved["update_norm"] - shift * w0.numel() ** 0.5) < 1e-4
         assert abs(moved["norm_ratio"] - ((w0 + shift).norm() / w0.norm()).item()) < 1e-5
         assert cp["weights"]["max_norm_ratio"] == moved["norm_ratio"]
+
+
+def test_step_size_and_presets_name_the_call_size():
+    """A step size K is the protocol's, for any method: calls of K edits cut at checkpoints
+    (independent: groups of K from θ₀); batch takes none; a preset is a protocol and a K."""
+    from editbench.core import ConfigError
+    from editbench.harness.protocols import resolve_protocol
+
+    steps = get_protocol("sequential", 3).steps([4, 8], batch_size=1)
+    assert [list(s.indices) for s in steps] == [[0, 1, 2], [3], [4, 5, 6], [7]]
+    assert [s.checkpoint for s in steps] == [None, 4, None, 8]
+    assert [list(s.indices) for s in get_protocol("sequential").steps([4], batch_size=2)] == [[0, 1], [2, 3]]
+    groups = get_protocol("independent", 2).steps([4], batch_size=1)
+    assert [list(s.indices) for s in groups] == [[0, 1], [2, 3]] and all(s.reset for s in groups)
+    assert get_protocol("sequential", 100).label(1) == "sequential K=100" and get_protocol("sequential").label(1) == \
+        "sequential"
+    assert resolve_protocol("lifelong-k100") == ("sequential", 100)
+    assert resolve_protocol("easyedit-immediate") == ("immediate", 1)
+    with pytest.raises(ConfigError, match="does not apply"):
+        get_protocol("batch", 10)
+    with pytest.raises(ConfigError, match="contradicts it"):
+        get_protocol("lifelong-k1", 5)
+
+
+def test_a_step_size_run_calls_the_editor_with_k_edits_and_says_so(micro_world, tmp_path):
+    import json
+
+    from editbench.cli import main
+
+    assert main(["run", "--method", "ft", "--world", "micro", "--edits", "6", "--checkpoints", "3,6",
+                 "--step-size", "3", "--out", str(tmp_path), "--quiet"]) == 0
+    rows = [json.loads(line) for line in (tmp_path / "ft" / "edits.jsonl").read_text().splitlines()]
+    assert [r["batch"] for r in rows] == [0, 0, 0, 1, 1, 1]
+    results = json.loads((tmp_path / "ft" / "results.json").read_text())
+    assert results["step_size"] == 3 and results["protocol_label"] == "sequential K=3"
+    assert results["plan"]["step_size"] == 3
+
+
+def test_eval_sample_scores_a_seeded_sample_until_the_last_checkpoint(micro_lm, micro_world):
+    data = world_benchmark(micro_world, 12, seed=0)
+    suite = EvalSuite([], 8, "", [])
+
+    def run():
+        from editbench.methods.noedit import NoEdit
+
+        results, _ = Runner(micro_lm, NoEdit(), data.requests, suite, [4, 8, 12], 0, log=lambda m: None,
+                            eval_sample=3).run()
+        return results
+
+    first, again = run(), run()
+    cases = [[e["case_id"] for e in cp["per_edit"]] for cp in first["checkpoints"]]
+    assert [len(c) for c in cases] == [3, 3, 12] and [cp.get("scored_edits") for cp in first["checkpoints"]] == \
+        [3, 3, None]
+    ids = [r.case_id for r in data.requests]
+    assert set(cases[0]) <= set(ids[:4]) and set(cases[1]) <= set(ids[:8])
+    assert cases == [[e["case_id"] for e in cp["per_edit"]] for cp in again["checkpoints"]]  # seeded
+    assert first["plan"]["eval_sample"] == 3
+
+
+def test_perplexity_is_the_mean_next_token_nll_and_rises_when_the_model_breaks(micro_lm, micro_world):
+    """Golden: the batched, padded implementation equals exp(mean NLL) from one unpadded forward pass
+    per text over every token after the text's first word; wrecking an MLP raises it."""
+    import math
+
+    from editbench.benchmarks.world import heldout_text
+    from editbench.benchmarks.world_model import load_world
+    from editbench.harness import metrics
+
+    texts = heldout_text(load_world(micro_world))[:20]
+    nll, count = 0.0, 0
+    with torch.no_grad():
+        for text in texts:
+            ids = micro_lm.tokenizer(text).input_ids
+            head = len(micro_lm.tokenizer(text.split(" ")[0]).input_ids)
+            logp = torch.log_softmax(micro_lm.model(input_ids=torch.tensor([ids])).logits[0].double(), -1)
+            nll -= sum(logp[i - 1, ids[i]].item() for i in range(head, len(ids)))
+            count += len(ids) - head
+    ppl = metrics.perplexity(micro_lm, texts)
+    assert ppl == pytest.approx(math.exp(nll / count), rel=1e-5) and 1.0 < ppl < 10.0
+    with torch.no_grad():
+        micro_lm.model.model.layers[1].mlp.down_proj.weight.mul_(8.0)
+    assert metrics.perplexity(micro_lm, texts) > 1.3 * ppl  # measured: 1.63 -> 2.59

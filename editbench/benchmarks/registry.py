@@ -43,6 +43,7 @@ class BenchmarkData:
     source: str = ""
     total_records: int = 0
     skipped: list[str] = field(default_factory=list)
+    heldout_texts: list[str] = field(default_factory=list)  # perplexity's text: never trained on, never edited
 
 
 def check_names(benchmark: str, exam: str | None) -> None:
@@ -71,6 +72,7 @@ def world_benchmark(world_path: Path, n_edits: int, seed: int, split: str = "edi
         name="world", requests=requests, fluency_prompts=world_gen.fluency_prompts(requests),
         fluency_tokens=FLUENCY_TOKENS,
         exam_name="world", exam=exam.questions, source=f"world:{world.config.name}", total_records=len(requests),
+        heldout_texts=world_gen.heldout_text(world),
     )
 
 
@@ -84,12 +86,25 @@ def dataset_benchmark(name: str, data: str, limit: int | None, shuffle: bool, se
                          skipped=loaded.skipped)
 
 
-def requests_benchmark(requests: list[EditRequest], world: bool) -> BenchmarkData:
-    """Edits handed in by a caller (the Python API): fluency texts as for the world's or a dataset's."""
+def requests_benchmark(requests: list[EditRequest], world_path: Path | None) -> BenchmarkData:
+    """Edits handed in by a caller (the Python API): fluency and held-out texts as for the world's
+    edits on a world model, as for a dataset's otherwise."""
+    world = load_world(world_path) if world_path is not None else None
     fluency = world_gen.fluency_prompts(requests) if world else [r.prompt for r in requests[:8]]
     return BenchmarkData(name="requests", requests=list(requests), fluency_prompts=fluency,
                          fluency_tokens=FLUENCY_TOKENS, exam_name="", exam=[], source="python",
-                         total_records=len(requests))
+                         total_records=len(requests), heldout_texts=world_gen.heldout_text(world) if world else [])
+
+
+def text_lines(path: Path) -> list[str]:
+    """The non-empty lines of a UTF-8 text file (held-out text for perplexity)."""
+    try:
+        lines = [line.strip() for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{setting('perplexity_text')} {path}: unreadable ({type(exc).__name__})") from None
+    if not lines:
+        raise ConfigError(f"{setting('perplexity_text')} {path}: holds no text")
+    return lines
 
 
 def with_exam(data: BenchmarkData, exam: Exam | None) -> BenchmarkData:

@@ -469,6 +469,14 @@ def _portability(world: World, fact: Fact, target_new: str, rng: random.Random) 
     return pairs
 
 
+def heldout_text(world: World, limit: int = 256) -> list[str]:
+    """Sentences the model never saw and no edit touches: facts of the never-edited pools (locality,
+    exam) in their held-out phrasings, a seeded sample of `limit` (for perplexity, a collapse signal)."""
+    sentences = [f.sentence(t) for pool in ("locality", "exam") for f in world.facts_of(pool)
+                 for t in f.heldout_templates]
+    return random.Random(world.config.seed + 7).sample(sentences, min(limit, len(sentences)))
+
+
 def fluency_prompts(requests: list[EditRequest], limit: int = 8) -> list[str]:
     """Open-ended prompts about the first edited subjects: the model continues with a biography."""
     subjects = list(dict.fromkeys(r.subject for r in requests))

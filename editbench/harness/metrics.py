@@ -252,6 +252,16 @@ def ngram_entropy(text: str, ns: Sequence[int] = (2, 3), weights: Sequence[float
     return sum(terms) / len(terms)
 
 
+def perplexity(lm: LoadedModel, texts: Sequence[str]) -> float | None:
+    """exp of the mean next-token negative log-likelihood over held-out texts (every token after each
+    text's first word): a collapse signal that moves before the edit metrics do (arXiv 2402.09656)."""
+    pairs = [(head, " " + tail) for head, _, tail in (text.strip().partition(" ") for text in texts) if tail]
+    if not pairs:
+        return None
+    logprobs = [lp for score in score_targets(lm, pairs) for lp in score.logprobs]
+    return math.exp(-sum(logprobs) / len(logprobs))
+
+
 def fluency(texts: Sequence[str]) -> float | None:
     """Mean n-gram entropy over texts (ROME's `n_gram_entropy`, agg='arith')."""
     tokenize = _word_tokenizer()

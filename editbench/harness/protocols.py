@@ -12,13 +12,21 @@ which calls end at a checkpoint. The runner walks a protocol's steps and never a
 - `immediate`: as `sequential` (weights never reset), but checkpoint T is the mean of each edit's
   score right after its own call, not after the first T (EasyEdit's `edit()` since PR #687: no
   retention). Fluency and exam are those of the model after T edits.
+
+The step size K (edits per editor call) is the protocol's, for any method: `sequential`,
+`immediate` and `independent` take K (default: the method's `batch_size`, 1 for every built-in
+editor); `batch` gives the first T edits in one call and takes none. "Sequential" and "batch size"
+mean different things in different codebases, so presets name what the references run:
+`lifelong-k1` (retention after every single edit, WISE), `lifelong-k100` (retention, 100 edits per
+call: AlphaEdit, ENCORE, LyapLock, UltraEdit) and `easyedit-immediate` (each edit scored right after
+its own call, no retention: EasyEdit's `edit()`).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Sequence
 
-from editbench.core import ConfigError
+from editbench.core import ConfigError, setting
 
 
 @dataclass(frozen=True)
@@ -39,6 +47,23 @@ class Step:
 class Protocol:
     name = ""
     description = ""
+    takes_step_size = True
+
+    def __init__(self, step_size: int | None = None) -> None:
+        if step_size is not None and not self.takes_step_size:
+            raise ConfigError(f"protocol '{self.name}' gives the first T edits in one call; {setting('step_size')} "
+                              "does not apply to it")
+        if step_size is not None and step_size < 1:
+            raise ConfigError(f"{setting('step_size')} must be >= 1, got {step_size}")
+        self.step_size = step_size  # None: the method's batch_size
+
+    def call_size(self, batch_size: int) -> int:
+        return self.step_size or batch_size
+
+    def label(self, batch_size: int) -> str:
+        """The protocol as reports print it: with its step size when that is not 1."""
+        k = self.call_size(batch_size) if self.takes_step_size else None
+        return self.name if k in (None, 1) else f"{self.name} K={k}"
 
     def steps(self, checkpoints: Sequence[int], batch_size: int) -> list[Step]:
         raise NotImplementedError
@@ -49,10 +74,10 @@ class Sequential(Protocol):
     description = "batches of the method's batch_size, weights never reset, checkpoints score retention"
 
     def steps(self, checkpoints: Sequence[int], batch_size: int) -> list[Step]:
-        out, start = [], 0
+        out, start, k = [], 0, self.call_size(batch_size)
         for stop_at in checkpoints:
             while start < stop_at:
-                end = min(start + batch_size, stop_at)
+                end = min(start + k, stop_at)
                 out.append(Step(range(start, end), checkpoint=stop_at if end == stop_at else None))
                 start = end
         return out
@@ -61,6 +86,7 @@ class Sequential(Protocol):
 class Batch(Protocol):
     name = "batch"
     description = "for each checkpoint T, from the unedited weights, the first T edits in one editor call"
+    takes_step_size = False
 
     def steps(self, checkpoints: Sequence[int], batch_size: int) -> list[Step]:
         return [Step(range(0, t), reset=True, checkpoint=t, restart_clock=True) for t in checkpoints]
@@ -71,9 +97,9 @@ class Independent(Protocol):
     description = "every edit alone from θ₀ (fresh editor state); checkpoints average each edit's own scores"
 
     def steps(self, checkpoints: Sequence[int], batch_size: int) -> list[Step]:
-        marks = set(checkpoints)
-        return [Step(range(i, i + 1), reset=True, checkpoint=i + 1 if i + 1 in marks else None, scores="immediate")
-                for i in range(checkpoints[-1])]
+        """Groups of K edits, each group from θ₀ (K = 1 unless a step size is set), cut at checkpoints."""
+        groups = Sequential(self.step_size or 1).steps(checkpoints, 1)
+        return [Step(g.indices, reset=True, checkpoint=g.checkpoint, scores="immediate") for g in groups]
 
 
 class Immediate(Sequential):
@@ -85,10 +111,30 @@ class Immediate(Sequential):
                 for s in super().steps(checkpoints, batch_size)]
 
 
-PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (Sequential(), Batch(), Independent(), Immediate())}
+PROTOCOLS: dict[str, type[Protocol]] = {p.name: p for p in (Sequential, Batch, Independent, Immediate)}
+# named presets: (protocol, step size) as the references run them
+PRESETS: dict[str, tuple[str, int]] = {
+    "lifelong-k1": ("sequential", 1),  # WISE: retention after every single edit
+    "lifelong-k100": ("sequential", 100),  # AlphaEdit, ENCORE, LyapLock, UltraEdit: 100 edits per call
+    "easyedit-immediate": ("immediate", 1),  # EasyEdit's edit(): each edit scored after its own call
+}
+PROTOCOL_NAMES = (*PROTOCOLS, *PRESETS)
 
 
-def get_protocol(name: str) -> Protocol:
+def resolve_protocol(name: str, step_size: int | None = None) -> tuple[str, int | None]:
+    """A protocol name or preset, and a step size -> (protocol, step size); a preset's own K unless
+    `step_size` names the same."""
+    if name in PRESETS:
+        base, k = PRESETS[name]
+        if step_size is not None and step_size != k:
+            raise ConfigError(f"protocol preset '{name}' runs {k} edits per call; {setting('step_size')} "
+                              f"{step_size} contradicts it (use protocol '{base}' with that step size)")
+        return base, k
     if name not in PROTOCOLS:
-        raise ConfigError(f"unknown protocol '{name}' (valid: {', '.join(PROTOCOLS)})")
-    return PROTOCOLS[name]
+        raise ConfigError(f"unknown protocol '{name}' (valid: {', '.join(PROTOCOL_NAMES)})")
+    return name, step_size
+
+
+def get_protocol(name: str, step_size: int | None = None) -> Protocol:
+    base, k = resolve_protocol(name, step_size)
+    return PROTOCOLS[base](k)

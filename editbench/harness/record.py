@@ -8,7 +8,7 @@ no key that is not declared here.
 """
 from __future__ import annotations
 
-from typing import TypedDict
+from typing import NotRequired, TypedDict
 
 
 class Scores(TypedDict, total=False):
@@ -60,12 +60,15 @@ class CheckpointRow(Scores, total=False):
     edits: int  # T: edits made when scored
     fluency: float | None  # n-gram entropy of generated texts (ROME's)
     fluency_pre: float | None
+    perplexity: float | None  # on held-out text never trained on nor edited (a collapse signal)
+    perplexity_pre: float | None
     general: ExamAtCheckpoint
     edit_seconds: float  # editing time up to T (excluding scoring)
     eval_seconds: float  # this checkpoint's scoring time
     weights: WeightDrift
     per_edit: list[PerEdit]  # what bootstrap intervals and the paired tests resample
     groups: dict[str, float]  # locality / portability per named group of pairs (e.g. locality_neighbourhood)
+    scored_edits: int  # with eval_sample: how many of the first T edits were scored (per_edit holds them)
 
 
 class ModelInfo(TypedDict):
@@ -89,10 +92,14 @@ class RunIdentity(TypedDict):
     requests_sha256: str  # the edits, in order, by content
     guard: dict
     suite_sha256: str  # fluency prompts, exam questions, evaluation mode
+    step_size: NotRequired[int]  # a step size set for the protocol
+    eval_sample: NotRequired[int]  # retention scored on a sample of this many edits
 
 
 class PreEdit(TypedDict, total=False):
     fluency: float | None
+    perplexity: float | None
+    perplexity_texts: int  # how many held-out texts it is measured on
     fluency_tokens: int
     exam: str
     exam_accuracy: float | None
@@ -109,6 +116,8 @@ class RunRecord(TypedDict, total=False):
     method: str
     config: dict  # the editor's config as run (every field)
     protocol: str  # sequential, batch, independent, immediate
+    step_size: int | None  # edits per editor call (the protocol's K, else the method's batch_size; batch: none)
+    protocol_label: str  # as reports name it: 'sequential', 'sequential K=100'
     model: ModelInfo
     n_edits: int
     seed: int

@@ -49,6 +49,11 @@ def atomic_path(path: Path) -> Iterator[Path]:
         raise
 
 
+def protocol_label(result: dict) -> str:
+    """How a run's protocol is named in reports and compared: with its step size when not 1."""
+    return result.get("protocol_label") or result.get("protocol", "sequential")
+
+
 def publish_dir(tmp: Path, final: Path) -> Path:
     """Move a finished folder into place in one rename (readers see all of it or none); an old one of
     the same name (an earlier try, an incomplete copy) goes first."""

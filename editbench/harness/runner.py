@@ -52,6 +52,8 @@ class EvalSuite:
     exam_shots: int = 0
     # free answers scored beside teacher forcing (None: teacher forcing alone, no generation metrics)
     generation: GenerationSpec | None = None
+    # held-out text (never trained on, never edited) whose perplexity is a collapse signal; none: skipped
+    perplexity_texts: list[str] = dataclasses.field(default_factory=list)
 
     def evaluation(self) -> dict:
         """The evaluation mode as results record it; its score basis is what reports rank by."""
@@ -217,6 +219,7 @@ class Runner:
         progress: Callable[[int, int], Any] | None = None,
         guard: UpdateGuard | None = None,
         on_checkpoint: Callable[[dict, dict], None] | None = None,
+        eval_sample: int | None = None,
     ) -> None:
         self.lm = lm
         self.editor = editor
@@ -233,6 +236,11 @@ class Runner:
         # on_checkpoint(results so far, checkpoint row), after each checkpoint is saved; what it raises
         # ends the run (a tuning trial that its pruner stops)
         self.on_checkpoint = on_checkpoint or (lambda results, row: None)
+        # retention scored on a seeded sample of this many earlier edits at every checkpoint but the
+        # last (which scores all): the evaluation cost stays flat in T on long streams
+        if eval_sample is not None and eval_sample < 1:
+            raise ConfigError(f"{setting('eval_sample')} must be >= 1, got {eval_sample}")
+        self.eval_sample = eval_sample
         # Caches belong to the run (key statistics, context templates), never to a module.
         self.cache: dict = {}
         # θ₀ of every parameter an update touches: the batch protocol's resets, and `restore_base`
@@ -260,7 +268,10 @@ class Runner:
         answers = metrics.locality_answers(self.lm, self.requests, spec) if spec is not None else None
         fluency, exam = self._fluency(), self._exam()
         return {"locality": locality, "locality_answers": answers, "edits": rows, "fluency": fluency, "exam": exam,
-                "seconds": round(time.perf_counter() - t0, 3)}
+                "perplexity": self._perplexity(), "seconds": round(time.perf_counter() - t0, 3)}
+
+    def _perplexity(self) -> float | None:
+        return metrics.perplexity(self.lm, self.suite.perplexity_texts) if self.suite.perplexity_texts else None
 
     def _scores(self, indices: Sequence[int], pre: dict) -> list[dict]:
         """Per-edit scores of these edits on the model as it is now, against their pre-edit values."""
@@ -269,6 +280,14 @@ class Runner:
                                    [pre["edits"][i] for i in indices], generation=self.suite.generation,
                                    locality_pre_answers=None if answers is None else [answers[i] for i in indices])
 
+    def _sample(self, done: int) -> list[int] | None:
+        """The edits a retention checkpoint scores: a seeded sample of `eval_sample` of the first
+        `done` (sorted; seeded by the run's seed and T, so a resumed run draws the same), or None for
+        all of them (no sample set, not more edits than it, or the final checkpoint)."""
+        if self.eval_sample is None or done <= self.eval_sample or done == self.checkpoints[-1]:
+            return None
+        return sorted(random.Random(f"editbench-eval-sample-{self.seed}-{done}").sample(range(done), self.eval_sample))
+
     def _header(self, fingerprint: str) -> RunRecord:
         config = dataclasses.asdict(self.editor.config)
         return {
@@ -276,6 +295,10 @@ class Runner:
             "method": self.editor.name,
             "config": config,
             "protocol": self.protocol.name,
+            # edits per editor call, as reports name the protocol (e.g. 'sequential K=100')
+            "step_size": self.protocol.call_size(self.editor.config.batch_size) if self.protocol.takes_step_size
+            else None,
+            "protocol_label": self.protocol.label(self.editor.config.batch_size),
             "model": {"name": self.lm.name, "hparams_key": self.lm.hparams_key,
                       "model_type": self.lm.model.config.model_type,
                       "parameters": sum(p.numel() for p in self.lm.model.parameters()),
@@ -293,7 +316,10 @@ class Runner:
                      "n_edits": len(self.requests), "checkpoints": list(self.checkpoints), "seed": self.seed,
                      "fingerprint": fingerprint, "requests_sha256": requests_sha256(self.requests),
                      "guard": dataclasses.asdict(self.guard),
-                     "suite_sha256": suite_sha256(self.suite)},
+                     "suite_sha256": suite_sha256(self.suite),
+                     # a step size set for the protocol (not the method's batch_size, which config holds)
+                     **({"step_size": self.protocol.step_size} if self.protocol.step_size is not None else {}),
+                     **({"eval_sample": self.eval_sample} if self.eval_sample is not None else {})},
             # which questions the exam used (with exam_limit, a seeded subset per subject)
             "exam_questions": [q.qid for q in self.suite.exam],
             "failed_edits": 0,
@@ -319,7 +345,8 @@ class Runner:
         if self.suite.exam:  # tokenised once; scored pre-edit and at every checkpoint
             self._prepared_exam = metrics.prepare_exam(self.lm, self.suite.exam, self.suite.exam_mode)
         pre = point.pre if point is not None else self._pre_scores()
-        results["pre"] = {"fluency": pre["fluency"], "fluency_tokens": self.suite.fluency_tokens,
+        results["pre"] = {"fluency": pre["fluency"], "perplexity": pre.get("perplexity"),
+                          "perplexity_texts": len(self.suite.perplexity_texts), "fluency_tokens": self.suite.fluency_tokens,
                           "exam": self.suite.exam_name, "exam_accuracy": pre["exam"]["accuracy"],
                           "exam_by_category": pre["exam"]["by_category"], "exam_mode": self.suite.exam_mode,
                           "exam_shots": self.suite.exam_shots, "seconds": pre["seconds"]}
@@ -445,17 +472,21 @@ class Runner:
 
     def _checkpoint(self, done, pre, edit_seconds, rows=None) -> tuple[CheckpointRow, str]:
         t0 = time.perf_counter()
+        sampled = None
         if rows is None:
-            rows = self._scores(range(done), pre)
+            sampled = self._sample(done)
+            rows = self._scores(sampled or range(done), pre)
         scores = metrics.aggregate(rows, [k for k in EDIT_METRICS if any(k in r for r in rows)])
         groups = metrics.group_metrics(rows)
-        fluency_now, exam_now = self._fluency(), self._exam()
+        fluency_now, exam_now, perplexity_now = self._fluency(), self._exam(), self._perplexity()
         eval_seconds = time.perf_counter() - t0
         row = {
             "edits": done,
             **scores,
             "fluency": fluency_now,
             "fluency_pre": pre["fluency"],
+            "perplexity": perplexity_now,
+            "perplexity_pre": pre.get("perplexity"),
             "general": {"exam": self.suite.exam_name, "accuracy": exam_now["accuracy"],
                         "accuracy_pre": pre["exam"]["accuracy"], "by_category": exam_now["by_category"],
                         "by_category_pre": pre["exam"]["by_category"]},
@@ -469,6 +500,8 @@ class Runner:
         }
         if groups:  # locality and portability per named group of pairs (e.g. neighbourhood, two_hop)
             row["groups"] = metrics.aggregate(rows, groups)
+        if sampled is not None:  # retention of a seeded sample of the first T edits (intervals widen)
+            row["scored_edits"] = len(sampled)
         line = (
             f"{self.label} T={done}: " + " ".join(f"{k}={_fmt(v)}" for k, v in scores.items()
                                                   if not k.endswith(("_gain", "_contains")))
@@ -526,6 +559,8 @@ def suite_sha256(suite: EvalSuite) -> str:
             "questions": exam, "mode": suite.exam_mode, "shots": suite.exam_shots}
     if suite.generation is not None:  # teacher-forced suites keep the identity they had before generation
         blob["generation"] = dataclasses.asdict(suite.generation)
+    if suite.perplexity_texts:  # likewise suites without held-out text
+        blob["perplexity_texts"] = suite.perplexity_texts
     return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()
 
 

@@ -34,6 +34,7 @@ from editbench.harness.results import (
     atomic_write_json,
     atomic_write_jsonl,
     plain_mode,
+    protocol_label,
     publish_dir,
     read_json,
     read_jsonl,
@@ -386,7 +387,7 @@ def _setting(result: dict) -> dict:
         "benchmark": [bench.get("name"), bench.get("world"), bench.get("source"), bench.get("split")],
         "model fingerprint": (result.get("model") or {}).get("fingerprint"),
         "N": result.get("n_edits"),
-        "protocol": result.get("protocol", "sequential"),
+        "protocol": protocol_label(result),
         "checkpoints": plan.get("checkpoints") or [cp.get("edits") for cp in result.get("checkpoints", [])],
     }
 

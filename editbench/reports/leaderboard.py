@@ -8,6 +8,7 @@ from pathlib import Path
 
 from editbench.core import DataError, setting
 from editbench.harness.results import (
+    protocol_label,
     atomic_write_json, atomic_write_text, find_results, load_results, remove_stale_temps,
 )
 from editbench.harness.store import check_same_setting, complete_only
@@ -23,7 +24,7 @@ def header_facts(results: list[dict]) -> dict:
         "model_type": first["model"]["model_type"],
         "parameters": first["model"]["parameters"],
         "fingerprint": first["model"].get("fingerprint"),
-        "protocols": sorted({r.get("protocol", "sequential") for r in results}),
+        "protocols": sorted({protocol_label(r) for r in results}),
         "threads": (first.get("machine") or {}).get("threads"),
         "benchmark": (first.get("benchmark") or {}).get("name"),
         "n_edits": first["n_edits"],

@@ -18,7 +18,7 @@ from editbench.harness.results import atomic_path
 
 CURVE_METRICS = ("score", "reliability_gen", "generalization_gen", "locality_gen", "portability_gen",
                  "reliability", "generalization", "locality", "portability", "reliability_gap", "fluency",
-                 "exam_accuracy")
+                 "exam_accuracy", "perplexity", "max_norm_ratio")  # the last two: collapse signals
 RADAR_AXES = {"generation": ("reliability_gen", "generalization_gen", "locality_gen", "portability_gen", "fluency",
                              "exam_accuracy"),
               "token": ("reliability", "generalization", "locality", "portability", "fluency", "exam_accuracy")}

@@ -27,7 +27,9 @@ import yaml
 
 from editbench.core import ConfigError, DataError
 from editbench.harness.cache import cache_root
-from editbench.harness.results import READABLE_SCHEMAS, SCHEMA_VERSION, atomic_write_json, find_results, load_results, read_json
+from editbench.harness.results import (
+    READABLE_SCHEMAS, SCHEMA_VERSION, atomic_write_json, find_results, load_results, protocol_label, read_json,
+)
 from editbench.reports import tables
 from editbench.reports.stats import paired_diff_ci
 
@@ -89,7 +91,7 @@ def summarise_run(run_dir: Path) -> dict:
         "world": bench.get("world"),
         "model": first["model"]["name"] if bench.get("world") is None else None,
         "fingerprint": first["model"].get("fingerprint"),
-        "protocol": first.get("protocol", "sequential"),
+        "protocol": protocol_label(first),
         "n_edits": first["n_edits"],
         "seed": first["seed"],
         "checkpoint": first["checkpoints"][-1]["edits"] if first["checkpoints"] else None,

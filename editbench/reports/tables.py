@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from editbench.core import DataError
 from editbench.harness.metrics import EDIT_METRICS, is_group_metric
+from editbench.harness.results import protocol_label
 from editbench.reports.stats import SCORE_BASES, bootstrap_ci, exam_retention, mean_std, overall_score
 
 METRIC_COLUMNS = EDIT_METRICS
@@ -64,7 +65,7 @@ def checkpoint_row(result: dict, cp: dict, basis: str | None = None) -> dict:
     memory = result.get("memory") or {}
     row = {
         "method": result["method"],
-        "protocol": result.get("protocol", "sequential"),
+        "protocol": protocol_label(result),
         "edits": edits,
         "order": result.get("order", 0),
         "orders": 1,
@@ -72,6 +73,10 @@ def checkpoint_row(result: dict, cp: dict, basis: str | None = None) -> dict:
         "fluency": fluency,
         "fluency_pre": fluency_pre,
         "fluency_change": None if fluency is None or fluency_pre is None else fluency - fluency_pre,
+        # collapse signals: held-out perplexity, the largest edited matrix's norm against θ₀'s
+        "perplexity": cp.get("perplexity"),
+        "perplexity_pre": cp.get("perplexity_pre"),
+        "max_norm_ratio": (cp.get("weights") or {}).get("max_norm_ratio"),
         "exam": general.get("exam"),
         "exam_accuracy": exam,
         "exam_accuracy_pre": exam_pre,
