@@ -132,7 +132,7 @@ TUNE_SUFFIX   := $(if $(filter batch,$(TUNE_PROTOCOL)),-batch,)
 # first for that size, then the default world's)
 WORLD_SUFFIX  := $(if $(filter default,$(WORLD)),,-$(WORLD))
 # the slowest first, so that JOBS workers finish together
-TUNE_METHODS  ?= $(if $(filter batch,$(TUNE_PROTOCOL)),,rome) memit alphaedit ft ft_l lora rsft rsft_merge
+TUNE_METHODS  ?= $(if $(filter batch,$(TUNE_PROTOCOL)),,rome) memit alphaedit ft ft_l lora rsft rsft_merge ultraedit
 
 # Then the EasyEdit bridge's YAMLs take the new values (scripts/sync_bridge_yamls.py), also when a method
 # failed its floor (exit 1 all the same).
