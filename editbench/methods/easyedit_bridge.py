@@ -25,6 +25,7 @@ import contextlib
 import dataclasses
 import hashlib
 import importlib
+import importlib.util
 import inspect
 import io
 import os
@@ -63,6 +64,12 @@ class Algorithm:
     right_padded: bool = False  # EasyEdit's BaseEditor pads on the right for it (its index arithmetic assumes it)
     stats_layers: str | None = None  # the hparams field naming the layers whose key statistics (C) it reads
     keeps_cache_c: bool = False  # AlphaEdit: a projection cache across calls, which is editor state
+    # `apply` names a class whose instance's apply_to_model edits (EasyEdit's *RewriteExecutor)
+    executor: bool = False
+    # EasyEdit packages whose __init__ imports far more than the algorithm needs: mounted bare
+    bare_packages: tuple[str, ...] = ()
+    # top-level modules the algorithm's files import but never use (stubbed while mounted)
+    unused_imports: tuple[str, ...] = ()
 
 
 _LOCATE = dict(right_padded=True, stats_layers="layers")
@@ -76,6 +83,10 @@ ALGORITHMS: dict[str, Algorithm] = {
     "PMET": Algorithm("pmet", "PMETHyperParams", "apply_pmet_to_model", **_LOCATE),
     "FT": Algorithm("ft", "FTHyperParams", "apply_ft_to_model"),
     "LoRA": Algorithm("lora", "LoRAHyperParams", "apply_lora_to_model"),
+    # ultraedit_main imports hydra and never uses it; its executor re-creates the lifelong normaliser
+    # on every call (is_init is never set), unlike XiaojieGu/UltraEdit, which keeps it for the stream
+    "ULTRAEDIT": Algorithm("ultraedit", "UltraEditHyperParams", "UltraEditRewriteExecutor", executor=True,
+                           bare_packages=(".trainer", ".trainer.algs"), unused_imports=("hydra",)),
 }
 NOT_BRIDGED = {
     "WISE": "WISE replaces MLP modules with a side memory and a router (a change of structure, not of weights)",
@@ -144,12 +155,15 @@ class LoadedEasyEdit:
         self.modules: dict[str, types.ModuleType] = {}
         # packages whose __init__ would import everything are replaced by bare packages (only a
         # search path), so `from ...util import nethook` finds the one file it names
-        for sub in ("", ".models", ".util"):
+        for sub in ("", ".models", ".util", *spec.bare_packages):
             folder = root / "easyeditor" / sub.strip(".").replace(".", "/") if sub else root / "easyeditor"
             pkg = types.ModuleType(self.prefix + sub)
             pkg.__path__ = [str(folder)]
             pkg.__package__ = self.prefix + sub
             self.modules[self.prefix + sub] = pkg
+        for name in spec.unused_imports:
+            if importlib.util.find_spec(name) is None:
+                self.modules[name] = types.ModuleType(name)
         with self.mounted():
             try:
                 module = importlib.import_module(f"{self.prefix}.models.{package}")
@@ -161,6 +175,8 @@ class LoadedEasyEdit:
                                   f"'editbench[easyedit]' or pip install {missing})") from None
             self.hparams_class = getattr(module, hparams_class)
             self.apply = getattr(module, apply_name)
+            if spec.executor:  # one executor per editor: whatever it keeps lives as long as the editor
+                self.apply = self.apply().apply_to_model
             self.main_module = sys.modules[self.apply.__module__]
             self.modules.update({k: v for k, v in sys.modules.items() if k.startswith(self.prefix)})
 
@@ -173,6 +189,8 @@ class LoadedEasyEdit:
         finally:
             for key in [k for k in sys.modules if k.startswith(self.prefix)]:
                 self.modules[key] = sys.modules.pop(key)
+            for key in [k for k in self.modules if not k.startswith(self.prefix) and k not in before]:
+                sys.modules.pop(key, None)  # a stub of an unused import leaves with the mount
             sys.modules.update(before)
 
 
@@ -293,6 +311,8 @@ class EasyEditEditor(Editor):
             values.setdefault("alg_name", algo)
             if "device" in fields:
                 values["device"] = str(lm.device)  # EasyEdit reads an int as a CUDA index
+            if self.algorithm.executor and "batch_size" in fields:  # set to each call's size in edit()
+                values["batch_size"] = self.config.batch_size
             if "v_loss_layer" in values and values["v_loss_layer"] is None:  # null: this model's last layer
                 values["v_loss_layer"] = num_layers(lm.model) - 1
             if "P_loc" in fields:  # AlphaEdit's P file and the copy it saves go to our private folder
@@ -388,6 +408,8 @@ class EasyEditEditor(Editor):
     def edit(self, lm, requests, cache=None) -> WeightDelta:
         cache = cache if cache is not None else {}
         loaded, hp = self._easyedit(lm)
+        if self.algorithm.executor and hasattr(hp, "batch_size"):
+            hp.batch_size = len(requests)  # UltraEdit takes exactly its batch_size requests per call
         self._write_missing_stats(lm, cache)
         self._set_templates(lm, cache)
         one_at_a_time = self.algorithm.one_request_per_call
