@@ -18,7 +18,8 @@ from editbench.harness.results import atomic_path
 
 CURVE_METRICS = ("score", "reliability_gen", "generalization_gen", "locality_gen", "portability_gen",
                  "reliability", "generalization", "locality", "portability", "reliability_gap", "fluency",
-                 "exam_accuracy", "perplexity", "max_norm_ratio")  # the last two: collapse signals
+                 "exam_accuracy", "perplexity", "max_norm_ratio",  # collapse signals
+                 "seconds_per_edit", "eval_seconds")  # cost: editing per edit so far, this checkpoint's scoring
 RADAR_AXES = {"generation": ("reliability_gen", "generalization_gen", "locality_gen", "portability_gen", "fluency",
                              "exam_accuracy"),
               "token": ("reliability", "generalization", "locality", "portability", "fluency", "exam_accuracy")}
