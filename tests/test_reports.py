@@ -245,3 +245,20 @@ def test_kendall_tau_and_rank_stability_across_seeds(tmp_path):
     md = (tmp_path / "leaderboard.md").read_text()
     assert "## Rank stability across edit samples" in md
     assert "| alpha | 1 | 2 | 1.50 |" in md and "seeds 0 and 1: -1.00" in md
+
+
+def test_a_step_size_names_the_protocol_in_every_row_and_ranks(tmp_path):
+    """Runs of sequential K=100 are reported as such, ranked together, and never mixed with K=1."""
+    from editbench.core import DataError
+
+    runs = [fake_result("alpha", 0.8), fake_result("beta", 0.4)]
+    for r in runs:
+        r["step_size"], r["protocol_label"] = 100, "sequential K=100"
+    write_fake_run(tmp_path / "k100", runs)
+    write_report(tmp_path / "k100", formats=("md",), metrics=("score",))
+    final = (tmp_path / "k100" / "leaderboard.md").read_text().split("## Final checkpoint")[1].split("##")[0]
+    assert "| alpha | sequential K=100 |" in final and "| beta | sequential K=100 |" in final
+    mixed = [fake_result("alpha", 0.8), {**fake_result("beta", 0.4), "protocol_label": "sequential K=100"}]
+    write_fake_run(tmp_path / "mixed", mixed)
+    with pytest.raises(DataError, match="protocol"):
+        write_report(tmp_path / "mixed", formats=("md",))

@@ -260,7 +260,7 @@ def ranking(rows: Sequence[dict], results: Sequence[dict], basis: str) -> list[d
         per_edit = {}
         for r in group:
             result = next(x for x in results if x["method"] == r["method"]
-                          and x.get("protocol", "sequential") == protocol)
+                          and protocol_label(x) == protocol)
             cp = next((c for c in result["checkpoints"] if c["edits"] == t), {})
             per_edit[r["method"]] = {e["case_id"]: e for e in cp.get("per_edit") or []}
         shared = [c for c in next(iter(per_edit.values()), {}) if all(c in p for p in per_edit.values())]
