@@ -7,7 +7,7 @@ SEED    ?= 0
 SEEDS   ?= 1
 SEED_LIST = $(shell seq $(SEED) $$(($(SEED) + $(SEEDS) - 1)))
 WORLD   ?= default
-METHODS ?= noedit ft ft_l lora rsft rsft_merge rome memit alphaedit
+METHODS ?= noedit ft ft_l lora rsft rsft_merge rome memit alphaedit ultraedit
 # empty: powers of ten up to N, and N (1,10,100 for N = 100; 1,10,20 for N = 20)
 CHECKPOINTS ?=
 CKPT    = $(if $(CHECKPOINTS),--checkpoints $(CHECKPOINTS),)
