@@ -206,3 +206,16 @@ def test_store_writes_atomic_checkpoints_and_restores_rng(tmp_path):
     assert point.next_step == 1 and torch.equal(point.weights["w"], weights["w"])
     assert torch.equal(point.editor_state["adapter/a"], torch.ones(2)) and point.edit_rows == [{"index": 0}]
     assert not list((tmp_path / "m" / "state").glob(".ckpt-*"))  # no temporary folder left behind
+
+
+def test_the_python_api_raises_on_a_failed_method_and_keeps_the_others(micro_world, tmp_path, boom_editor):
+    """editbench.run: the same run layer as the CLI; a method that fails is an EditbenchError naming
+    it, after every other method has run and been saved (in memory too: no out)."""
+    import editbench
+    from editbench.core import EditbenchError
+
+    with pytest.raises(EditbenchError, match="1 run\\(s\\) failed: boom: RuntimeError: simulated failure"):
+        editbench.run(["boom", "noedit"], world="micro", edits=3, checkpoints=[1, 3], out=tmp_path / "run")
+    assert json.loads((tmp_path / "run" / "noedit" / "results.json").read_text())["status"] == "complete"
+    with pytest.raises(EditbenchError, match="boom"):
+        editbench.run(["boom", "noedit"], world="micro", edits=3, checkpoints=[1, 3])
