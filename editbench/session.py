@@ -9,7 +9,6 @@ as JSON (`run_cell`). A failure is recorded in that run's results and the next r
 from __future__ import annotations
 
 import logging
-import shlex
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -351,10 +350,6 @@ def _output_lock(out: Path | None):
     from editbench.harness.store import RunDirLock
 
     return RunDirLock(out) if out is not None else contextlib.nullcontext()
-
-
-def audit_command(argv: Sequence[str]) -> str:
-    return shlex.join(["editbench", *argv])
 
 
 # ---------------------------------------------------------------------- console

@@ -146,9 +146,9 @@ class UltraEdit(Editor):
         traced = {p: ([], []) for p in paths}
         # one sentence at a time (the reference's batch_size_once = 1: no padding), longest first as
         # the reference orders its batches (the order its normalisers see them)
-        lengths = [sum(map(len, encode_prompt_target(lm.tokenizer, r.prompt, r.target_new))) for r in requests]
-        for request in [requests[i] for i in sorted(range(len(requests)), key=lambda i: -lengths[i])]:
-            for path, (keys, grads) in self._trace(lm, request, paths, modules).items():
+        encoded = [encode_prompt_target(lm.tokenizer, r.prompt, r.target_new) for r in requests]
+        for prompt_ids, target_ids in sorted(encoded, key=lambda pair: -(len(pair[0]) + len(pair[1]))):
+            for path, (keys, grads) in self._trace(lm, prompt_ids, target_ids, paths, modules).items():
                 traced[path][0].append(keys)
                 traced[path][1].append(grads)
                 shape = (keys.shape[1], grads.shape[1])
@@ -165,9 +165,8 @@ class UltraEdit(Editor):
             tensors[f"{path}.weight"] = to_storage(module, update_in_out.T).to(weight.dtype)
         return WeightDelta(tensors=tensors, info=infos)
 
-    def _trace(self, lm, request, paths, modules) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    def _trace(self, lm, prompt_ids, target_ids, paths, modules) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         """Keys (module inputs) and output gradients at the chosen tokens for one edit sentence."""
-        prompt_ids, target_ids = encode_prompt_target(lm.tokenizer, request.prompt, request.target_new)
         ids = torch.tensor([prompt_ids + target_ids], device=lm.device)
         positions = range(len(prompt_ids), ids.shape[1]) if self.config.token == "ans" else range(ids.shape[1])
         inputs, outputs, handles = {}, {}, []
