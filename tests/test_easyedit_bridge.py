@@ -2,6 +2,7 @@
 editbench's runner; and the golden check of editbench's implementations against them."""
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 from pathlib import Path
@@ -51,6 +52,9 @@ def test_editbench_update_equals_easyedits_on_the_same_edit(micro_lm, micro_requ
 
 def test_bridge_leaves_modules_folder_and_weights_as_it_found_them(micro_lm, micro_requests, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    # editbench's own bridge module may be first imported here (a fresh test process under xdist):
+    # import it before the snapshot, which is about EasyEdit's modules
+    importlib.import_module("editbench.methods.easyedit_bridge")
     modules_before = set(sys.modules)
     weights = {k: v.clone() for k, v in micro_lm.model.state_dict().items()}
     side = micro_lm.tokenizer.padding_side
