@@ -69,6 +69,7 @@ class RunSession:
         self.results: list[RunRecord] = []  # this process's complete runs, in the order they ran
         self.hparams_notes: dict[str, dict] = {}  # per method: its YAML and what its tuning found
         self.dirty = False  # the loaded model may hold a failed run's changes: load it again
+        self.progress_queue = None  # in a worker: where its progress goes (run_cell), else its own bar
 
     # ------------------------------------------------------------------ loading
 
@@ -235,10 +236,12 @@ class RunSession:
         process's model; in worker processes or Ray tasks each (run, edit order) loads its own."""
         import shutil
 
-        from editbench.harness.executors import get_executor
+        from editbench.harness.executors import ProgressBoard, get_executor
 
         p = self.plan
-        executor = get_executor(p.executor, p.ray_address, p.cpus_per_task, p.gpus_per_task, p.jobs, self.log)
+        board = None if self.plan.quiet or not sys.stderr.isatty() else ProgressBoard(sys.stderr)
+        executor = get_executor(p.executor, p.ray_address, p.cpus_per_task, p.gpus_per_task, p.jobs, self.log,
+                                board)
         if executor.name == "local":
             for (method, extra, folder, label), editor in zip(runs, editors):
                 self.run_method(editor, folder, label)
@@ -301,19 +304,26 @@ class RunSession:
             free_accelerator_memory()
 
     def _bar(self, name: str):
-        """A progress bar over edits on stderr; none when quiet or when stderr is not a terminal."""
+        """A progress bar over edits on stderr; none when quiet or when stderr is not a terminal. In a
+        worker whose parent shows every run at once, the bar's updates go to the parent instead."""
         from tqdm import tqdm
 
+        from editbench.harness.executors import relayed_bars
+
+        if self.progress_queue is not None:
+            return relayed_bars(self.progress_queue, name)
         quiet = self.plan.quiet or not sys.stderr.isatty()
         return lambda total, done: tqdm(total=total, initial=done, desc=name, unit="edit", file=sys.stderr,
                                         disable=quiet, dynamic_ncols=True, leave=False)
 
 
-def run_cell(plan_json: str, cell: Cell) -> str | None:
+def run_cell(plan_json: str, cell: Cell, progress=None) -> str | None:
     """One cell of a plan in this process (a worker or a Ray task): one method, config cell and
-    edit order, on its own copy of the model. Returns a failure line or None."""
+    edit order, on its own copy of the model. Returns a failure line or None. `progress`: a queue
+    that takes the run's progress (executors.ProgressRelay), or None."""
     plan = RunPlan.from_json(plan_json).replace(overwrite=False, quiet=True, executor="local", jobs=1)
     session = RunSession(plan)
+    session.progress_queue = progress
     session.load()
     session.run_order(session.editor(cell.method, cell.extra), Path(cell.folder), cell.label, cell.order)
     return session.failures[0] if session.failures else None

@@ -59,3 +59,55 @@ def test_the_numbers_do_not_depend_on_omp_num_threads(micro_world, cache_dir, tm
         assert done.returncode == 0, done.stderr[-2000:]
     one, four = _numbers(tmp_path / "omp1"), _numbers(tmp_path / "omp4")
     assert set(one) == {"rsft_merge", "ft"} and one == four
+
+
+def _reporting_cell(tag: str, cell, progress=None):
+    """A stand-in for session.run_cell: three edits of progress, then order 1 fails on purpose."""
+    from editbench.harness.executors import relayed_bars
+
+    bar = relayed_bars(progress, f"{tag}:{cell.label}")(3, 0)
+    for _ in range(3):
+        bar.update(1)
+    bar.close()
+    return f"{cell.label}: failed on purpose" if cell.order == 1 else None
+
+
+def test_the_progress_board_shows_each_running_cell_and_clears_finished_ones():
+    import io
+    import queue
+
+    from editbench.harness.executors import ProgressBoard, relayed_bars
+
+    stream, updates = io.StringIO(), queue.Queue()
+    board = ProgressBoard(stream)
+    rome, memit = relayed_bars(updates, "rome")(100, 0), relayed_bars(updates, "memit")(100, 40)
+    rome.update(1)
+    memit.update(2)
+    board.drain(updates)
+    assert board.line() == "rome 1/100 | memit 42/100"
+    rome.close()
+    board.drain(updates)
+    assert board.line() == "memit 42/100" and stream.getvalue().endswith("memit 42/100\x1b[K")
+
+
+def test_worker_processes_report_their_progress_to_the_parents_board():
+    import io
+
+    from editbench.harness.executors import Cell, ProcessExecutor, ProgressBoard
+
+    class Recording(ProgressBoard):
+        def __init__(self, stream):
+            super().__init__(stream)
+            self.seen = []
+
+        def record(self, label, done, total):
+            self.seen.append((label, done, total))
+            super().record(label, done, total)
+
+    board, logs = Recording(io.StringIO()), []
+    cells = [Cell("ft", "/unused/a", "a"), Cell("ft", "/unused/b", "b", order=1)]
+    failures = ProcessExecutor(2, logs.append, board).run(cells, _reporting_cell, "t")
+    assert failures == ["b: failed on purpose"]
+    for label in ("t:a", "t:b"):
+        assert [(d, n) for name, d, n in board.seen if name == label] == [(0, 3), (1, 3), (2, 3), (3, 3), (None, None)]
+    assert board.running == {} and sorted(logs[1:]) == ["a: done", "b: failed"]

@@ -29,8 +29,72 @@ class Cell:
     extra: dict = field(default_factory=dict)
 
 
-# run_cell(*fixed, cell) -> a failure line or None; a module-level function (Ray ships it by name)
+# run_cell(*fixed, cell) -> a failure line or None; a module-level function (Ray ships it by name).
+# With progress shown, ProcessExecutor calls run_cell(*fixed, cell, progress=queue) instead.
 RunCell = Callable[..., "str | None"]
+
+
+class ProgressRelay:
+    """A progress bar in a worker process: each update goes to the parent's queue as (label, done,
+    total); close sends (label, None, None). Has the update/close of the tqdm bar the runner takes."""
+
+    def __init__(self, queue, label: str, total: int, done: int) -> None:
+        self.queue, self.label, self.total, self.done = queue, label, total, done
+        self.queue.put((label, done, total))
+
+    def update(self, n: int = 1) -> None:
+        self.done += n
+        self.queue.put((self.label, self.done, self.total))
+
+    def close(self) -> None:
+        self.queue.put((self.label, None, None))
+
+
+def relayed_bars(queue, label: str) -> Callable[[int, int], ProgressRelay]:
+    """The runner's progress(total, done) factory for a worker whose parent shows the board."""
+    return lambda total, done: ProgressRelay(queue, label, total, done)
+
+
+class ProgressBoard:
+    """One status line on a terminal: every running cell with its edits done of its total, redrawn
+    as the workers report; cleared before a log line is printed."""
+
+    def __init__(self, stream) -> None:
+        self.stream, self.running = stream, {}
+
+    def drain(self, queue) -> None:
+        import queue as queue_module
+
+        changed = False
+        while True:
+            try:
+                label, done, total = queue.get_nowait()
+            except (queue_module.Empty, EOFError, OSError):
+                break
+            self.record(label, done, total)
+            changed = True
+        if changed:
+            self.draw()
+
+    def record(self, label: str, done: int | None, total: int | None) -> None:
+        if done is None:
+            self.running.pop(label, None)
+        else:
+            self.running[label] = (done, total)
+
+    def line(self) -> str:
+        return " | ".join(f"{label} {done}/{total}" for label, (done, total) in self.running.items())
+
+    def draw(self) -> None:
+        import shutil
+
+        width = shutil.get_terminal_size().columns - 1
+        self.stream.write("\r" + self.line()[:width] + "\x1b[K")
+        self.stream.flush()
+
+    def clear(self) -> None:
+        self.stream.write("\r\x1b[K")
+        self.stream.flush()
 
 
 class LocalExecutor:
@@ -43,31 +107,49 @@ class LocalExecutor:
 class ProcessExecutor:
     name = "process"
 
-    def __init__(self, jobs: int, log: Callable[[str], None] | None = None) -> None:
-        self.jobs, self.log = jobs, log or (lambda msg: None)
+    def __init__(self, jobs: int, log: Callable[[str], None] | None = None, board=None) -> None:
+        # board: a ProgressBoard showing every running cell at once (run_cell must take progress=)
+        self.jobs, self.log, self.board = jobs, log or (lambda msg: None), board
 
     def run(self, cells: Sequence[Cell], run_cell: RunCell, *fixed) -> list[str]:
         import concurrent.futures
+        import contextlib
         import multiprocessing
 
         # spawned, not forked: a fresh interpreter inherits no thread pool, lock or half-used RNG
         context = multiprocessing.get_context("spawn")
         failures = []
-        with concurrent.futures.ProcessPoolExecutor(max_workers=min(self.jobs, len(cells)),
-                                                    mp_context=context) as pool:
-            pending = {pool.submit(run_cell, *fixed, cell): cell for cell in cells}
+        with contextlib.ExitStack() as stack:
+            queue = stack.enter_context(context.Manager()).Queue() if self.board is not None else None
+            pool = stack.enter_context(concurrent.futures.ProcessPoolExecutor(
+                max_workers=min(self.jobs, len(cells)), mp_context=context))
+            extra = {} if queue is None else {"progress": queue}
+            pending = {pool.submit(run_cell, *fixed, cell, **extra): cell for cell in cells}
             self.log(f"{len(cells)} run(s) in {min(self.jobs, len(cells))} worker process(es): "
                      + ", ".join(c.label for c in cells))
-            for future in concurrent.futures.as_completed(pending):
-                cell = pending[future]
-                try:
-                    line = future.result()
-                except Exception as exc:  # noqa: BLE001 - the worker itself died: that cell failed
-                    line = f"{cell.label}: {type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}"
-                self.log(f"{cell.label}: {'failed' if line else 'done'}")
-                if line:
-                    failures.append(line)
+            while pending:
+                done, _ = concurrent.futures.wait(pending, timeout=0.5,
+                                                  return_when=concurrent.futures.FIRST_COMPLETED)
+                if queue is not None:
+                    self.board.drain(queue)
+                for future in done:
+                    line = self._outcome(future, pending.pop(future))
+                    if line:
+                        failures.append(line)
+            if self.board is not None:
+                self.board.clear()
         return failures
+
+    def _outcome(self, future, cell: Cell) -> str | None:
+        """The cell's failure line or None, logged (above the board) as it finishes."""
+        try:
+            line = future.result()
+        except Exception as exc:  # noqa: BLE001 - the worker itself died: that cell failed
+            line = f"{cell.label}: {type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}"
+        if self.board is not None:
+            self.board.clear()
+        self.log(f"{cell.label}: {'failed' if line else 'done'}")
+        return line
 
 
 class RayExecutor:
@@ -108,11 +190,12 @@ class RayExecutor:
 
 
 def get_executor(name: str, address: str | None = None, cpus_per_task: float = 1.0,
-                 gpus_per_task: float = 0.0, jobs: int = 1, log: Callable[[str], None] | None = None):
+                 gpus_per_task: float = 0.0, jobs: int = 1, log: Callable[[str], None] | None = None,
+                 board=None):
     if jobs < 1:
         raise ConfigError(f"jobs must be >= 1, got {jobs}")
     if name == "local":
-        return LocalExecutor() if jobs == 1 else ProcessExecutor(jobs, log)
+        return LocalExecutor() if jobs == 1 else ProcessExecutor(jobs, log, board)
     if name == "ray":
         return RayExecutor(address, cpus_per_task, gpus_per_task)
     raise ConfigError(f"unknown executor '{name}' (valid: local, ray)")
