@@ -2,7 +2,11 @@
 from __future__ import annotations
 
 import json
-from dataclasses import replace
+import os
+import subprocess
+import sys
+from dataclasses import asdict, replace
+from pathlib import Path
 
 import pytest
 
@@ -145,3 +149,29 @@ def test_nano_world_runs_end_to_end_with_group_columns(cache_dir):
     assert all("portability_alias" in e for e in cp["per_edit"])
     md = tables.groups_markdown(tables.final_rows([{**results, "method": "noedit"}]))
     assert "portability_alias" in md and "locality_unrelated" in md
+
+
+def _build_report_in_child(config: WorldConfig, cache: Path, one_core: bool) -> dict:
+    """Build `config` in a child process with the build's pinned environment, on one core or all of
+    them (the affinity is set before torch, OpenMP or MKL start, as `taskset -c 0` would)."""
+    from editbench.benchmarks.world_model import REPORT_FILE, reproducible_env
+
+    pin = "os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); " if one_core else ""
+    code = (f"import os, runpy, sys; {pin}sys.argv = ['world_model', sys.argv[1]]; "
+            "runpy.run_module('editbench.benchmarks.world_model', run_name='__main__')")
+    env = {**os.environ, **reproducible_env(config.build_threads), "EDITBENCH_CACHE": str(cache)}
+    subprocess.run([sys.executable, "-c", code, json.dumps(asdict(config))], env=env, check=True,
+                   stdout=subprocess.DEVNULL)
+    return json.loads(next(cache.glob(f"world/{config.name}-*/{REPORT_FILE}")).read_text())
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs os.sched_setaffinity (Linux)")
+def test_a_build_thread_count_gives_the_same_weights_on_one_core_or_many(tmp_path):
+    """build_threads=2 on one core equals build_threads=2 on every core (work is split by thread
+    count, not core count); the count is part of the world's identity (its weights differ)."""
+    two = replace(NANO, name="nano2-threads", build_threads=2)
+    one_core = _build_report_in_child(two, tmp_path / "one-core", one_core=True)
+    all_cores = _build_report_in_child(two, tmp_path / "all-cores", one_core=False)
+    assert one_core["build_environment"]["threads"] == all_cores["build_environment"]["threads"] == 2
+    assert one_core["weights_sha256"] == all_cores["weights_sha256"]
+    assert world_hash(two) != world_hash(replace(two, build_threads=1))

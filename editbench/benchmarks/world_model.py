@@ -39,16 +39,24 @@ from editbench.harness.results import atomic_write_json, atomic_write_text, plai
 from editbench.harness.scoring import score_targets
 
 WORLD_FORMAT_VERSION = 2  # bump when the generator or training changes what a config produces
-# The world is trained in a child process with one thread and pinned kernels, so the same config gives
-# bit-identical weights on any x86-64 CPU with AVX2, whatever its core count (measured: with default
-# settings the weights differ between 1 and 2 threads and between AVX2 and AVX-512 kernels).
-# - one intra-op thread: OpenMP-parallel reductions in ATen sum in a thread-count-dependent order;
+# The world is trained in a child process with a fixed thread count and pinned kernels, so the same
+# config gives bit-identical weights on any x86-64 CPU with AVX2, whatever its core count (measured:
+# with default settings the weights differ between 1 and 2 threads and between AVX2 and AVX-512 kernels).
+# - a fixed intra-op thread count (the config's build_threads), never adjusted at run time: OpenMP-
+#   parallel reductions in ATen and MKL's GEMM split work by thread count, not core count, so a count
+#   gives one summation order on 1 core or 64 (OMP_DYNAMIC/MKL_DYNAMIC off: neither may drop threads);
 # - MKL_CBWR=AVX2: MKL's conditional numerical reproducibility, the same GEMM code path on every CPU
 #   that has AVX2 (MKL would otherwise pick AVX-512 kernels where present);
 # - ATEN_CPU_CAPABILITY=avx2: ATen's own vectorised kernels at the same width everywhere.
 # torch.use_deterministic_algorithms and disabling oneDNN were measured too: neither changed a bit.
-REPRODUCIBLE_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "MKL_CBWR": "AVX2",
-                    "ATEN_CPU_CAPABILITY": "avx2"}
+
+
+def reproducible_env(threads: int) -> dict[str, str]:
+    """The environment a world build with `threads` intra-op threads runs in (see above)."""
+    return {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "OMP_DYNAMIC": "FALSE",
+            "MKL_DYNAMIC": "FALSE", "MKL_CBWR": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}
+
+
 UNSET_FOR_BUILD = ("MKL_ENABLE_INSTRUCTIONS",)  # would override MKL_CBWR's code path
 EOS = "<|endoftext|>"
 # transformers 5 loads any qwen2 folder's tokenizer as Qwen2Tokenizer, which rebuilds the BPE with
@@ -65,12 +73,15 @@ class WorldBuildError(EditbenchError):
 
 # fields added with edition 2: left out of an edition-1 world's hash, so its cached copy stays valid
 EDITION2_FIELDS = ("edition", "min_two_hop_accuracy", "n_teaching_only")
+# fields added later, left out of the hash at the value every world had before them (same reason)
+LATER_FIELDS = {"build_threads": 1}
 
 
 def world_hash(config: WorldConfig) -> str:
     fields = asdict(config)
     if config.edition == 1:
         fields = {k: v for k, v in fields.items() if k not in EDITION2_FIELDS}
+    fields = {k: v for k, v in fields.items() if k not in LATER_FIELDS or v != LATER_FIELDS[k]}
     blob = json.dumps({"v": WORLD_FORMAT_VERSION, **fields}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
@@ -211,10 +222,10 @@ def check_tokenizer_roundtrip(path: Path, tokenizer, texts: list[str]) -> None:
             )
 
 
-def reproducible_process() -> bool:
-    """True in a process started with REPRODUCIBLE_ENV (the settings must be in place before torch
-    first calls MKL or picks its kernels, so they cannot be switched on inside a running process)."""
-    return all(os.environ.get(k) == v for k, v in REPRODUCIBLE_ENV.items()) and not any(
+def reproducible_process(threads: int) -> bool:
+    """True in a process started with reproducible_env(threads) (the settings must be in place before
+    torch first calls MKL or picks its kernels, so they cannot be switched on inside a running process)."""
+    return all(os.environ.get(k) == v for k, v in reproducible_env(threads).items()) and not any(
         os.environ.get(k) for k in UNSET_FOR_BUILD)
 
 
@@ -241,13 +252,13 @@ def build_environment() -> dict:
 
 
 def build_world(config: WorldConfig, log=print) -> Path:
-    """Build the world in a child process with REPRODUCIBLE_ENV (see there); returns its folder."""
-    if reproducible_process():
+    """Build the world in a child process with reproducible_env (see there); returns its folder."""
+    if reproducible_process(config.build_threads):
         return build_world_here(config, log=log)
     env = {k: v for k, v in os.environ.items() if k not in UNSET_FOR_BUILD}
-    env.update(REPRODUCIBLE_ENV)
+    env.update(reproducible_env(config.build_threads))
     cmd = [sys.executable, "-m", "editbench.benchmarks.world_model", json.dumps(asdict(config))]
-    log(f"world '{config.name}': building in a child process (1 thread, MKL_CBWR=AVX2) for reproducible weights")
+    log(f"world '{config.name}': building in a child process ({config.build_threads} thread(s), MKL_CBWR=AVX2) for reproducible weights")
     proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=None, text=True)
     lines = proc.stdout.strip().splitlines()
     if proc.returncode != 0:  # the child's last line is its one-line error
@@ -259,7 +270,7 @@ def build_world(config: WorldConfig, log=print) -> Path:
 
 def build_world_here(config: WorldConfig, log=print) -> Path:
     """Generate, train and check in this process; write into a temp folder and rename it into the cache."""
-    torch.set_num_threads(1)
+    torch.set_num_threads(config.build_threads)
     target = world_dir(config)
     world = generate_world(config)
     started = time.perf_counter()
