@@ -29,6 +29,7 @@ BUILTIN_EDITOR_MODULES = {
     "memit": "editbench.methods.memit",
     "alphaedit": "editbench.methods.alphaedit",
     "ultraedit": "editbench.methods.ultraedit",
+    "encore": "editbench.methods.encore",
 }
 # Families of editors named FAMILY:MEMBER, made on first use by the module's editor_class(MEMBER):
 # easyedit:ROME runs EasyEdit's own ROME (methods/easyedit_bridge.py).

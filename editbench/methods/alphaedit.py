@@ -14,17 +14,11 @@ from dataclasses import dataclass
 
 import torch
 
-from editbench.core import (
-    InvalidDeltaError,
-    check_range,
-    flatten_state,
-    nest_state,
-    register_editor,
-)
+from editbench.core import InvalidDeltaError, check_range, register_editor
 from editbench.methods.key_stats import key_statistics
 from editbench.methods.locate import alphaedit_solve, nullspace_projector
 from editbench.harness.search import LayerSpan, LogFloat, SearchSpace
-from editbench.methods.memit import BatchLocateConfig, BatchLocateEditor
+from editbench.methods.memit import BatchLocateConfig, BatchLocateEditor, EarlierKeys
 from editbench.methods.rome import target_knobs
 
 
@@ -59,13 +53,13 @@ class AlphaEdit(BatchLocateEditor):
         self.reset_state()
 
     def reset_state(self) -> None:
-        self._earlier: dict[str, torch.Tensor] = {}  # layer -> sum of K K^T of earlier batches
+        self._earlier = EarlierKeys()
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        return flatten_state({"earlier_keys": self._earlier})
+        return self._earlier.state_dict()
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        self._earlier = dict(nest_state(state, ("earlier_keys",))["earlier_keys"])
+        self._earlier.load_state_dict(state)
 
     def layer_statistics(self, lm, layers, cache):
         """P per layer, from C of the unedited model; cached for the run beside C."""
@@ -85,7 +79,7 @@ class AlphaEdit(BatchLocateEditor):
         return projectors
 
     def solve(self, index, layer, residual, keys, stats):
-        earlier = self._earlier.get(str(layer))
+        earlier = self._earlier.get(layer)
         if earlier is None:
             earlier = torch.zeros(keys.shape[0], keys.shape[0], dtype=torch.float64, device=keys.device)
         try:
@@ -97,7 +91,4 @@ class AlphaEdit(BatchLocateEditor):
     def after_batch(self, lm, requests, templates, group_sizes) -> None:
         # the reference recomputes every layer's keys once all layers are written, then adds K K^T
         for layer in self.config.layers:
-            keys = self.keys_at(lm, layer, requests, templates, group_sizes).double()
-            moment = keys.T @ keys
-            name = str(layer)
-            self._earlier[name] = self._earlier[name] + moment if name in self._earlier else moment
+            self._earlier.add(layer, self.keys_at(lm, layer, requests, templates, group_sizes))

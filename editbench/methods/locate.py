@@ -51,6 +51,22 @@ def memit_solve(residuals: torch.Tensor, keys: torch.Tensor, cov: torch.Tensor, 
     return torch.linalg.solve(system, k @ residuals.to(k.device, torch.float64).T).T
 
 
+def encore_solve(residuals: torch.Tensor, keys: torch.Tensor, cov: torch.Tensor, weight: float,
+                 earlier_keys_moment: torch.Tensor | None, norm_weight: float) -> torch.Tensor:
+    """ENCORE's update for one layer (encore_main.py, closed form): dW = R K^T (lam C + mu I + C_p +
+    K K^T)^{-1}, float64, [out, in]; C_p = sum of K K^T of earlier batches (None: not kept).
+
+    It minimises ||dW K - R||^2 + lam ||dW C^{1/2}||^2 + ||dW C_p^{1/2}||^2 + mu ||dW||^2: MEMIT's
+    objective plus the earlier edits' keys kept in place and a norm penalty on the update (the
+    "norm-constrained" part). mu = 0 and C_p = None give MEMIT's solve."""
+    k = keys.double()
+    system = weight * cov.to(k.device, torch.float64) + k @ k.T
+    system = system + norm_weight * torch.eye(system.shape[0], dtype=torch.float64, device=k.device)
+    if earlier_keys_moment is not None:
+        system = system + earlier_keys_moment.to(k.device, torch.float64)
+    return torch.linalg.solve(system, k @ residuals.to(k.device, torch.float64).T).T
+
+
 def nullspace_projector(cov: torch.Tensor, threshold: float) -> torch.Tensor:
     """AlphaEdit's P = U_0 U_0^T: U_0 the eigenvectors of the key second moment C whose eigenvalues
     are below `threshold` (the reference takes singular values of C, the same for a symmetric PSD

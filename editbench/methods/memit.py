@@ -13,12 +13,12 @@ from dataclasses import dataclass
 
 import torch
 
-from editbench.core import InvalidDeltaError, WeightDelta, check_range, register_editor
+from editbench.core import InvalidDeltaError, WeightDelta, check_range, flatten_state, nest_state, register_editor
 from editbench.harness.arch import get_module, layer_path, mlp_proj_path
 from editbench.methods import training
 from editbench.methods.key_stats import key_statistics
 from editbench.methods.locate import memit_solve
-from editbench.methods.rewrite import context_templates, flat, optimise_targets, read_at_subject
+from editbench.methods.rewrite import TopOneStop, context_templates, flat, optimise_targets, read_at_subject
 from editbench.harness.search import LayerSpan, LogFloat, SearchSpace
 from editbench.methods.rome import LocateConfig, LocateEditor, add_update, target_knobs
 
@@ -46,8 +46,35 @@ class MEMITConfig(BatchLocateConfig):
         check_range(self, "mom2_update_weight", self.mom2_update_weight > 0, "> 0")
 
 
+class EarlierKeys:
+    """Per edited layer, the sum of K K^T over the batches edited before (AlphaEdit's `cache_c`,
+    ENCORE's `SEQ_CACHE`): editor state, reset when the protocol restores θ₀, saved at checkpoints."""
+
+    def __init__(self) -> None:
+        self.moments: dict[str, torch.Tensor] = {}
+
+    def get(self, layer: int) -> torch.Tensor | None:
+        return self.moments.get(str(layer))
+
+    def add(self, layer: int, keys: torch.Tensor) -> None:
+        """Adds K^T K of keys [n, in] (float64)."""
+        moment = keys.double().T @ keys.double()
+        name = str(layer)
+        self.moments[name] = self.moments[name] + moment if name in self.moments else moment
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return flatten_state({"earlier_keys": self.moments})
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.moments = dict(nest_state(state, ("earlier_keys",))["earlier_keys"])
+
+
 class BatchLocateEditor(LocateEditor):
     """MEMIT's loop over layers; subclasses give the per-layer solve and may keep state across calls."""
+
+    def top_one_stop(self) -> TopOneStop | None:
+        """Whether the z search also stops once the target is top-1 (ENCORE's MPES); MEMIT: no."""
+        return None
 
     def layer_statistics(self, lm, layers: list[int], cache: dict | None) -> dict[int, torch.Tensor]:
         """Per layer, what the solve needs from the unedited model, read before any layer changes."""
@@ -79,7 +106,7 @@ class BatchLocateEditor(LocateEditor):
         targets = []  # z for each request: independent, so optimised together, z_batch_requests at a time
         for start in range(0, len(requests), cfg.z_batch_requests):
             targets += optimise_targets(lm, block, requests[start:start + cfg.z_batch_requests], templates,
-                                        cfg.target_spec, first_layer=layers[-1])
+                                        cfg.target_spec, first_layer=layers[-1], top_one_stop=self.top_one_stop())
         infos = [target.info for target in targets]
         z_all = torch.stack([target.value for target in targets])  # [n, hidden]
         names = [f"{mlp_proj_path(lm.model, L, 'down')}.weight" for L in layers]

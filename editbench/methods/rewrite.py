@@ -217,13 +217,35 @@ def optimise_target(lm: LoadedModel, module: torch.nn.Module, request: EditReque
     return Target((v_init + delta).detach(), v_init, keys.mean(0), keys[0], info)
 
 
+@dataclass(frozen=True)
+class TopOneStop:
+    """ENCORE's most-probable early stopping (MPES; the reference's negative `prob_cutoff`): a
+    request's search stops at the `patience`-th step (counted, not necessarily consecutive) at which
+    the new object is the top-1 token at every target position of its rewriting prompts. The
+    reference checks every prompt but the first, the bare prompt (`skip_bare`; False checks all)."""
+
+    patience: int = 2
+    skip_bare: bool = True
+
+
+def _all_top_one(at_targets: torch.Tensor, labels: torch.Tensor, target_mask: torch.Tensor, n: int, t: int,
+                 stop: TopOneStop) -> torch.Tensor:
+    """Per request [n]: whether its target is the argmax at every target position of its rewriting
+    prompts (all t of them, or all but the bare prompt)."""
+    hit = (at_targets.argmax(-1) == labels) | (target_mask == 0)  # padded positions count as hits
+    per_prompt = hit.all(-1).reshape(n, t)
+    return (per_prompt[:, 1:] if stop.skip_bare and t > 1 else per_prompt).all(-1)
+
+
 def optimise_targets(lm: LoadedModel, module: torch.nn.Module, requests: Sequence[EditRequest],
-                     templates: Sequence[str], spec: TargetSpec, first_layer: int = 0) -> list[Target]:
+                     templates: Sequence[str], spec: TargetSpec, first_layer: int = 0,
+                     top_one_stop: TopOneStop | None = None) -> list[Target]:
     """`optimise_target` for requests whose variables do not interact (MEMIT's z): one padded forward
     over every request's templates per step instead of one loop per request. Each request has its
     own delta row, loss, Adam moments (Adam is elementwise) and clamp, and stops changing at the step
     where it alone would have stopped; the rows of a finished request are held fixed. The z's equal
-    the one-by-one ones up to float summation order (a test holds them within 1e-5)."""
+    the one-by-one ones up to float summation order (a test holds them within 1e-5).
+    `top_one_stop`: also stop a request once its target is top-1 often enough (ENCORE's MPES)."""
     if templates[0] != "{}":
         raise ValueError("optimise_targets needs the bare prompt '{}' as the first template")
     tok, device, n, t = lm.tokenizer, lm.device, len(requests), len(templates)
@@ -266,6 +288,7 @@ def optimise_targets(lm: LoadedModel, module: torch.nn.Module, requests: Sequenc
         max_norm = spec.clamp_norm_factor * v_init.norm(dim=1)
         infos = [{"v_steps": 0} for _ in requests]
         running = torch.ones(n, dtype=torch.bool, device=device)
+        top_one_steps = torch.zeros(n, dtype=torch.long, device=device)
 
         def change(hidden: torch.Tensor) -> torch.Tensor:  # each row gets its own request's delta
             return add_at_positions(rows, lookup, delta[owner])(hidden)
@@ -282,6 +305,11 @@ def optimise_targets(lm: LoadedModel, module: torch.nn.Module, requests: Sequenc
                 decay = spec.v_weight_decay * delta.norm(dim=1) / v_init.norm(dim=1) ** 2
                 loss = nll + kl_loss + decay
                 stopping = running & ((loss < spec.early_stop_loss) | (step == spec.v_num_grad_steps - 1))
+                if top_one_stop is not None:
+                    top_one_steps += running & _all_top_one(at_targets, labels, target_mask, n, t, top_one_stop)
+                    stopping |= running & (top_one_steps >= top_one_stop.patience)
+                    for i in running.nonzero().flatten().tolist():
+                        infos[i]["top_one_steps"] = int(top_one_steps[i])
                 for i in running.nonzero().flatten().tolist():
                     info = infos[i]
                     info.update(v_loss=round(loss[i].item(), 5), v_nll=round(nll[i].item(), 5))
