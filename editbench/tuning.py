@@ -167,8 +167,9 @@ def search(space: SearchSpace, n_layers: int, evaluator: Evaluator, folder: Path
 
 def record(study, space: SearchSpace, settings: TuneSettings, seconds: float) -> dict:
     """Every counted trial, the chosen one and the search's settings. Chosen: the best complete trial
-    that passed the floor; when none did, `floor_passed` is False and the chosen one is the trial with
-    the highest floor EM (what the leaderboard then runs, marked as under the floor)."""
+    that passed the floor; when none did, `floor_passed` is False and the chosen one is the complete
+    trial with the best dev score, else the one with the highest floor EM (what the leaderboard then
+    runs, marked as under the floor)."""
     trials = []
     for t in sorted(_counted(study), key=lambda t: t.user_attrs["slot"]):
         trials.append({"trial": t.user_attrs["slot"], "state": t.state.name.lower(), "config": t.user_attrs.get("config"),

@@ -167,10 +167,14 @@ def tune_method(plan: RunPlan, settings: TuneSettings, write: str | None = None)
             atomic_write_text(path, text)
     yaml_path = target or out / "tuned.yaml"
     if not tuned["floor_passed"]:  # the method, not the input, failed: exit 1, like a failed run
+        best = max((t for t in tuned["trials"] if t["floor_em"] is not None),
+                   key=lambda t: (t["floor_em"], -t["trial"]))
         return TuneOutcome(method, yaml_path, f"{method} on world '{plan.world}' ({plan.protocol}): no point of its "
                            f"space passed the single-edit floor (generated-answer EM >= {settings.floor_em} on "
                            f"{settings.floor_edits} independent dev edits) in {settings.budget} trials; best floor "
-                           f"EM {tuned['chosen_floor_em']} at {tuned['chosen']} (kept, marked floor_passed: false)")
+                           f"EM {best['floor_em']} (trial {best['trial']}, {best['state']}); kept trial "
+                           f"{tuned['chosen_trial']}, the best dev score ({tuned['dev_score']}, floor EM "
+                           f"{tuned['chosen_floor_em']}): {tuned['chosen']}, marked floor_passed: false")
     return TuneOutcome(method, yaml_path, f"{method}: chose {tuned['chosen']} (trial {tuned['chosen_trial']}, dev "
                        f"score {tuned['dev_score']:.4f}, floor EM {tuned['chosen_floor_em']:.2f}; "
                        f"{tuned['trials_complete']} complete, {tuned['trials_pruned']} pruned, "

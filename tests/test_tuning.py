@@ -172,9 +172,12 @@ def test_the_floor_rejects_a_config_that_does_not_write(micro_world, tmp_path, c
     finally:
         FTM.search_space = original
     assert code == 1
-    assert "no point of its space passed the single-edit floor" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "no point of its space passed the single-edit floor" in err
     prov = yaml.safe_load((tmp_path / "t" / "ft" / "tuned.yaml").read_text())["provenance"]
     assert prov["floor_passed"] is False and prov["chosen_floor_em"] < 0.9 and prov["floor_edits"] == 3
+    best = max(t["floor_em"] for t in prov["trials"])  # the line names the best floor EM, not the kept one's
+    assert f"best floor EM {best} (trial" in err and f"kept trial {prov['chosen_trial']}" in err
 
 
 def test_world_dev_and_leaderboard_edit_pools_are_disjoint(micro_world):
