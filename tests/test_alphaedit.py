@@ -101,18 +101,24 @@ def test_threshold_that_removes_everything_is_refused(micro_lm, micro_requests):
 
 def test_after_20_sequential_edits_alphaedit_keeps_locality_at_least_memits(micro_world):
     """The reason AlphaEdit exists: sequential edits damage less. Micro world, 20 edits one at a time,
-    both with their world YAMLs (the same layers, templates and z optimisation)."""
+    the same layers, templates and z search for both (set here, not read from tuned YAMLs, which
+    change with every tune: these are MEMIT's default-world YAML of session 7, which wrote single
+    edits and collapsed the model by T = 100); AlphaEdit at the reference's threshold and L2.
+    Measured: MEMIT locality 0.59 and exam 0.75 at T = 20, AlphaEdit 1.0 and 1.0."""
     from editbench.benchmarks.registry import world_benchmark
     from editbench.harness.models import load_model
     from editbench.harness.runner import EvalSuite, SequentialRunner
 
+    shared = {"layers": [1, 2], "v_num_grad_steps": 39, "v_lr": 1.35, "v_weight_decay": 0.000318,
+              "clamp_norm_factor": 2.09, "context_template_source": "eos", "context_template_lengths": [[10, 5]]}
     data = world_benchmark(micro_world, 20, seed=0)
     suite = EvalSuite(data.fluency_prompts[:1], 8, data.exam_name, data.exam[:4])
     final = {}
-    for name in ("memit", "alphaedit"):
+    for name, own in (("memit", {"mom2_update_weight": 28.5}), ("alphaedit", {"nullspace_threshold": 2e-2, "l2": 10.0})):
         lm = load_model(str(micro_world), hparams_key="world")
-        editor = _editor(lm) if name == "alphaedit" else _memit(lm)
+        editor = _editor(lm, name, **shared, **own)
         results, rows = SequentialRunner(lm, editor, data.requests, suite, [20], 0, log=lambda m: None).run()
         assert all(r["status"] == "ok" for r in rows)
         final[name] = results["checkpoints"][-1]
-    assert final["alphaedit"]["locality"] >= final["memit"]["locality"], final
+    assert final["alphaedit"]["reliability"] > 0.3  # AlphaEdit writes: its locality is not a no-op's
+    assert final["alphaedit"]["locality"] > final["memit"]["locality"], final
