@@ -55,8 +55,8 @@ def test_mpes_stops_each_z_search_once_its_target_is_top_one(micro_lm, micro_req
     with_mpes = _editor(micro_lm, mpes_patience=2, v_num_grad_steps=25, early_stop_loss=0.0)
     without = _editor(micro_lm, mpes_patience=0, v_num_grad_steps=25, early_stop_loss=0.0)
     batch = micro_requests[:4]
-    stopped = [i for i in with_mpes.edit(micro_lm, batch, {}).info]
-    full = [i for i in without.edit(micro_lm, batch, {}).info]
+    stopped = with_mpes.edit(micro_lm, batch, {}).info
+    full = without.edit(micro_lm, batch, {}).info
     for a, b in zip(stopped, full):
         assert a["top_one_steps"] == 2 or a["v_steps"] == 24, a
         assert a["v_steps"] <= b["v_steps"] == 24 and "top_one_steps" not in b

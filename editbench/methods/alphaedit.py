@@ -17,8 +17,8 @@ import torch
 from editbench.core import InvalidDeltaError, check_range, register_editor
 from editbench.methods.key_stats import key_statistics
 from editbench.methods.locate import alphaedit_solve, nullspace_projector
-from editbench.harness.search import LayerSpan, LogFloat, SearchSpace
-from editbench.methods.memit import BatchLocateConfig, BatchLocateEditor, EarlierKeys
+from editbench.harness.search import LogFloat, SearchSpace
+from editbench.methods.memit import MEMIT_LAYERS, BatchLocateConfig, EarlierKeysEditor
 from editbench.methods.rome import target_knobs
 
 
@@ -37,29 +37,16 @@ class AlphaEditConfig(BatchLocateConfig):
 
 ALPHAEDIT_SPACE = SearchSpace("AlphaEdit (jianghoucheng/AlphaEdit hparams/AlphaEdit/Llama3-8B.json: layers 4-8 of "
                               "32, threshold 2e-2, L2 10, clamp 0.75, v_lr 0.1)", (
-    LayerSpan("layers", (0.13, 5), "layers 4-8 of 32", low=0.0, high=0.67, min_width=1, max_width=5, spare_last=1),
+    MEMIT_LAYERS,
     LogFloat("nullspace_threshold", 2e-2, "eigenvalue cut of the null space", low=1e-4, high=1e-1),
     LogFloat("l2", 10.0, "the reference's L2 ridge term", low=0.1, high=1e3),
     *target_knobs(clamp=0.75, v_lr=0.1, weight_decay=0.5)))
 
 
 @register_editor("alphaedit")
-class AlphaEdit(BatchLocateEditor):
+class AlphaEdit(EarlierKeysEditor):
     config_class = AlphaEditConfig
     search_space = ALPHAEDIT_SPACE
-
-    def __init__(self, config: AlphaEditConfig | None = None) -> None:
-        super().__init__(config)
-        self.reset_state()
-
-    def reset_state(self) -> None:
-        self._earlier = EarlierKeys()
-
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        return self._earlier.state_dict()
-
-    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        self._earlier.load_state_dict(state)
 
     def layer_statistics(self, lm, layers, cache):
         """P per layer, from C of the unedited model; cached for the run beside C."""

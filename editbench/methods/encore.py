@@ -19,9 +19,9 @@ from dataclasses import dataclass
 import torch
 
 from editbench.core import InvalidDeltaError, check_range, register_editor
-from editbench.harness.search import LayerSpan, LogFloat, SearchSpace
+from editbench.harness.search import LogFloat, SearchSpace
 from editbench.methods.locate import encore_solve
-from editbench.methods.memit import EarlierKeys, MEMITConfig, BatchLocateEditor
+from editbench.methods.memit import MEMIT_LAYERS, EarlierKeysEditor, MEMITConfig
 from editbench.methods.rewrite import TopOneStop
 from editbench.methods.rome import target_knobs
 
@@ -50,29 +50,16 @@ class ENCOREConfig(MEMITConfig):
 
 ENCORE_SPACE = SearchSpace("ENCORE (knowledge-editing-regularization hparams/ENCORE/llama3-8b.json: layers 4-8 "
                            "of 32, lambda 15,000, mu 20, clamp 0.75, v_lr 0.5, MPES 2)", (
-    LayerSpan("layers", (0.13, 5), "layers 4-8 of 32", low=0.0, high=0.67, min_width=1, max_width=5, spare_last=1),
+    MEMIT_LAYERS,
     LogFloat("mom2_update_weight", 15000.0, "lambda", low=1.0, high=1e5),
     LogFloat("update_norm_lambda", 20.0, "mu, the norm penalty", low=0.1, high=1e3),
     *target_knobs(clamp=0.75, v_lr=0.5, weight_decay=0.5)))
 
 
 @register_editor("encore")
-class ENCORE(BatchLocateEditor):
+class ENCORE(EarlierKeysEditor):
     config_class = ENCOREConfig
     search_space = ENCORE_SPACE
-
-    def __init__(self, config: ENCOREConfig | None = None) -> None:
-        super().__init__(config)
-        self.reset_state()
-
-    def reset_state(self) -> None:
-        self._earlier = EarlierKeys()
-
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        return self._earlier.state_dict()
-
-    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        self._earlier.load_state_dict(state)
 
     def top_one_stop(self) -> TopOneStop | None:
         cfg: ENCOREConfig = self.config

@@ -125,9 +125,29 @@ class BatchLocateEditor(LocateEditor):
         return WeightDelta(tensors=deltas, info=infos)
 
 
+class EarlierKeysEditor(BatchLocateEditor):
+    """MEMIT's loop with `EarlierKeys` as the editor's state (AlphaEdit, ENCORE)."""
+
+    def __init__(self, config=None) -> None:
+        super().__init__(config)
+        self.reset_state()
+
+    def reset_state(self) -> None:
+        self._earlier = EarlierKeys()
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return self._earlier.state_dict()
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self._earlier.load_state_dict(state)
+
+
+# the layer span of the MEMIT family's references (layers 4-8 of a 32-layer Llama), as relative depth
+MEMIT_LAYERS = LayerSpan("layers", (0.13, 5), "layers 4-8 of 32", low=0.0, high=0.67, min_width=1, max_width=5,
+                         spare_last=1)
 # lambda over five decades: the world's YAML held 10,000 where 1,000 writes and 10,000 does not.
 MEMIT_SPACE = SearchSpace("MEMIT (EasyEdit hparams/MEMIT/llama-7b.yaml: layers 4-8 of 32, lambda 15,000)", (
-    LayerSpan("layers", (0.13, 5), "layers 4-8 of 32", low=0.0, high=0.67, min_width=1, max_width=5, spare_last=1),
+    MEMIT_LAYERS,
     LogFloat("mom2_update_weight", 15000.0, "lambda", low=1.0, high=1e5), *target_knobs()))
 
 
