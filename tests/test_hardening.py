@@ -493,3 +493,19 @@ def test_a_method_has_one_style_in_every_figure():
     by_rank = method_styles(rows)
     assert method_styles(list(reversed(rows))) == by_rank  # the order rows come in does not matter
     assert len({s["color"] for s in by_rank.values()}) == 9 <= len(PALETTE)  # nine methods, nine colours
+
+
+def test_guard_judges_a_call_by_its_summed_objective():
+    """A call of K requests diverged when the sum of their objectives rose (or one is not finite),
+    not when one request of many ended a hair above its start; with K = 1 both agree."""
+    from editbench.harness.runner import UpdateGuard
+
+    guard = UpdateGuard()
+    one_rose = [{"initial_loss": 3.358, "final_loss": 3.448}] + [{"initial_loss": 3.0, "final_loss": 0.5}] * 99
+    assert guard.objective_verdict(one_rose) is None
+    assert "request 0" in guard.objective_verdict(one_rose[:1])
+    all_rose = [{"initial_loss": 1.0, "final_loss": 1.5}] * 3 + [{"initial_loss": 1.0, "final_loss": 0.9}]
+    assert "summed over 4 requests, 3 rose" in guard.objective_verdict(all_rose)
+    blown = one_rose[1:] + [{"initial_loss": 3.0, "final_loss": float("inf")}]
+    assert "request 99" in guard.objective_verdict(blown)
+    assert guard.objective_verdict([{"v_steps": 3}, {}]) is None  # an editor that reports no objective
