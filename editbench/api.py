@@ -18,9 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
-import torch
-
-from editbench.core import ConfigError, EditbenchError, EditRequest, Editor, WeightDelta, get_editor_class
+from editbench.core import ConfigError, EditbenchError, EditRequest, Editor, Intervention, WeightDelta, get_editor_class  # noqa: F401
+from editbench.harness.interventions import Applied
 from editbench.harness.models import LoadedModel, load_model
 from editbench.plan import RunPlan  # noqa: F401 - part of the API
 from editbench.reports.frames import Results, load_results  # noqa: F401 - part of the API
@@ -64,21 +63,19 @@ def get_editor(name: str, model: LoadedModel | None = None, protocol: str = "seq
 
 @dataclass
 class Edit:
-    """An applied edit: its weight change, and what `undo` puts back."""
+    """An applied edit: its intervention (a weight delta or a module patch), and what `undo` puts back."""
 
     model: LoadedModel
-    delta: WeightDelta
-    before: dict[str, torch.Tensor] = field(repr=False)
+    delta: Intervention
+    applied: Applied = field(repr=False)
     undone: bool = False
 
-    @torch.no_grad()
     def undo(self) -> None:
-        """Put every weight the edit changed back to its value before, bit for bit."""
+        """Put the model back as it was before the edit, bit for bit (weights copied back, a patch's
+        hook removed)."""
         if self.undone:
             raise ConfigError("this edit was already undone")
-        params = dict(self.model.model.named_parameters())
-        for name, value in self.before.items():
-            params[name].copy_(value)
+        self.applied.restore()
         self.undone = True
 
 
@@ -94,10 +91,9 @@ def edit(model: LoadedModel, editor: str | Editor, requests: EditRequest | Seque
     editor.prepare(model, cache)
     delta = editor.edit(model, batch, cache)
     delta.validate(model.model)
-    params = dict(model.model.named_parameters())
-    before = {name: params[name].detach().clone() for name in delta.tensors}
-    delta.apply(model.model, validated=True)
-    return Edit(model=model, delta=delta, before=before)
+    applied = Applied(model.model, model)
+    delta.commit(applied, model.model)
+    return Edit(model=model, delta=delta, applied=applied)
 
 
 def world_edits(model: LoadedModel | str, n: int, seed: int = 0, split: str = "edit") -> list[EditRequest]:

@@ -1,4 +1,5 @@
-"""The bottom layer: edit requests, weight deltas, the Editor interface and its registry.
+"""The bottom layer: edit requests, interventions (weight deltas, module patches), the Editor
+interface and its registry.
 
 Everything else in editbench depends on this module; it depends on nothing of editbench.
 """
@@ -169,15 +170,59 @@ class ExamQuestion:
         return "ABCDEFGH".index(self.answer)
 
 
-# --------------------------------------------------------------------------- deltas
+# --------------------------------------------------------------------------- interventions
+
+
+class Intervention(abc.ABC):
+    """What one editor call returns: a change the runner validates, commits, removes exactly (back to
+    θ₀), saves at checkpoints and restores on resume, without knowing which method made it.
+
+    Kinds: `WeightDelta` (added to parameters in place: ROME, MEMIT, fine-tuning), `ModulePatch`
+    (an adaptor with its own tensors rewriting one module's output, every weight untouched: GRACE's
+    codebook, a side memory) and `ContextPatch` (what the model is shown before each scored question
+    changes, the model does not: retrieval of the edited facts). `info` holds one dict per request
+    (objective before/after, steps)."""
+
+    kind: ClassVar[str] = ""
+    info: list[dict[str, Any]]
+
+    @abc.abstractmethod
+    def validate(self, model: torch.nn.Module) -> None:
+        """Raise InvalidDeltaError if this cannot be committed to `model` (unknown module or parameter,
+        wrong shape, non-finite values)."""
+
+    @abc.abstractmethod
+    def commit(self, applied: Any, model: torch.nn.Module) -> None:
+        """Make the change on `model`, after telling `applied` (the runner's record of what differs from
+        θ₀: harness/interventions.Applied) what it needs to undo it."""
+
+    @abc.abstractmethod
+    def changes_model(self) -> bool:
+        """False when committing this would leave the model as it was (recorded as a no-op call)."""
+
+    def weight_tensors(self) -> dict[str, torch.Tensor]:
+        """The parameter updates in it, for the guard's bound on update norms (none for a patch)."""
+        return {}
 
 
 @dataclass
-class WeightDelta:
+class WeightDelta(Intervention):
     """Additive update: parameter name -> tensor to add. `info` holds one dict per request."""
 
+    kind: ClassVar[str] = "weights"
     tensors: dict[str, torch.Tensor] = field(default_factory=dict)
     info: list[dict[str, Any]] = field(default_factory=list)
+
+    def commit(self, applied: Any, model: torch.nn.Module) -> None:
+        applied.remember(self.tensors)  # a parameter not touched before still holds θ₀
+        self.apply(model, validated=True)
+
+    def changes_model(self) -> bool:
+        # any nonzero entry (no float64 copy of a 7B model's MLP update, as a norm would take)
+        return any(bool(t.any()) for t in self.tensors.values())
+
+    def weight_tensors(self) -> dict[str, torch.Tensor]:
+        return self.tensors
 
     def validate(self, model: torch.nn.Module) -> None:
         params = dict(model.named_parameters())
@@ -202,6 +247,136 @@ class WeightDelta:
 
     def norm(self) -> float:
         return math.sqrt(sum(float(t.double().pow(2).sum()) for t in self.tensors.values()))
+
+
+class Adaptor(abc.ABC):
+    """What a `ModulePatch` installs on a module: output = adaptor(module input, module output).
+    Made from `settings` (JSON values) and named tensors only, so a saved patch is rebuilt exactly
+    on resume. Registered by kind (`register_adaptor`), as editors are by name."""
+
+    kind: ClassVar[str] = ""
+
+    def __init__(self, settings: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
+        self.settings = settings
+        self.tensors = tensors
+
+    @abc.abstractmethod
+    def __call__(self, inputs: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
+        """The patched output, given the module's first input and its own output."""
+
+
+class ContextAdaptor(abc.ABC):
+    """What a `ContextPatch` installs: the text a model is shown for each question it is scored on.
+    Made from `settings` and tensors only (as `Adaptor`); registered with `register_adaptor`."""
+
+    kind: ClassVar[str] = ""
+
+    def __init__(self, settings: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
+        self.settings = settings
+        self.tensors = tensors
+        self.shown: dict[str, list[str]] = {}  # question -> what was put before it (the drill-down)
+
+    @abc.abstractmethod
+    def contexts(self, lm: Any, questions: Sequence[str]) -> list[str]:
+        """Each question as the model sees it (with whatever this adaptor puts before it)."""
+
+
+_ADAPTORS: dict[str, type] = {}
+
+
+def register_adaptor(kind: str):
+    def decorate(cls: type) -> type:
+        if kind in _ADAPTORS and _ADAPTORS[kind] is not cls:
+            raise ConfigError(f"adaptor kind '{kind}' is registered twice ({_ADAPTORS[kind].__module__}, {cls.__module__})")
+        cls.kind = kind
+        _ADAPTORS[kind] = cls
+        return cls
+
+    return decorate
+
+
+def adaptor_class(kind: str) -> type:
+    _load_plugins()  # a resumed run may rebuild a patch before its editor's module was imported
+    if kind not in _ADAPTORS:
+        raise ConfigError(f"unknown module-patch adaptor '{kind}' (known: {', '.join(sorted(_ADAPTORS)) or 'none'})")
+    return _ADAPTORS[kind]
+
+
+@dataclass
+class ModulePatch(Intervention):
+    """The whole patch of one module after this call: it replaces any patch installed on that module
+    before (an editor keeps its memory as its own state and returns it whole), so removing it puts
+    the original module back bit for bit. No parameter changes."""
+
+    kind: ClassVar[str] = "module"
+    module: str = ""  # dotted path of the patched module (model.get_submodule)
+    adaptor: str = ""  # registered Adaptor kind
+    settings: dict[str, Any] = field(default_factory=dict)
+    tensors: dict[str, torch.Tensor] = field(default_factory=dict)
+    info: list[dict[str, Any]] = field(default_factory=list)
+
+    def validate(self, model: torch.nn.Module) -> None:
+        try:
+            model.get_submodule(self.module)
+        except AttributeError:
+            raise InvalidDeltaError(f"module patch names unknown module '{self.module}'") from None
+        adaptor_class(self.adaptor)
+        for name, tensor in self.tensors.items():
+            if not torch.isfinite(tensor).all():
+                raise InvalidDeltaError(f"module patch '{self.adaptor}' tensor '{name}' has non-finite values")
+
+    def build(self) -> Adaptor:
+        return adaptor_class(self.adaptor)(self.settings, self.tensors)
+
+    def commit(self, applied: Any, model: torch.nn.Module) -> None:
+        applied.install(self)
+
+    def changes_model(self) -> bool:
+        return any(t.numel() for t in self.tensors.values())
+
+
+@dataclass
+class ContextPatch(Intervention):
+    """The whole context memory after this call (it replaces the one in force): scoring shows the
+    model `adaptor.contexts(lm, questions)` instead of the bare questions. No parameter, no module."""
+
+    kind: ClassVar[str] = "context"
+    adaptor: str = ""  # registered ContextAdaptor kind
+    settings: dict[str, Any] = field(default_factory=dict)
+    tensors: dict[str, torch.Tensor] = field(default_factory=dict)
+    info: list[dict[str, Any]] = field(default_factory=list)
+
+    def validate(self, model: torch.nn.Module) -> None:
+        if not issubclass(adaptor_class(self.adaptor), ContextAdaptor):
+            raise InvalidDeltaError(f"context patch names '{self.adaptor}', which is not a context adaptor")
+        for name, tensor in self.tensors.items():
+            if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+                raise InvalidDeltaError(f"context patch '{self.adaptor}' tensor '{name}' has non-finite values")
+
+    def build(self) -> ContextAdaptor:
+        return adaptor_class(self.adaptor)(self.settings, self.tensors)
+
+    def commit(self, applied: Any, model: torch.nn.Module) -> None:
+        applied.set_context(self)
+
+    def changes_model(self) -> bool:
+        return any(t.numel() for t in self.tensors.values())
+
+
+def texts_to_tensors(texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Strings as tensors (for editor state and checkpoints, which hold tensors only): their UTF-8
+    bytes end to end, and each string's end offset."""
+    encoded = [t.encode("utf-8") for t in texts]
+    ends = torch.tensor([0] + [len(b) for b in encoded], dtype=torch.long).cumsum(0)[1:]
+    data = torch.frombuffer(bytearray(b"".join(encoded)), dtype=torch.uint8) if any(encoded) else \
+        torch.empty(0, dtype=torch.uint8)
+    return data.clone(), ends
+
+
+def tensors_to_texts(data: torch.Tensor, ends: torch.Tensor) -> list[str]:
+    raw = bytes(data.to("cpu").tolist())
+    starts = [0] + ends.tolist()[:-1]
+    return [raw[a:b].decode("utf-8") for a, b in zip(starts, ends.tolist())]
 
 
 # --------------------------------------------------------------------------- editors
@@ -268,6 +443,10 @@ class Editor(abc.ABC):
     # `ok` (a search that diverged and was silently zeroed looks exactly like that). The no-edit
     # baseline says False.
     writes_weights: ClassVar[bool] = True
+    # What its calls return (an Intervention kind): 'weights' (WeightDelta), 'module' (ModulePatch) or
+    # 'context' (ContextPatch).
+    # Only weights can be saved as a model (save_model); a patch lives in the run's checkpoints.
+    intervention: ClassVar[str] = WeightDelta.kind
     # Where `editbench tune` searches this editor's config (harness/search.py: a SearchSpace), declared
     # beside the config; None: nothing to tune (the no-edit baseline, bridged editors).
     search_space: ClassVar[Any] = None
@@ -302,8 +481,8 @@ class Editor(abc.ABC):
         resumed on edited weights finds the same cache as an uninterrupted one."""
 
     @abc.abstractmethod
-    def edit(self, lm: Any, requests: Sequence[EditRequest], cache: dict | None = None) -> WeightDelta:
-        """Return the update that writes `requests` into `lm.model` (lm: harness.models.LoadedModel).
+    def edit(self, lm: Any, requests: Sequence[EditRequest], cache: dict | None = None) -> Intervention:
+        """Return the intervention that writes `requests` into `lm.model` (lm: harness.models.LoadedModel).
 
         `cache` is owned by the caller (the runner) and survives across calls of one run; it holds
         what depends only on the unedited model (key statistics, context templates). State that

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
-from editbench.core import ConfigError, EditbenchError, EditRequest, setting
+from editbench.core import ConfigError, EditbenchError, EditRequest, WeightDelta, setting
 from editbench.harness.executors import Cell
 from editbench.harness.record import RunRecord
 from editbench.plan import DEFAULT_WORLD_EDITS, RunPlan
@@ -152,6 +152,11 @@ class RunSession:
                                         protocol=self.protocol.name)
         editor = cls(config)
         editor.check_model(self.lm)
+        if self.save_model_at and editor.intervention != WeightDelta.kind:
+            raise ConfigError(f"{setting('save_model')}: {method} edits through a {editor.intervention} "
+                              "intervention, not the weights; save_pretrained would write the unedited model "
+                              "(its state is kept in the run's checkpoints under state/, which "
+                              f"{setting('resume')} reads)")
         self.hparams_notes[method] = tuning_note(source)
         if announce:
             self.log(f"{method}: hparams from {source}" + (f" with {overrides}" if overrides else ""))

@@ -62,6 +62,20 @@ def edit_output(module: nn.Module, change: Callable[[torch.Tensor], torch.Tensor
         handle.remove()
 
 
+@contextmanager
+def rewrite_output(module: nn.Module, change: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> Iterator[None]:
+    """Replace the module's output hidden states h by change(x, h), x its first input, inside the block."""
+
+    def hook(_module, args, output):
+        return _with_hidden(output, change(args[0], _hidden(output)))
+
+    handle = module.register_forward_hook(hook)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
 def add_at_positions(rows: torch.Tensor, positions: torch.Tensor, vector: torch.Tensor):
     """A `change` for edit_output: add `vector` to the hidden state at (rows[i], positions[i]).
 

@@ -14,7 +14,7 @@ import torch
 
 from editbench.core import ConfigError, EditRequest, ExamQuestion, setting
 from editbench.harness.generation import Answer, GenerationSpec, contains, exact_match, greedy_answers
-from editbench.harness.models import LoadedModel
+from editbench.harness.models import LoadedModel, in_context
 from editbench.harness.scoring import (
     TargetScore, encode_prompt_target, last_logits_after_prefix, length_batches, pad_right, score_targets,
 )
@@ -84,13 +84,15 @@ def edit_scores(
     A metric the record has no data for is None. `prediction` is not a metric: the model's top-1
     tokens at the target's positions (teacher forced), decoded, for reading an edit's outcome.
     """
+    # a context in force (a retrieval editor's memory) is put before every question of the edits
+    shown = _shown_questions(lm, requests)
     # every prompt of every metric in one sorted, padded stream (one pass), split back per metric
-    kinds = [[[(r.prompt, r.target_new)] for r in requests],
-             [[(r.prompt, r.target_true)] if r.target_true else [] for r in requests],
-             [[(p, r.target_new) for p in r.rephrase_prompts] for r in requests],
-             [list(r.portability) for r in requests]]
+    kinds = [[[(shown(r.prompt), r.target_new)] for r in requests],
+             [[(shown(r.prompt), r.target_true)] if r.target_true else [] for r in requests],
+             [[(shown(p), r.target_new) for p in r.rephrase_prompts] for r in requests],
+             [[(shown(p), a) for p, a in r.portability] for r in requests]]
     if locality_pre is not None:
-        kinds.append([list(r.locality) for r in requests])
+        kinds.append([[(shown(p), a) for p, a in r.locality] for r in requests])
     scored = _grouped(lm, [group for kind in kinds for group in kind])
     n = len(requests)
     rel, true, gen, port = (scored[k * n:(k + 1) * n] for k in range(4))
@@ -118,13 +120,34 @@ def edit_scores(
         row["reliability_gain"] = _gain(row["reliability"], pre.get("reliability"))
         row["generalization_gain"] = _gain(row["generalization"], pre.get("generalization"))
         rows.append(row)
+    context = getattr(lm, "context", None)
+    if context is not None:  # what the context in force put before each of the edit's questions
+        for row, r in zip(rows, requests):
+            row["retrieved"] = _shown(context.shown, r)
     if generation is not None:
-        gen_rows = _generation_scores(lm, requests, generation, locality_pre_answers)
+        gen_rows = _generation_scores(lm, requests, generation, locality_pre_answers, shown)
         for row, gen, pre in zip(rows, gen_rows, pre_rows or [{}] * len(rows)):
             row.update(gen)
             row["reliability_gen_gain"] = _gain(row["reliability_gen"], pre.get("reliability_gen"))
             row["generalization_gen_gain"] = _gain(row["generalization_gen"], pre.get("generalization_gen"))
     return rows
+
+
+def _shown_questions(lm: LoadedModel, requests: Sequence[EditRequest]):
+    """question -> the text the model is shown for it: the question itself, or, with a context in
+    force (`lm.context`), the context's text for it (all of the edits' questions at once)."""
+    if getattr(lm, "context", None) is None:
+        return lambda question: question
+    questions = sorted({q for r in requests for q in (r.prompt, *r.rephrase_prompts, *(p for p, _ in r.portability),
+                                                       *(p for p, _ in r.locality))})
+    texts = dict(zip(questions, in_context(lm, questions)))
+    return texts.__getitem__
+
+
+def _shown(shown: dict[str, list[str]], request: EditRequest) -> dict:
+    return {"reliability": shown.get(request.prompt), "generalization": [shown.get(p) for p in request.rephrase_prompts],
+            "locality": [shown.get(p) for p, _ in request.locality],
+            "portability": [shown.get(p) for p, _ in request.portability]}
 
 
 def _questions(request: EditRequest, with_locality: bool) -> list[tuple[str, str, str]]:
@@ -152,7 +175,7 @@ def locality_answers(lm: LoadedModel, requests: Sequence[EditRequest], spec: Gen
 
 
 def _generation_scores(lm: LoadedModel, requests: Sequence[EditRequest], spec: GenerationSpec,
-                       locality_pre: list[list[str]] | None) -> list[dict]:
+                       locality_pre: list[list[str]] | None, shown=lambda question: question) -> list[dict]:
     """Per edit, on the model's greedy answers (definitions in docs/metrics.md):
 
     - reliability_gen: 1 if the answer to the edit prompt equals target_new after normalisation;
@@ -164,7 +187,7 @@ def _generation_scores(lm: LoadedModel, requests: Sequence[EditRequest], spec: G
     - generated: the answer to the edit prompt as generated (raw text) and as compared (answer).
     """
     per_request = [_questions(r, locality_pre is not None) for r in requests]
-    flat = [q for qs in per_request for q in qs]
+    flat = [(kind, shown(q), gold) for qs in per_request for kind, q, gold in qs]
     answers = iter(_answers(lm, flat, spec)) if flat else iter(())
     rows = []
     for i, (r, qs) in enumerate(zip(requests, per_request)):

@@ -5,6 +5,7 @@ import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Sequence
 
 import torch
 from torch import nn
@@ -26,6 +27,9 @@ class LoadedModel:
     eval_batch_size: int = 64
     eval_token_budget: int | None = None
     _fingerprint: str | None = field(default=None, repr=False)
+    # a ContextAdaptor in force (a retrieval editor's memory), set and removed by the runner's Applied:
+    # scoring shows the model `in_context(questions)`; None: the bare questions
+    context: Any = field(default=None, repr=False)
 
     def fingerprint(self) -> str:
         """sha256 of the weights as loaded (first call; call it before editing). Cached on this handle."""
@@ -93,6 +97,13 @@ def check_loading_info(name_or_path: str, info: dict) -> None:
         problems.append(f"errors ({str(info['error_msgs'][0]).splitlines()[0]})")
     if problems:
         raise ConfigError(f"model '{name_or_path}' does not match its weights files: {'; '.join(problems)} tensors")
+
+
+def in_context(lm, questions: Sequence[str]) -> list[str]:
+    """Each question as scoring shows it to the model: the context in force (`lm.context`, a
+    ContextAdaptor) put before it, or the bare question (also for stand-ins of a LoadedModel)."""
+    context = getattr(lm, "context", None)
+    return list(questions) if context is None else context.contexts(lm, questions)
 
 
 def load_model(

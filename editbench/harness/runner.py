@@ -22,6 +22,7 @@ import torch
 from editbench.core import ConfigError, EditRequest, EditbenchError, Editor, ExamQuestion, setting
 from editbench.harness import metrics
 from editbench.harness.generation import GenerationSpec
+from editbench.harness.interventions import Applied, BaseWeights  # noqa: F401 (BaseWeights: its old home)
 from editbench.harness.models import LoadedModel
 from editbench.harness.results import (
     EDITS_FILE,
@@ -93,7 +94,7 @@ class UpdateGuard:
         if why:
             return why
         params = dict(model.named_parameters())
-        for name, tensor in delta.tensors.items():
+        for name, tensor in delta.weight_tensors().items():
             # float64 accumulation without a float64 copy of the weight (a 7B layer's MLP is ~100M values)
             base = torch.linalg.vector_norm(params[name].detach(), dtype=torch.float64).item()
             ratio = torch.linalg.vector_norm(tensor, dtype=torch.float64).item() / max(base, 1e-12)
@@ -144,48 +145,6 @@ def resolve_checkpoints(checkpoints: Sequence[int] | None, n_edits: int) -> list
 def plan_batches(n_edits: int, batch_size: int, checkpoints: Sequence[int]) -> list[range]:
     """The sequential protocol's batches: at most batch_size, cut at checkpoints."""
     return [step.indices for step in Sequential().steps(checkpoints, batch_size)]
-
-
-class BaseWeights:
-    """The unedited value of every parameter any update touched, kept so θ₀ can be restored bit for bit."""
-
-    def __init__(self, model: torch.nn.Module) -> None:
-        self.model = model
-        self.saved: dict[str, torch.Tensor] = {}
-        self._base_sq: dict[str, float] = {}  # ||W_0||^2 of each saved matrix, taken once for `drift`
-
-    def remember(self, names) -> None:
-        params = dict(self.model.named_parameters())
-        for name in names:
-            if name not in self.saved and name in params:
-                self.saved[name] = params[name].detach().clone()
-
-    @torch.no_grad()
-    def restore(self) -> None:
-        params = dict(self.model.named_parameters())
-        for name, value in self.saved.items():
-            params[name].copy_(value)
-
-    @torch.no_grad()
-    def drift(self, rows_per_chunk: int = 4096) -> dict:
-        """How far each touched matrix has moved from θ₀: ||W_T|| / ||W_0|| and ||W_T - W_0|| (float64,
-        a chunk of rows at a time, so a 7B model's MLP matrix is never copied whole). The collapse
-        signals of long edit streams (ENCORE: MEMIT's edited-matrix norm grows more than 10x)."""
-        params = dict(self.model.named_parameters())
-        out = {}
-        for name, base in self.saved.items():
-            now = params[name].detach()
-            if name not in self._base_sq:
-                self._base_sq[name] = sum(float(b.double().square().sum()) for b in base.split(rows_per_chunk))
-            sq_base, sq_now, sq_diff = self._base_sq[name], 0.0, 0.0
-            for a, b in zip(now.split(rows_per_chunk), base.split(rows_per_chunk)):
-                a64 = a.double()
-                sq_now += float(a64.square().sum())
-                sq_diff += float((a64 - b.double()).square().sum())
-            ratio = (sq_now / sq_base) ** 0.5 if sq_base > 0 else None
-            out[name] = {"norm_ratio": None if ratio is None or not math.isfinite(ratio) else round(ratio, 6),
-                         "update_norm": round(sq_diff ** 0.5, 6) if math.isfinite(sq_diff) else None}
-        return out
 
 
 def reset_peak_memory(device: torch.device) -> bool:
@@ -263,8 +222,9 @@ class Runner:
         self.eval_sample = eval_sample
         # Caches belong to the run (key statistics, context templates), never to a module.
         self.cache: dict = {}
-        # θ₀ of every parameter an update touches: the batch protocol's resets, and `restore_base`
-        self.base = BaseWeights(lm.model)
+        # what differs from θ₀ (touched parameters, installed patches): the batch protocol's resets,
+        # `restore_base`, checkpoints and resume
+        self.base = Applied(lm.model, lm)
         self._prepared_exam = None
 
     def _fluency(self) -> float | None:
@@ -427,7 +387,7 @@ class Runner:
         use the same loaded model (one load per command instead of one per method)."""
         self.base.restore()
 
-    def _step(self, step, step_no: int, pre: dict, base: BaseWeights, edit_rows: list[dict]) -> tuple[float, list]:
+    def _step(self, step, step_no: int, pre: dict, base: Applied, edit_rows: list[dict]) -> tuple[float, list]:
         """One editor call: edit, validate, apply, and score its requests at once. Returns its seconds
         and those scores."""
         idx = step.indices
@@ -442,13 +402,10 @@ class Runner:
                 error, status = f"diverged: {diverged}", "diverged"
                 self.log(f"{self.label} edit step {step_no} diverged ({self.guard.policy}): {diverged}")
             if not diverged or self.guard.policy == "apply":
-                # a parameter not touched before still holds θ₀, so remembering it now is right
-                base.remember(delta.tensors)
-                delta.apply(self.lm.model, validated=True)
-            # any nonzero entry (no float64 copy of a 7B model's MLP update, as a norm would take)
-            if status == "ok" and self.editor.writes_weights and not any(bool(t.any()) for t in delta.tensors.values()):
-                error, status = "no-op: the editor changed no weight", "no-op"
-                self.log(f"{self.label} edit step {step_no} changed no weight (no-op)")
+                delta.commit(base, self.lm.model)
+            if status == "ok" and self.editor.writes_weights and not delta.changes_model():
+                error, status = "no-op: the editor changed nothing", "no-op"
+                self.log(f"{self.label} edit step {step_no} changed nothing (no-op)")
         except EditbenchError as exc:
             error, delta, status = str(exc), None, "failed"
             self.log(f"{self.label} edit step {step_no} failed: {error}")
@@ -467,19 +424,20 @@ class Runner:
                  "target_true": request.target_true, "prediction_before": before.get("prediction"),
                  "prediction_after": row["prediction"], "generated_before": before.get("generated"),
                  "generated_after": row.get("generated"), "answer_after": row.get("answer"), **info,
-                 **({"truncated_tokens": batch[j].truncated_tokens} if batch[j].truncated_tokens else {})}
+                 **({"truncated_tokens": batch[j].truncated_tokens} if batch[j].truncated_tokens else {}),
+                 # a context editor's drill-down: what was put before each of this edit's questions
+                 **({"retrieved": row["retrieved"]} if "retrieved" in row else {})}
             )
         return seconds, immediate
 
-    def _snapshot(self, next_step: int, edit_seconds: float, base: BaseWeights) -> Snapshot:
-        params = dict(self.lm.model.named_parameters())
-        return Snapshot(next_step=next_step, edit_seconds=edit_seconds,
-                        weights={n: params[n].detach() for n in base.saved},
-                        editor_state=self.editor.state_dict())
+    def _snapshot(self, next_step: int, edit_seconds: float, base: Applied) -> Snapshot:
+        return Snapshot(next_step=next_step, edit_seconds=edit_seconds, weights=base.weights.current(),
+                        editor_state=self.editor.state_dict(), patches=base.saved())
 
     @torch.no_grad()
-    def _restore(self, base: BaseWeights, point) -> None:
-        """Put the saved edited weights, editor state and RNG states back (θ₀ is remembered first)."""
+    def _restore(self, base: Applied, point) -> None:
+        """Put the saved edited weights, module patches, editor state and RNG states back (θ₀ is
+        remembered first)."""
         params = dict(self.lm.model.named_parameters())
         unknown = [n for n in point.weights if n not in params]
         if unknown:
@@ -487,6 +445,8 @@ class Runner:
         base.remember(point.weights)
         for name, value in point.weights.items():
             params[name].copy_(value.to(device=params[name].device, dtype=params[name].dtype))
+        base.load([{**p, "tensors": {k: v.to(self.lm.device) for k, v in p["tensors"].items()}}
+                   for p in point.patches])
         self.editor.load_state_dict({k: v.to(self.lm.device) for k, v in point.editor_state.items()})
         set_rng_states(point.rng["plain"], point.rng["tensors"])
 
@@ -513,7 +473,7 @@ class Runner:
             "edit_seconds": round(edit_seconds, 3),
             "eval_seconds": round(eval_seconds, 3),
             # collapse signals: each edited matrix's norm against θ₀'s, and its distance from θ₀
-            "weights": _drift_summary(self.base.drift()),
+            "weights": _drift_summary(self.base.weights.drift()),
             # Per-edit retention scores let reports bootstrap confidence intervals over edits.
             "per_edit": [{"case_id": r["case_id"], **{k: r[k] for k in (*EDIT_METRICS, *groups) if k in r}}
                          for r in rows],

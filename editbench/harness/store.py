@@ -54,6 +54,8 @@ class Snapshot:
     edit_seconds: float
     weights: dict[str, torch.Tensor]  # current value of every parameter touched since θ₀
     editor_state: dict[str, torch.Tensor]
+    # installed module patches and context: intervention kind, module, adaptor, settings (JSON), tensors
+    patches: list[dict] = field(default_factory=list)
 
 
 @dataclass
@@ -70,6 +72,7 @@ class ResumePoint:
     rng: dict = field(default_factory=dict)
     complete: bool = False  # the run had finished: nothing to do
     recorded: dict | None = None  # its results.json, when complete
+    patches: list[dict] = field(default_factory=list)  # as in Snapshot
 
 
 # --------------------------------------------------------------------------- RNG states
@@ -226,9 +229,12 @@ class RunStore:
         plain_rng, tensor_rng = rng_states()
         _save_tensors(tmp / "weights.safetensors", snapshot.weights)
         _save_tensors(tmp / "editor.safetensors", {**snapshot.editor_state, **tensor_rng})
+        _save_tensors(tmp / "patches.safetensors", {f"{i}/{name}": t for i, p in enumerate(snapshot.patches)
+                                                    for name, t in p["tensors"].items()})
         atomic_write_json(tmp / "progress.json", {
             "next_step": snapshot.next_step, "edit_seconds": snapshot.edit_seconds, "edit_rows": len(edit_rows),
-            "checkpoints": n, "rng": plain_rng, "editor_state_keys": sorted(snapshot.editor_state)})
+            "checkpoints": n, "rng": plain_rng, "editor_state_keys": sorted(snapshot.editor_state),
+            "patches": [{k: v for k, v in p.items() if k != "tensors"} for p in snapshot.patches]})
         publish_dir(tmp, final)
         if lm is not None and checkpoint in self.save_model_at:
             self.save_model(lm, checkpoint)
@@ -297,7 +303,17 @@ class RunStore:
             next_step=progress["next_step"], edit_seconds=progress["edit_seconds"],
             weights=_load_tensors(ckpt / "weights.safetensors"), editor_state=tensors, edit_rows=edit_rows,
             checkpoint_rows=recorded["checkpoints"][: progress["checkpoints"]],
-            pre=read_json(self.state_dir / PRE_FILE), rng={"plain": progress["rng"], "tensors": rng})
+            pre=read_json(self.state_dir / PRE_FILE), rng={"plain": progress["rng"], "tensors": rng},
+            patches=_read_patches(ckpt, progress.get("patches", [])))
+
+
+def _read_patches(ckpt: Path, entries: list[dict]) -> list[dict]:
+    """The module patches a checkpoint saved: each entry's fields with its tensors back."""
+    if not entries:
+        return []
+    tensors = _load_tensors(ckpt / "patches.safetensors")
+    return [{**entry, "tensors": {k.partition("/")[2]: t for k, t in tensors.items() if k.partition("/")[0] == str(i)}}
+            for i, entry in enumerate(entries)]
 
 
 def _read_jsonl(path: Path) -> list[dict]:
