@@ -31,6 +31,8 @@ BUILTIN_EDITOR_MODULES = {
     "alphaedit": "editbench.methods.alphaedit",
     "ultraedit": "editbench.methods.ultraedit",
     "encore": "editbench.methods.encore",
+    "grace": "editbench.methods.grace",
+    "retrieve": "editbench.methods.retrieve",
 }
 # Families of editors named FAMILY:MEMBER, made on first use by the module's editor_class(MEMBER):
 # easyedit:ROME runs EasyEdit's own ROME (methods/easyedit_bridge.py).

@@ -18,7 +18,8 @@ from editbench.harness.store import RunStore, Snapshot, rng_states, set_rng_stat
 # fields that are about the clock, the process or the command line, not the numbers
 VOLATILE = {"created", "edit_seconds", "eval_seconds", "seconds", "memory", "audit", "resumed"}
 SUITE = ["--world", "micro", "--edits", "6", "--checkpoints", "2,4,6", "--seed", "0",
-         "--method", "ft", "--method", "lora", "--set", "lora.mode=continual", "--set", "lora.steps=8"]
+         "--method", "ft", "--method", "lora", "--set", "lora.mode=continual", "--set", "lora.steps=8",
+         "--method", "grace", "--set", "grace.n_iter=10"]
 
 
 def _strip(value):
@@ -81,12 +82,23 @@ def test_sigkill_then_resume_reproduces_a_clean_run(micro_world, cache_dir, tmp_
     editor_state = load_file(str(state / saved / "editor.safetensors"))
     assert any(k.startswith("adapter/") for k in editor_state), "continual LoRA's adapter must be saved"
 
+    # then inside GRACE: its codebook is editor state and an installed module patch, no weight changed
+    seen = _run_until([*SUITE, "--out", str(killed), "--resume"], cache_dir, "grace T=4:")
+    assert any("lora: resumed after checkpoint T=2" in line for line in seen)
+    state = killed / "grace" / "state"
+    saved = state / json.loads((state / "latest.json").read_text())["checkpoint_dir"]
+    assert load_file(str(saved / "weights.safetensors")) == {}
+    patches = json.loads((saved / "progress.json").read_text())["patches"]
+    assert [p["adaptor"] for p in patches] == ["grace-codebook"]
+    assert load_file(str(saved / "patches.safetensors"))["0/keys"].shape[0] >= 1
+
     resumed = _run([*SUITE, "--out", str(killed), "--resume"], cache_dir)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "ft: already complete, kept" in resumed.stderr
-    assert "lora: resumed after checkpoint T=2" in resumed.stderr
+    assert "lora: already complete, kept" in resumed.stderr
+    assert "grace: resumed after checkpoint T=4" in resumed.stderr
     a, b = _numbers(clean), _numbers(killed)
-    assert set(a) == {"ft", "lora"} and a == b
+    assert set(a) == {"ft", "lora", "grace"} and a == b
     assert all(json.loads((killed / m / "results.json").read_text())["status"] == "complete" for m in a)
 
 

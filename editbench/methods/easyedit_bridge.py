@@ -16,8 +16,9 @@ What the bridge takes care of, and why:
   editbench's MEMIT uses on this model (the world's text for a world model).
 - EasyEdit's `device` is set to the model's device; AlphaEdit's `P_loc` and the working folder
   (AlphaEdit writes null_space_project.pt into it) are a private temporary folder.
-- Memory-based editors (WISE, GRACE) wrap modules instead of changing weights; they are refused
-  with the reason (see `NOT_BRIDGED`).
+- Memory-based editors (WISE, GRACE) wrap modules instead of changing weights; the bridge returns
+  weight deltas only, so they are refused with the reason (see `NOT_BRIDGED`; editbench's own
+  `grace` runs as a module patch).
 """
 from __future__ import annotations
 
@@ -90,7 +91,8 @@ ALGORITHMS: dict[str, Algorithm] = {
 }
 NOT_BRIDGED = {
     "WISE": "WISE replaces MLP modules with a side memory and a router (a change of structure, not of weights)",
-    "GRACE": "GRACE wraps a layer with a codebook of keys and values (a change of structure, not of weights)",
+    "GRACE": "GRACE wraps a layer with a codebook of keys and values (a change of structure, not of weights); "
+             "editbench's native 'grace' runs it as a module patch",
 }
 TEMPLATE_CHOICES = ("easyedit", "editbench")
 ENV_VAR = "EDITBENCH_EASYEDIT"
