@@ -5,8 +5,9 @@ WikiBigEdit (arXiv 2503.05683) do. No weight and no module changes: it is a cont
 
 Retriever: cosine similarity of the model's own hidden states (one block's output, mean-pooled over
 the text's tokens). IKE retrieves with a sentence-transformers model and the WikiBigEdit baselines
-with BM25 or a dense encoder; neither is installed here (no network), and the model's own states need
-nothing beyond the model, offline, for the synthetic world and a 7B alike. When retrieval picks the
+with BM25 or a dense encoder. The model's own states were chosen because they need no second model
+to download and no tokenisation rules of their own, and work the same offline for the synthetic
+world and a 7B; a lexical retriever (rank_bm25) would be the natural second option. When retrieval picks the
 wrong fact for a locality prompt, locality pays: a measurement, not a bug. The facts put before each
 scored question are recorded per edit (`retrieved` in edits.jsonl).
 
