@@ -152,3 +152,11 @@ def test_interrupted_run_resumes_to_the_clean_numbers(method, micro_world, tmp_p
                 [strip_volatile(json.loads(line), VOLATILE) for line in (path / "edits.jsonl").read_text().splitlines()])
 
     assert numbers("clean") == numbers("cut")
+    if method == "retrieve":  # the drill-down says which facts each question was shown
+        from editbench import cli
+
+        assert cli.main(["report", str(tmp_path / "clean")]) == 0
+        page = (tmp_path / "clean" / "leaderboard.html").read_text()
+        first = json.loads((tmp_path / "clean" / method / "edits.jsonl").read_text().splitlines()[0])
+        assert f"reliability: {first['retrieved']['reliability'][0]}" in page
+        assert "generalization 1: " in page and "locality 1: " in page

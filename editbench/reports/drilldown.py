@@ -10,7 +10,7 @@ from editbench.harness.results import EDITS_FILE, read_jsonl
 COLUMNS = ("method", "index", "case_id", "status", "prompt", "target_new", "target_true", "generated_before",
            "generated_after", "prediction_before", "prediction_after", "immediate_reliability_gen",
            "immediate_reliability", "reliability_gen", "reliability", "generalization_gen", "generalization",
-           "locality_gen", "locality", "portability_gen", "portability")
+           "locality_gen", "locality", "portability_gen", "portability", "retrieved")
 RETAINED = ("reliability_gen", "reliability", "generalization_gen", "generalization", "locality_gen", "locality",
             "portability_gen", "portability")
 NUMERIC = {"index", "immediate_reliability_gen", "immediate_reliability", *RETAINED}
@@ -32,9 +32,23 @@ def edit_rows(result: dict, results_path: Path) -> list[dict]:
     return out
 
 
+def retrieved_text(shown: dict) -> str:
+    """A context editor's facts per question of an edit (edits.jsonl `retrieved`), readable in one cell:
+    'reliability: f1 | f2 · generalization 1: f3 · locality 1: f4'."""
+    parts = []
+    for kind, facts in shown.items():
+        per_question = [facts] if kind == "reliability" else facts or []
+        for k, chosen in enumerate(per_question, 1):
+            name = kind if kind == "reliability" else f"{kind} {k}"
+            parts.append(f"{name}: " + " | ".join(chosen or ["(none)"]))
+    return " · ".join(parts)
+
+
 def _cell(key: str, value) -> str:
     if value is None:
         return '<td data-v=""></td>'
+    if key == "retrieved" and isinstance(value, dict):
+        value = retrieved_text(value)
     if key in NUMERIC and isinstance(value, (int, float)):
         text = str(value) if key == "index" else f"{value:.3f}"
         return f'<td data-v="{value}">{text}</td>'
@@ -52,7 +66,8 @@ def html_section(rows: list[dict]) -> str:
         '<section class="drill" id="edits"><h2>Every edit</h2><p>One row per method and edit: the prompt and targets, what the '
         "model said after the prompt (generated, raw text up to the stop) and its top-1 tokens at the target's "
         "positions (teacher forced), before and after the edit, the edit's reliability right "
-        "after its batch, and its retention scores at the final checkpoint. Click a header to sort; "
+        "after its batch, and its retention scores at the final checkpoint; for a retrieval editor, the facts "
+        "put before each of the edit's questions right after its batch. Click a header to sort; "
         '<a href="#edits" onclick="setTimeout(function(){location.reload()},0)">this table alone</a>.</p>'
         '<div class="filters"><input id="edit-filter" placeholder="filter: any text">'
         f'<select id="method-filter"><option value="">all methods</option>{options(methods)}</select>'
