@@ -33,6 +33,7 @@ BUILTIN_EDITOR_MODULES = {
     "encore": "editbench.methods.encore",
     "grace": "editbench.methods.grace",
     "retrieve": "editbench.methods.retrieve",
+    "wise": "editbench.methods.wise",
 }
 # Families of editors named FAMILY:MEMBER, made on first use by the module's editor_class(MEMBER):
 # easyedit:ROME runs EasyEdit's own ROME (methods/easyedit_bridge.py).
@@ -263,8 +264,9 @@ class Adaptor(abc.ABC):
         self.tensors = tensors
 
     @abc.abstractmethod
-    def __call__(self, inputs: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
-        """The patched output, given the module's first input and its own output."""
+    def __call__(self, inputs: torch.Tensor, output: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The patched output, given the module's first input [batch, tokens, d_in], its own output and
+        the pass's attention mask for those tokens ([batch, tokens], 1 = a real token; None: all real)."""
 
 
 class ContextAdaptor(abc.ABC):

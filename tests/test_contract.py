@@ -15,7 +15,7 @@ FLIPS = {"rsft", "grace"}
 # vector at the subject, and FT's and LoRA's world YAMLs (tuned for 100 sequential edits: FT lr 1e-4, 25
 # steps; LoRA 20 steps) move gently: on a multi-token object of the micro world one edit need not flip
 # it, but it must make the target more likely (test_locate covers how many ROME/MEMIT flip).
-RAISES = {"ft", "ft_l", "rome", "memit", "alphaedit", "lora"}
+RAISES = {"ft", "ft_l", "rome", "memit", "alphaedit", "lora", "wise"}
 
 
 def target_logprob(lm, request) -> float:

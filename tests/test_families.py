@@ -1,6 +1,7 @@
 """Editors that do not change weights: GRACE (a module patch) and retrieval (a context patch). Their
 codebook and memory rules, exact removal, checkpoints and resume, the drill-down, save-model refusal."""
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -123,7 +124,7 @@ def test_save_model_is_refused_for_a_patch_editor(micro_world, tmp_path):
     assert not (tmp_path / "g" / "grace").exists()
 
 
-@pytest.mark.parametrize("method", ["grace", "retrieve"])
+@pytest.mark.parametrize("method", ["grace", "retrieve", "wise"])
 def test_interrupted_run_resumes_to_the_clean_numbers(method, micro_world, tmp_path):
     """Stopped right after a checkpoint was saved (the log line comes after the save), resumed: the
     same records as an uninterrupted run (the codebook or memory and the patch come back)."""
@@ -131,7 +132,9 @@ def test_interrupted_run_resumes_to_the_clean_numbers(method, micro_world, tmp_p
     from editbench.session import RunSession
 
     settings = dict(world="micro", edits=6, checkpoints=(2, 4, 6), seed=0, quiet=True,
-                    overrides=("grace.n_iter=10",) if method == "grace" else ())
+                    overrides={"grace": ("grace.n_iter=10",), "retrieve": (),
+                               # shards and a merge on both sides of the interruption
+                               "wise": ("wise.n_iter=5", "wise.save_freq=2", "wise.merge_freq=4")}[method])
     RunSession(RunPlan(methods=(method,), out=str(tmp_path / "clean"), **settings)).run()
 
     def stop_at_t4(line):
@@ -143,7 +146,7 @@ def test_interrupted_run_resumes_to_the_clean_numbers(method, micro_world, tmp_p
     state = tmp_path / "cut" / method / "state"
     progress = json.loads((state / json.loads((state / "latest.json").read_text())["checkpoint_dir"]
                            / "progress.json").read_text())
-    assert [p["intervention"] for p in progress["patches"]] == ["module" if method == "grace" else "context"]
+    assert [p["intervention"] for p in progress["patches"]] == ["context" if method == "retrieve" else "module"]
     RunSession(RunPlan(methods=(method,), out=str(tmp_path / "cut"), resume=True, **settings)).run()
 
     def numbers(folder):
@@ -160,3 +163,98 @@ def test_interrupted_run_resumes_to_the_clean_numbers(method, micro_world, tmp_p
         first = json.loads((tmp_path / "clean" / method / "edits.jsonl").read_text().splitlines()[0])
         assert f"reliability: {first['retrieved']['reliability'][0]}" in page
         assert "generalization 1: " in page and "locality 1: " in page
+
+
+# --------------------------------------------------------------------------- WISE
+
+EASYEDIT_MERGE = Path(__file__).resolve().parents[2] / "shared" / "easyedit" / "easyeditor" / "models" / "wise" / "merge"
+
+
+def _easyedit_gta():
+    import importlib.util
+    import sys
+
+    if not (EASYEDIT_MERGE / "gta.py").is_file():
+        pytest.skip(f"EasyEdit's source is not at {EASYEDIT_MERGE.parents[4]} (../shared/easyedit)")
+    spec = importlib.util.spec_from_file_location("_easyedit_wise_merge", EASYEDIT_MERGE / "__init__.py",
+                                                  submodule_search_locations=[str(EASYEDIT_MERGE)])
+    package = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = package
+    spec.loader.exec_module(package)
+    return package.GTA
+
+
+@pytest.mark.parametrize("weights", [[0.5, 0.5], [0.2, 0.2, 0.6]])
+def test_ties_merge_equals_easyedit_wise_merge(weights):
+    """WISE's shard merge is EasyEdit's GTA('magnitude', 'sum', normalize=True) (its 'ties')."""
+    from editbench.methods.merging import ties_merge
+
+    gta = _easyedit_gta()("magnitude", "sum", normalize=True)
+    torch.manual_seed(0)
+    base = torch.randn(12, 9)
+    shards = [base + torch.randn(12, 9) for _ in weights]
+    reference = gta.execute(weights, base, shards, densities=0.53)
+    assert torch.allclose(ties_merge(base, shards, weights, 0.53), reference, atol=1e-6)
+
+
+def _memory(retrieve: bool, **tensors):
+    from editbench.methods.wise import WISEMemory
+
+    return WISEMemory({"act": "silu", "retrieve": retrieve}, tensors)
+
+
+def test_wise_routes_each_sequence_on_its_own_real_tokens():
+    from editbench.methods.wise import distances
+
+    torch.manual_seed(0)
+    inputs = torch.randn(2, 3, 4)
+    eye, far = torch.eye(4), 3 * torch.eye(4)
+    original = torch.nn.functional.linear(inputs, eye)
+    act = torch.nn.functional.silu
+    d_far = distances(act, original, torch.nn.functional.linear(inputs, far), None)
+    threshold = float(d_far.min()) - 1e-3  # both sequences go to the side memory ...
+    mem = _memory(True, side=far, side_threshold=torch.tensor(threshold), shards=torch.zeros(0, 4, 4),
+                  shard_thresholds=torch.zeros(0))
+    routed = mem(inputs, original)
+    assert torch.allclose(routed, torch.nn.functional.linear(inputs, far))
+    high = _memory(True, side=far, side_threshold=torch.tensor(float(d_far.max()) + 1), shards=torch.zeros(0, 4, 4),
+                   shard_thresholds=torch.zeros(0))
+    assert torch.equal(high(inputs, original), original)  # ... or neither, below the threshold
+    # a padded row is routed as it would be alone: padding does not count
+    padded_in = torch.cat([inputs[:1], torch.full((1, 3, 4), 50.0)], 1)
+    mask = torch.tensor([[1, 1, 1, 0, 0, 0]])
+    alone = mem(inputs[:1], original[:1])
+    with_pad = mem(padded_in, torch.nn.functional.linear(padded_in, eye), mask)[:, :3]
+    assert torch.allclose(alone, with_pad)
+    # a shard farther than the side memory and above its own threshold wins
+    shard = 6 * torch.eye(4)
+    mem = _memory(True, side=far, side_threshold=torch.tensor(threshold), shards=shard[None],
+                  shard_thresholds=torch.tensor([0.0]))
+    assert torch.allclose(mem(inputs, original), torch.nn.functional.linear(inputs, shard))
+    # WISE-Merge: the farther of the merged memory and the side memory, unless both are below
+    merge = _memory(False, side=far, side_threshold=torch.tensor(threshold), merged=shard)
+    assert torch.allclose(merge(inputs, original), torch.nn.functional.linear(inputs, shard))
+
+
+@pytest.mark.parametrize("retrieve", [True, False])
+def test_wise_shards_and_merges_on_schedule(retrieve, micro_lm, micro_requests):
+    from editbench.methods.wise import WISE, WISEConfig
+
+    before = state_copy(micro_lm.model)
+    editor = WISE(WISEConfig(layer=2, n_iter=3, save_freq=2, merge_freq=4, retrieve=retrieve))
+    cache: dict = {}
+    editor.prepare(micro_lm, cache)
+    original = micro_lm.model.get_submodule("model.layers.2.mlp.down_proj").weight.detach()
+    counts = []
+    for request in micro_requests[:4]:
+        patch = editor.edit(micro_lm, [request], cache)
+        counts.append((int(editor.state["shards"].shape[0]), int(editor.state["merges"])))
+        assert patch.info[0]["steps"] >= 1 and not torch.equal(editor.state["mask"], torch.zeros_like(original))
+    assert_same_state(micro_lm.model, before)
+    if retrieve:  # a shard after edits 2 and 4, the two merged into one at edit 4
+        assert counts == [(0, 0), (1, 0), (1, 0), (1, 1)]
+        assert torch.equal(editor.state["side"], original) and editor.state["shard_min_act"].shape == (1,)
+        assert editor.state["min_act"].item() == 1e9  # a fresh shard's smallest distance is not seen yet
+    else:  # shards merged into the side FFN at edit 4 and cleared
+        assert counts == [(0, 0), (1, 0), (1, 0), (0, 1)]
+        assert not torch.equal(editor.state["merged"], original)

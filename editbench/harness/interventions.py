@@ -71,22 +71,40 @@ class InstalledPatches:
         self.model = model
         self.patches: dict[str, ModulePatch] = {}
         self._handles: dict[str, Any] = {}
+        # the attention mask of the model's current forward pass, for adaptors that pool over a
+        # sequence's real tokens (WISE's routing): recorded by one pre-hook while any patch is installed
+        self._mask: dict[str, torch.Tensor | None] = {"mask": None}
+        self._mask_hook = None
 
     def install(self, patch: ModulePatch) -> None:
         self.remove(patch.module)
-        adaptor = patch.build()
+        adaptor, seen = patch.build(), self._mask
 
         def hook(_module, args, output):
-            return _with_hidden(output, adaptor(args[0], _hidden(output)))
+            hidden = _hidden(output)
+            mask = seen["mask"]
+            if mask is not None and mask.dim() == 2 and mask.shape[0] == hidden.shape[0]:
+                mask = mask[:, -hidden.shape[1]:]  # with a KV cache the mask covers the past tokens too
+            else:
+                mask = None
+            return _with_hidden(output, adaptor(args[0], hidden, mask))
 
+        if self._mask_hook is None:
+            self._mask_hook = self.model.register_forward_pre_hook(self._record_mask, with_kwargs=True)
         self._handles[patch.module] = self.model.get_submodule(patch.module).register_forward_hook(hook)
         self.patches[patch.module] = patch
+
+    def _record_mask(self, _module, args, kwargs):
+        self._mask["mask"] = kwargs.get("attention_mask")
 
     def remove(self, module: str) -> None:
         handle = self._handles.pop(module, None)
         if handle is not None:
             handle.remove()
         self.patches.pop(module, None)
+        if not self._handles and self._mask_hook is not None:
+            self._mask_hook.remove()
+            self._mask_hook, self._mask["mask"] = None, None
 
     def remove_all(self) -> None:
         for module in list(self._handles):

@@ -18,7 +18,7 @@ What the bridge takes care of, and why:
   (AlphaEdit writes null_space_project.pt into it) are a private temporary folder.
 - Memory-based editors (WISE, GRACE) wrap modules instead of changing weights; the bridge returns
   weight deltas only, so they are refused with the reason (see `NOT_BRIDGED`; editbench's own
-  `grace` runs as a module patch).
+  `grace` and `wise` run as module patches).
 """
 from __future__ import annotations
 
@@ -90,7 +90,8 @@ ALGORITHMS: dict[str, Algorithm] = {
                            bare_packages=(".trainer", ".trainer.algs"), unused_imports=("hydra",)),
 }
 NOT_BRIDGED = {
-    "WISE": "WISE replaces MLP modules with a side memory and a router (a change of structure, not of weights)",
+    "WISE": "WISE replaces MLP modules with a side memory and a router (a change of structure, not of weights); "
+            "editbench's native 'wise' runs it as a module patch",
     "GRACE": "GRACE wraps a layer with a codebook of keys and values (a change of structure, not of weights); "
              "editbench's native 'grace' runs it as a module patch",
 }

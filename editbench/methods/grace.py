@@ -76,8 +76,8 @@ def replaced(inputs: torch.Tensor, output: torch.Tensor, keys: torch.Tensor, val
 class GRACECodebook(Adaptor):
     """The installed codebook: tensors `keys` [n, d_in], `values` [n, d_out], `eps` [n]."""
 
-    def __call__(self, inputs: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
-        keys = self.tensors["keys"]
+    def __call__(self, inputs: torch.Tensor, output: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        keys = self.tensors["keys"]  # every position queries the codebook on its own: no mask needed
         if keys.shape[0] == 0:
             return output
         return replaced(inputs, output, keys, self.tensors["values"], self.tensors["eps"])

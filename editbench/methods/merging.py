@@ -36,3 +36,20 @@ def merge_delta(delta: torch.Tensor, delta_weight: float, density: float, varian
                 torch.manual_seed(seed)
                 return merge_utils.dare_linear([delta], weight, density)
     raise ValueError(f"unknown merge variant {variant!r} (valid: {', '.join(MERGE_VARIANTS)})")
+
+
+def ties_merge(base: torch.Tensor, tensors: list[torch.Tensor], weights: list[float], density: float) -> torch.Tensor:
+    """TIES over whole weights, as WISE merges its knowledge shards (EasyEdit's `GTA('magnitude', 'sum',
+    normalize=True)`, mergekit's rule): task vectors t_i = W_i - base, each magnitude-pruned to
+    `density` (peft's `prune`), the sign elected by the weighted sum (peft's majority-sign mask), then
+    base + Σ w_i·t_i·agree_i / Σ w_i·agree_i, entry by entry (0/0 -> 0). The normalisation is by the
+    agreeing weights, not by their count as peft's `ties` divides, so unequal weights mean what they say."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pruned = torch.stack([merge_utils.prune(t - base, density, method="magnitude") for t in tensors])
+    w = torch.tensor(weights, dtype=pruned.dtype, device=pruned.device).view(-1, *([1] * base.dim()))
+    weighted = pruned * w
+    agree = merge_utils.calculate_majority_sign_mask(weighted, method="total").to(pruned.dtype)
+    divisor = (w * agree).sum(0)
+    divisor[divisor == 0] = 1
+    return base + (weighted * agree).sum(0) / divisor
