@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from editbench.core import ConfigError, EditbenchError, EditRequest, Editor, Intervention, WeightDelta, get_editor_class  # noqa: F401
+from editbench.core import ConfigError, EditbenchError, EditRequest, Editor, Intervention, get_editor_class
+from editbench.core import WeightDelta  # noqa: F401 - part of the API (an Edit's delta before interventions)
 from editbench.harness.interventions import Applied
 from editbench.harness.models import LoadedModel, load_model
 from editbench.plan import RunPlan  # noqa: F401 - part of the API

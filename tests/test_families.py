@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import assert_same_state, state_copy, strip_volatile
-from editbench.core import ConfigError, ModulePatch, texts_to_tensors, tensors_to_texts
+
+from editbench.core import ConfigError, ModulePatch, tensors_to_texts, texts_to_tensors
 from editbench.methods.grace import GRACE, GRACECodebook, GRACEConfig, replaced
 
 VOLATILE = {"created", "edit_seconds", "eval_seconds", "seconds", "memory", "audit", "resumed"}
@@ -92,7 +92,7 @@ def test_texts_survive_the_tensor_round_trip():
 
 def test_retrieval_shows_its_facts_and_records_them(micro_lm, micro_requests):
     from editbench.harness.interventions import Applied
-    from editbench.harness.metrics import edit_scores, exam_accuracy, locality_top1
+    from editbench.harness.metrics import edit_scores, locality_top1
     from editbench.methods.retrieve import Retrieve, RetrieveConfig
 
     requests = micro_requests[:6]
@@ -131,10 +131,11 @@ def test_interrupted_run_resumes_to_the_clean_numbers(method, micro_world, tmp_p
     from editbench.plan import RunPlan
     from editbench.session import RunSession
 
-    settings = dict(world="micro", edits=6, checkpoints=(2, 4, 6), seed=0, quiet=True,
-                    overrides={"grace": ("grace.n_iter=10",), "retrieve": (),
-                               # shards and a merge on both sides of the interruption
-                               "wise": ("wise.n_iter=5", "wise.save_freq=2", "wise.merge_freq=4")}[method])
+    overrides = {"grace": ("grace.n_iter=10",), "retrieve": (),
+                 # shards and a merge on both sides of the interruption
+                 "wise": ("wise.n_iter=5", "wise.save_freq=2", "wise.merge_freq=4")}[method]
+    settings = {"world": "micro", "edits": 6, "checkpoints": (2, 4, 6), "seed": 0, "quiet": True,
+                "overrides": overrides}
     RunSession(RunPlan(methods=(method,), out=str(tmp_path / "clean"), **settings)).run()
 
     def stop_at_t4(line):

@@ -24,7 +24,15 @@ from dataclasses import dataclass
 
 import torch
 
-from editbench.core import Adaptor, Editor, EditorConfig, ModulePatch, check_range, register_adaptor, register_editor
+from editbench.core import (
+    Adaptor,
+    Editor,
+    EditorConfig,
+    ModulePatch,
+    check_range,
+    register_adaptor,
+    register_editor,
+)
 from editbench.harness.arch import get_module, mlp_proj_path, num_layers
 from editbench.harness.hooks import capture, rewrite_output
 from editbench.harness.prefix import FrozenPrefix

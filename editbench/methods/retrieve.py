@@ -16,14 +16,21 @@ until it fits, so a long memory never pushes a question past the window.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 
 from editbench.core import (
-    ContextAdaptor, ContextPatch, Editor, EditorConfig, check_range, register_adaptor, register_editor,
-    tensors_to_texts, texts_to_tensors,
+    ContextAdaptor,
+    ContextPatch,
+    Editor,
+    EditorConfig,
+    check_range,
+    register_adaptor,
+    register_editor,
+    tensors_to_texts,
+    texts_to_tensors,
 )
 from editbench.harness.arch import get_module, layer_path, num_layers
 from editbench.harness.hooks import capture

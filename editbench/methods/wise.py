@@ -40,7 +40,14 @@ from dataclasses import dataclass
 import torch
 
 from editbench.core import (
-    Adaptor, ConfigError, Editor, EditorConfig, ModulePatch, check_range, register_adaptor, register_editor,
+    Adaptor,
+    ConfigError,
+    Editor,
+    EditorConfig,
+    ModulePatch,
+    check_range,
+    register_adaptor,
+    register_editor,
 )
 from editbench.harness.arch import get_module, mlp_proj_path, num_layers
 from editbench.harness.corpus import check_corpus, load_corpus
@@ -311,7 +318,7 @@ class WISE(Editor):
                 s["side"] = original.clone()
             s["merges"] = s["merges"] + 1
 
-    def _batch(self, lm, request, cache: dict) -> "WISEBatch":
+    def _batch(self, lm, request, cache: dict) -> WISEBatch:
         templates = context_templates(lm, cache)
         rows, prompt_lengths = [], []
         for template in templates:
