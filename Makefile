@@ -8,7 +8,7 @@ SEEDS   ?= 1
 SEED_LIST = $(shell seq $(SEED) $$(($(SEED) + $(SEEDS) - 1)))
 WORLD   ?= default
 # the slowest first, so that JOBS workers finish together
-METHODS ?= rome alphaedit memit encore lora ft_l rsft rsft_merge ultraedit ft noedit
+METHODS ?= rome alphaedit memit encore lora ft_l rsft rsft_merge grace ultraedit ft retrieve noedit
 # empty: powers of ten up to N, and N (1,10,100 for N = 100; 1,10,20 for N = 20)
 CHECKPOINTS ?=
 CKPT    = $(if $(CHECKPOINTS),--checkpoints $(CHECKPOINTS),)
@@ -133,7 +133,7 @@ TUNE_SUFFIX   := $(if $(filter batch,$(TUNE_PROTOCOL)),-batch,)
 # first for that size, then the default world's)
 WORLD_SUFFIX  := $(if $(filter default,$(WORLD)),,-$(WORLD))
 # the slowest first, so that JOBS workers finish together
-TUNE_METHODS  ?= $(if $(filter batch,$(TUNE_PROTOCOL)),,rome) memit alphaedit encore ft ft_l lora rsft rsft_merge ultraedit
+TUNE_METHODS  ?= $(if $(filter batch,$(TUNE_PROTOCOL)),,rome) wise memit alphaedit encore grace ft ft_l lora rsft rsft_merge ultraedit retrieve
 
 # Then the EasyEdit bridge's YAMLs take the new values (scripts/sync_bridge_yamls.py), also when a method
 # failed its floor (exit 1 all the same).
