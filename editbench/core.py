@@ -252,9 +252,8 @@ class WeightDelta(Intervention):
         return math.sqrt(sum(float(t.double().pow(2).sum()) for t in self.tensors.values()))
 
 
-class Adaptor(abc.ABC):
-    """What a `ModulePatch` installs on a module: output = adaptor(module input, module output).
-    Made from `settings` (JSON values) and named tensors only, so a saved patch is rebuilt exactly
+class _Rebuilt:
+    """Made from `settings` (JSON values) and named tensors only, so a saved patch is rebuilt exactly
     on resume. Registered by kind (`register_adaptor`), as editors are by name."""
 
     kind: ClassVar[str] = ""
@@ -263,21 +262,21 @@ class Adaptor(abc.ABC):
         self.settings = settings
         self.tensors = tensors
 
+
+class Adaptor(_Rebuilt, abc.ABC):
+    """What a `ModulePatch` installs on a module: output = adaptor(module input, module output)."""
+
     @abc.abstractmethod
     def __call__(self, inputs: torch.Tensor, output: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """The patched output, given the module's first input [batch, tokens, d_in], its own output and
         the pass's attention mask for those tokens ([batch, tokens], 1 = a real token; None: all real)."""
 
 
-class ContextAdaptor(abc.ABC):
-    """What a `ContextPatch` installs: the text a model is shown for each question it is scored on.
-    Made from `settings` and tensors only (as `Adaptor`); registered with `register_adaptor`."""
-
-    kind: ClassVar[str] = ""
+class ContextAdaptor(_Rebuilt, abc.ABC):
+    """What a `ContextPatch` installs: the text a model is shown for each question it is scored on."""
 
     def __init__(self, settings: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
-        self.settings = settings
-        self.tensors = tensors
+        super().__init__(settings, tensors)
         self.shown: dict[str, list[str]] = {}  # question -> what was put before it (the drill-down)
 
     @abc.abstractmethod
@@ -307,64 +306,62 @@ def adaptor_class(kind: str) -> type:
 
 
 @dataclass
-class ModulePatch(Intervention):
-    """The whole patch of one module after this call: it replaces any patch installed on that module
-    before (an editor keeps its memory as its own state and returns it whole), so removing it puts
-    the original module back bit for bit. No parameter changes."""
+class _AdaptorPatch(Intervention):
+    """A patch made of a registered adaptor kind, its settings and its tensors: the whole patch after
+    this call (it replaces the one in force; an editor keeps its memory as its own state and returns
+    it whole), so taking it off puts the model back exactly. No parameter changes."""
 
-    kind: ClassVar[str] = "module"
-    module: str = ""  # dotted path of the patched module (model.get_submodule)
-    adaptor: str = ""  # registered Adaptor kind
+    adaptor: str = ""  # registered adaptor kind
     settings: dict[str, Any] = field(default_factory=dict)
     tensors: dict[str, torch.Tensor] = field(default_factory=dict)
     info: list[dict[str, Any]] = field(default_factory=list)
 
-    def validate(self, model: torch.nn.Module) -> None:
-        try:
-            model.get_submodule(self.module)
-        except AttributeError:
-            raise InvalidDeltaError(f"module patch names unknown module '{self.module}'") from None
-        adaptor_class(self.adaptor)
+    def _check_tensors(self) -> None:
         for name, tensor in self.tensors.items():
-            if not torch.isfinite(tensor).all():
-                raise InvalidDeltaError(f"module patch '{self.adaptor}' tensor '{name}' has non-finite values")
+            if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+                raise InvalidDeltaError(f"{self.kind} patch '{self.adaptor}' tensor '{name}' has non-finite values")
 
-    def build(self) -> Adaptor:
+    def build(self):
         return adaptor_class(self.adaptor)(self.settings, self.tensors)
-
-    def commit(self, applied: Any, model: torch.nn.Module) -> None:
-        applied.install(self)
 
     def changes_model(self) -> bool:
         return any(t.numel() for t in self.tensors.values())
 
 
 @dataclass
-class ContextPatch(Intervention):
-    """The whole context memory after this call (it replaces the one in force): scoring shows the
-    model `adaptor.contexts(lm, questions)` instead of the bare questions. No parameter, no module."""
+class ModulePatch(_AdaptorPatch):
+    """One module's output rewritten by an `Adaptor` (a forward hook; the module's weights untouched)."""
+
+    kind: ClassVar[str] = "module"
+    module: str = ""  # dotted path of the patched module (model.get_submodule)
+
+    def validate(self, model: torch.nn.Module) -> None:
+        try:
+            model.get_submodule(self.module)
+        except AttributeError:
+            raise InvalidDeltaError(f"module patch names unknown module '{self.module}'") from None
+        if not issubclass(adaptor_class(self.adaptor), Adaptor):
+            raise InvalidDeltaError(f"module patch names '{self.adaptor}', which is not a module adaptor")
+        self._check_tensors()
+
+    def commit(self, applied: Any, model: torch.nn.Module) -> None:
+        applied.install(self)
+
+
+@dataclass
+class ContextPatch(_AdaptorPatch):
+    """What scoring shows the model before each edit question: `adaptor.contexts(lm, questions)`
+    instead of the bare questions. No parameter, no module."""
 
     kind: ClassVar[str] = "context"
-    adaptor: str = ""  # registered ContextAdaptor kind
-    settings: dict[str, Any] = field(default_factory=dict)
-    tensors: dict[str, torch.Tensor] = field(default_factory=dict)
-    info: list[dict[str, Any]] = field(default_factory=list)
 
     def validate(self, model: torch.nn.Module) -> None:
         if not issubclass(adaptor_class(self.adaptor), ContextAdaptor):
             raise InvalidDeltaError(f"context patch names '{self.adaptor}', which is not a context adaptor")
-        for name, tensor in self.tensors.items():
-            if tensor.is_floating_point() and not torch.isfinite(tensor).all():
-                raise InvalidDeltaError(f"context patch '{self.adaptor}' tensor '{name}' has non-finite values")
-
-    def build(self) -> ContextAdaptor:
-        return adaptor_class(self.adaptor)(self.settings, self.tensors)
+        self._check_tensors()
 
     def commit(self, applied: Any, model: torch.nn.Module) -> None:
         applied.set_context(self)
-
-    def changes_model(self) -> bool:
-        return any(t.numel() for t in self.tensors.values())
 
 
 def texts_to_tensors(texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
