@@ -93,7 +93,7 @@ def test_alphaedit_key_cache_is_editor_state_that_a_resume_restores(micro_lm, mi
 
 @pytest.mark.parametrize("name,message", [
     ("easyedit:NOPE", r"unknown EasyEdit algorithm 'NOPE' \(bridged: ROME, R-ROME, MEMIT, AlphaEdit.*EasyEdit also "
-                      r"offers .*GRACE"),
+                      r"offers .*WISE"),
     ("easyedit:wise", r"easyedit:WISE is not bridged: WISE replaces MLP modules"),
     ("zzz:ROME", r"unknown method family 'zzz'"),
 ])
@@ -229,3 +229,124 @@ def test_in_a_stream_easyedits_ultraedit_forgets_its_statistics_every_call(micro
         assert abs(same["ultraedit"][metric] - same["easyedit:ULTRAEDIT"][metric]) <= 0.02, metric
     lifelong = _ultraedit_final(micro_world, 5)
     assert abs(lifelong["ultraedit"]["locality"] - lifelong["easyedit:ULTRAEDIT"]["locality"]) > 0.02
+
+
+# --------------------------------------------------------------------------- GRACE: a codebook, not weights
+
+
+def _grace_adapter_class():
+    """EasyEdit's own GRACEAdapter class, loaded the way the bridge loads it."""
+    from editbench.methods.easyedit_bridge import LoadedEasyEdit
+
+    loaded = LoadedEasyEdit(EASYEDIT, "GRACE")
+    return loaded.modules[f"{loaded.prefix}.models.grace.GRACE"].GRACEAdapter, loaded
+
+
+@pytest.mark.parametrize("replacement", ["replace_last", "replace_all", "replace_prompt"])
+def test_edit_position_reading_equals_easyedits_grace_adapter(replacement):
+    """Golden test: editbench's codebook adaptor in EasyEdit's reading gives GRACEAdapter.forward's
+    output (inference, a stored key_id) on unpadded sequences of several lengths, and on the same
+    sequences left-padded into one batch."""
+    from types import SimpleNamespace
+
+    from editbench.methods.grace import GRACECodebook
+
+    adapter_class, loaded = _grace_adapter_class()
+    gen = torch.Generator().manual_seed(0)
+    d_in, d_out, n = 6, 5, 4
+    layer = torch.nn.Linear(d_in, d_out)
+    config = SimpleNamespace(eps=1.0, dist_fn="euc", replacement=replacement, num_pert=8, val_init="warm",
+                             val_train="sgd")
+    with loaded.mounted():
+        adapter = adapter_class(config, layer, transpose=True)
+    inputs = [torch.randn(1, length, d_in, generator=gen) for length in (2, 4, 7)]
+    keys = torch.cat([inputs[0][0, 1:2], inputs[1][0, 3:4], inputs[2][0, 3:4], torch.randn(1, d_in, generator=gen)])
+    keys[1] += 0.05  # near, not equal: the radius decides
+    values, eps = torch.randn(n, d_out, generator=gen), torch.tensor([0.5, 0.01, 0.5, 0.5])
+    adapter.keys, adapter.values, adapter.epsilons = keys, torch.nn.Parameter(values), eps.view(-1, 1)
+    # after an edit: training off, key_id the edit's, iter its last step (0 would update the codebook)
+    adapter.training, adapter.key_id, adapter.iter = False, 3, 49
+    ours = GRACECodebook({"query": "edit_position", "key_id": 3, "replacement": replacement},
+                         {"keys": keys, "values": values, "eps": eps})
+    with torch.no_grad():
+        theirs = [adapter(x) for x in inputs]
+        mine = [ours(x, layer(x)) for x in inputs]
+        for a, b in zip(theirs, mine):
+            assert torch.allclose(a, b, atol=1e-6)
+        assert any(not torch.allclose(t, layer(x)) for t, x in zip(theirs, inputs))  # some position was replaced
+        width = max(x.shape[1] for x in inputs)  # the same rows left-padded into one pass
+        batch = torch.zeros(len(inputs), width, d_in)
+        mask = torch.zeros(len(inputs), width, dtype=torch.long)
+        for i, x in enumerate(inputs):
+            batch[i, width - x.shape[1]:], mask[i, width - x.shape[1]:] = x[0], 1
+        padded = ours(batch, layer(batch), mask)
+        for i, x in enumerate(inputs):
+            assert torch.allclose(padded[i, width - x.shape[1]:], theirs[i][0], atol=1e-6)
+
+
+def _grace_stream(micro_world, name: str, over: dict) -> tuple[dict, object]:
+    from editbench.benchmarks.registry import world_benchmark
+    from editbench.harness.models import load_model
+    from editbench.harness.runner import EvalSuite, Runner
+
+    data = world_benchmark(micro_world, 20, seed=0)
+    suite = EvalSuite(data.fluency_prompts[:1], 8, data.exam_name, data.exam[:4])
+    lm = load_model(str(micro_world))
+    editor = _editor(lm, name, **over)
+    results, rows = Runner(lm, editor, data.requests, suite, [20], 0, log=lambda m: None).run()
+    assert all(r["status"] == "ok" for r in rows), name
+    return results["checkpoints"][-1], editor
+
+
+def test_grace_through_the_bridge_matches_editbench_in_easyedits_reading(micro_world):
+    """20 sequential edits at the bridge's world YAML (the values of grace/world.yaml): EasyEdit's
+    GRACE and editbench's with query edit_position agree within 0.02 on reliability, generalization
+    and locality (measured equal to three decimals: 0.606 / 0.528 / 1.000) and hold the same codebook.
+    editbench's default reading (every position queries) writes more: 0.855 / 0.651 / 0.994."""
+    final, editors = {}, {}
+    for name, over in (("grace", {"query": "edit_position"}), ("easyedit:GRACE", {}), ("grace", {})):
+        key = f"{name} {over.get('query', '')}".strip()
+        final[key], editors[key] = _grace_stream(micro_world, name, over)
+    ours, theirs = final["grace edit_position"], final["easyedit:GRACE"]
+    for metric in ("reliability", "generalization", "locality"):
+        assert abs(ours[metric] - theirs[metric]) <= 0.02, (metric, ours[metric], theirs[metric])
+    book = editors["easyedit:GRACE"].state_dict()
+    native = editors["grace edit_position"]
+    assert book["easyedit/grace/keys"].shape == native.keys.shape
+    assert torch.allclose(book["easyedit/grace/keys"], native.keys, atol=1e-4)
+    assert torch.allclose(book["easyedit/grace/eps"], native.eps, atol=1e-4)
+    assert int(book["easyedit/grace/key_id"]) == native.key_id
+    assert final["grace"]["reliability"] - theirs["reliability"] > 0.1  # the reading matters here
+
+
+def test_bridged_grace_leaves_the_model_as_it_found_it_and_resumes(micro_lm, micro_requests):
+    """No wrapper left in the model, parameters and their requires_grad as before, no hook, the
+    environment unchanged; and a second editor handed the first one's state after two edits makes
+    the same third patch as the first."""
+    from conftest import assert_same_state, state_copy
+
+    from editbench.harness.interventions import Applied
+
+    before, grads = state_copy(micro_lm.model), {n: p.requires_grad for n, p in micro_lm.model.named_parameters()}
+    modules = [type(m) for m in micro_lm.model.modules()]
+    environ = dict(os.environ)
+    editor, resumed = _editor(micro_lm, "easyedit:GRACE"), _editor(micro_lm, "easyedit:GRACE")
+    applied = Applied(micro_lm.model, micro_lm)
+    for request in micro_requests[:2]:
+        patch = editor.edit(micro_lm, [request], {})
+        patch.validate(micro_lm.model)
+        patch.commit(applied, micro_lm.model)
+    assert [type(m) for m in micro_lm.model.modules()] == modules
+    assert_same_state(micro_lm.model, before)
+    assert {n: p.requires_grad for n, p in micro_lm.model.named_parameters()} == grads
+    assert dict(os.environ) == environ
+    assert patch.settings["query"] == "edit_position" and patch.tensors["keys"].shape[0] >= 1
+    resumed.load_state_dict(editor.state_dict())
+    third = editor.edit(micro_lm, micro_requests[2:3], {})
+    again = resumed.edit(micro_lm, micro_requests[2:3], {})
+    assert third.settings == again.settings
+    for key in third.tensors:
+        assert torch.allclose(third.tensors[key], again.tensors[key], atol=1e-6), key
+    applied.restore()
+    assert not any(m._forward_hooks for m in micro_lm.model.modules())
+    assert_same_state(micro_lm.model, before)

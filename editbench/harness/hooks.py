@@ -76,6 +76,19 @@ def rewrite_output(module: nn.Module, change: Callable[[torch.Tensor, torch.Tens
         handle.remove()
 
 
+@contextmanager
+def without_output_hooks(module: nn.Module) -> Iterator[None]:
+    """The module's forward hooks (an installed patch among them) taken off for the block and put back
+    in their order after: an editor that trains its own replacement of the module's output starts from
+    the module's own output, as the reference does, not from a patch of an earlier step."""
+    hooks = dict(module._forward_hooks)
+    module._forward_hooks.clear()
+    try:
+        yield
+    finally:
+        module._forward_hooks.update(hooks)
+
+
 def add_at_positions(rows: torch.Tensor, positions: torch.Tensor, vector: torch.Tensor):
     """A `change` for edit_output: add `vector` to the hidden state at (rows[i], positions[i]).
 

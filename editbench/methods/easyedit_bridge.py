@@ -16,9 +16,12 @@ What the bridge takes care of, and why:
   editbench's MEMIT uses on this model (the world's text for a world model).
 - EasyEdit's `device` is set to the model's device; AlphaEdit's `P_loc` and the working folder
   (AlphaEdit writes null_space_project.pt into it) are a private temporary folder.
-- Memory-based editors (WISE, GRACE) wrap modules instead of changing weights; the bridge returns
-  weight deltas only, so they are refused with the reason (see `NOT_BRIDGED`; editbench's own
-  `grace` and `wise` run as module patches).
+- GRACE wraps a layer with a codebook (a change of structure, not of weights): the bridge wraps the
+  layer with EasyEdit's own GRACEAdapter holding the codebook so far, runs EasyEdit's apply on it,
+  takes the codebook back out, puts the original layer back and returns a `ModulePatch` of
+  editbench's `grace-codebook` adaptor in EasyEdit's reading (`query: edit_position`, its key_id and
+  replacement; a golden test holds that adaptor to GRACEAdapter's forward). WISE is refused with the
+  reason (see `NOT_BRIDGED`; editbench's own `wise` runs as a module patch).
 """
 from __future__ import annotations
 
@@ -45,6 +48,7 @@ from editbench.core import (
     Editor,
     EditorConfig,
     InvalidDeltaError,
+    ModulePatch,
     WeightDelta,
     check_range,
     get_editor_class,
@@ -53,6 +57,7 @@ from editbench.core import (
     setting,
 )
 from editbench.harness.arch import mlp_proj_path, num_layers
+from editbench.harness.hooks import without_output_hooks
 
 @dataclass(frozen=True)
 class Algorithm:
@@ -71,6 +76,8 @@ class Algorithm:
     bare_packages: tuple[str, ...] = ()
     # top-level modules the algorithm's files import but never use (stubbed while mounted)
     unused_imports: tuple[str, ...] = ()
+    # what a call returns: "weights" (a WeightDelta) or "codebook" (GRACE's adapter, as a ModulePatch)
+    returns: str = "weights"
 
 
 _LOCATE = dict(right_padded=True, stats_layers="layers")
@@ -88,12 +95,12 @@ ALGORITHMS: dict[str, Algorithm] = {
     # on every call (is_init is never set), unlike XiaojieGu/UltraEdit, which keeps it for the stream
     "ULTRAEDIT": Algorithm("ultraedit", "UltraEditHyperParams", "UltraEditRewriteExecutor", executor=True,
                            bare_packages=(".trainer", ".trainer.algs"), unused_imports=("hydra",)),
+    "GRACE": Algorithm("grace", "GraceHyperParams", "apply_grace_to_model", one_request_per_call=True,
+                       returns="codebook"),
 }
 NOT_BRIDGED = {
     "WISE": "WISE replaces MLP modules with a side memory and a router (a change of structure, not of weights); "
             "editbench's native 'wise' runs it as a module patch",
-    "GRACE": "GRACE wraps a layer with a codebook of keys and values (a change of structure, not of weights); "
-             "editbench's native 'grace' runs it as a module patch",
 }
 TEMPLATE_CHOICES = ("easyedit", "editbench")
 ENV_VAR = "EDITBENCH_EASYEDIT"
@@ -136,8 +143,7 @@ def canonical_algorithm(name: str) -> str:
     lookup = {k.lower(): k for k in (*ALGORITHMS, *NOT_BRIDGED)}
     algo = lookup.get(name.lower())
     if algo in NOT_BRIDGED:
-        raise ConfigError(f"easyedit:{algo} is not bridged: {NOT_BRIDGED[algo]}; editbench's runner applies weight "
-                          f"changes (bridged: {', '.join(ALGORITHMS)})")
+        raise ConfigError(f"easyedit:{algo} is not bridged: {NOT_BRIDGED[algo]} (bridged: {', '.join(ALGORITHMS)})")
     if algo is None:
         try:
             offered = offered_algorithms(easyedit_root())
@@ -167,6 +173,7 @@ class LoadedEasyEdit:
         for name in spec.unused_imports:
             if importlib.util.find_spec(name) is None:
                 self.modules[name] = types.ModuleType(name)
+        environ = dict(os.environ)  # GRACE.py sets CUDA_LAUNCH_BLOCKING at import: taken back below
         with self.mounted():
             try:
                 module = importlib.import_module(f"{self.prefix}.models.{package}")
@@ -182,6 +189,8 @@ class LoadedEasyEdit:
                 self.apply = self.apply().apply_to_model
             self.main_module = sys.modules[self.apply.__module__]
             self.modules.update({k: v for k, v in sys.modules.items() if k.startswith(self.prefix)})
+        os.environ.clear()
+        os.environ.update(environ)
 
     @contextlib.contextmanager
     def mounted(self):
@@ -513,6 +522,98 @@ def _in_folder(path: str):
         os.chdir(before)
 
 
+class EasyEditGRACE(EasyEditEditor):
+    """EasyEdit's GRACE: its GRACEAdapter and its training loop, with the codebook kept between calls
+    as this editor's state (EasyEdit keeps it in the wrapped model, which the runner does not)."""
+
+    intervention = ModulePatch.kind
+    LABEL_PAD = -200  # pads the stored label rows (EasyEdit's labels hold token ids and -100)
+
+    def reset_state(self) -> None:
+        super().reset_state()
+        self._codebook: dict[str, Any] | None = None
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        if self._codebook is None:
+            return {}
+        book = self._codebook
+        rows = book["labels"]
+        width = max(r.shape[-1] for r in rows)
+        labels = torch.full((len(rows), width), self.LABEL_PAD, dtype=torch.long)
+        for i, row in enumerate(rows):
+            labels[i, :row.shape[-1]] = row.reshape(-1).cpu()
+        return {"easyedit/grace/keys": book["keys"], "easyedit/grace/values": book["values"],
+                "easyedit/grace/eps": book["eps"], "easyedit/grace/labels": labels,
+                "easyedit/grace/key_id": torch.tensor(book["key_id"])}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.reset_state()
+        if not state:
+            return
+        labels = [row[row != self.LABEL_PAD][None] for row in state["easyedit/grace/labels"]]
+        self._codebook = {"keys": state["easyedit/grace/keys"], "values": state["easyedit/grace/values"],
+                          "eps": state["easyedit/grace/eps"], "labels": labels,
+                          "key_id": int(state["easyedit/grace/key_id"])}
+
+    def prepare(self, lm, cache) -> None:
+        self._easyedit(lm)
+
+    def _layer_path(self, hp) -> str:
+        """EasyEdit's inner_params[0] ('model.layers[2].mlp.down_proj.weight') as a module path."""
+        name = str(hp.inner_params[0]).replace("[", ".").replace("]", "")
+        return name.rsplit(".", 1)[0] if name.endswith((".weight", ".bias")) else name
+
+    def edit(self, lm, requests, cache=None) -> ModulePatch:
+        loaded, hp = self._easyedit(lm)
+        path = self._layer_path(hp)
+        parent_path, _, attr = path.rpartition(".")
+        parent = lm.model.get_submodule(parent_path)
+        layer = getattr(parent, attr)
+        flags = {n: p.requires_grad for n, p in lm.model.named_parameters()}  # GRACE freezes every parameter
+        infos = []
+        try:  # EasyEdit's adapter replaces the layer; an installed patch of an earlier step is not under it
+            with loaded.mounted(), _in_folder(self._workdir.name), contextlib.redirect_stdout(io.StringIO()), \
+                    without_output_hooks(layer):
+                loaded.main_module.GRACE(model=lm.model, config=hp, device=lm.device)  # wraps the layer
+                adapter = getattr(parent, attr)
+                self._into(adapter, lm.device)
+                for request in requests:
+                    loaded.apply(lm.model, lm.tokenizer, [self._request(request)], hp, copy=False)
+                    infos.append({"codebook_size": int(adapter.keys.shape[0])})
+                self._codebook = self._out_of(adapter)
+        finally:
+            setattr(parent, attr, layer)  # the original layer object back: no wrapper left
+            for name, param in lm.model.named_parameters():
+                param.requires_grad_(flags[name])
+        book = self._codebook
+        return ModulePatch(module=path, adaptor="grace-codebook",
+                           settings={"query": "edit_position", "key_id": book["key_id"],
+                                     "replacement": str(hp.replacement)},
+                           tensors={"keys": book["keys"].clone(), "values": book["values"].clone(),
+                                    "eps": book["eps"].clone()}, info=infos)
+
+    def _into(self, adapter, device) -> None:
+        """The codebook so far into a fresh GRACEAdapter, in EasyEdit's own layout (radii [n, 1])."""
+        book = self._codebook
+        if book is None:
+            return
+        adapter.keys = book["keys"].to(device).clone()
+        adapter.values = torch.nn.Parameter(book["values"].to(device).clone(), requires_grad=True)
+        adapter.epsilons = book["eps"].to(device).clone().view(-1, 1)
+        adapter.key_labels = [row.to(device) for row in book["labels"]]
+        adapter.edit_ids = []
+        adapter.key_id = book["key_id"]
+
+    @staticmethod
+    def _out_of(adapter) -> dict[str, Any]:
+        return {"keys": adapter.keys.detach().clone(), "values": adapter.values.detach().clone(),
+                "eps": adapter.epsilons.detach().reshape(-1).clone(),
+                "labels": [row.detach().clone() for row in adapter.key_labels], "key_id": int(adapter.key_id)}
+
+
+EDITOR_BASES = {"weights": EasyEditEditor, "codebook": EasyEditGRACE}
+
+
 def editor_class(algorithm: str) -> type[EasyEditEditor]:
     """The editor class for `easyedit:<algorithm>`, registered under that name on first use."""
     algo = canonical_algorithm(algorithm)
@@ -521,5 +622,6 @@ def editor_class(algorithm: str) -> type[EasyEditEditor]:
         return get_editor_class(name)
     config_cls = dataclasses.make_dataclass(f"EasyEdit{algo.replace('-', '')}Config", [], bases=(EasyEditConfig,),
                                             frozen=True, namespace={"ALGORITHM": algo})
-    cls = type(f"EasyEdit{algo.replace('-', '')}", (EasyEditEditor,), {"config_class": config_cls})
+    base = EDITOR_BASES[ALGORITHMS[algo].returns]
+    cls = type(f"EasyEdit{algo.replace('-', '')}", (base,), {"config_class": config_cls})
     return register_editor(name)(cls)

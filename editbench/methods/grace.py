@@ -12,14 +12,22 @@ splits the two radii at half their distance; with the same label the nearest ent
 it (`coverage`: ε = distance; `moving_average`: the key moves halfway and ε = distance) and its value
 is trained again. Values train with Adam (`edit_lr`, `n_iter` steps) on the target tokens' NLL.
 
-One reading differs and is named here: EasyEdit queries the codebook at one position per forward
-pass, the stored `key_id` of the latest edit (its prompt length - 1, whatever the scored prompt), and
-only `generate` resets it to the last token. editbench queries every position, so the same codebook
-acts the same under teacher-forced scoring and under generation (with a KV cache each new token is a
-one-position pass), and no state outside the codebook decides which token is looked up.
+Two readings of where the codebook is queried, both named (`query`):
+- `every_position` (editbench's default): every position queries the codebook on its own, so the same
+  codebook acts the same under teacher-forced scoring and under generation (with a KV cache each new
+  token is a one-position pass), and no state outside the codebook decides which token is looked up.
+- `edit_position` (EasyEdit 14cea82's GRACEAdapter, `replacement: replace_last`): one position per
+  forward pass, the stored `key_id` of the latest edit (its prompt length - 1, whatever the scored
+  prompt; clipped to the pass's length, so a one-token KV-cache step queries its token), and only that
+  position's output is replaced; during an edit's training, too. (EasyEdit's `generate` also resets
+  `key_id` to the prompt's last token; editbench's generation runs the model's own forward, so the
+  stored position holds there as well.) `easyedit:GRACE` runs EasyEdit's code and installs this reading.
+Same-label test: editbench compares the target tokens; EasyEdit compares the mean of the edit's label
+row, -100 prompt positions included (two edits with one target but prompts of different length split).
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import torch
@@ -34,13 +42,15 @@ from editbench.core import (
     register_editor,
 )
 from editbench.harness.arch import get_module, mlp_proj_path, num_layers
-from editbench.harness.hooks import capture, rewrite_output
+from editbench.harness.hooks import capture, rewrite_output, without_output_hooks
 from editbench.harness.prefix import FrozenPrefix
 from editbench.harness.search import Choice, Int, Layer, LogFloat, SearchSpace
 from editbench.methods import training
 
 VALUE_INITS = ("cold", "warm")
 EXPANSIONS = ("coverage", "moving_average")
+QUERIES = ("every_position", "edit_position")
+REPLACEMENTS = ("replace_last", "replace_all", "replace_prompt")  # EasyEdit's, for the edit_position reading
 NO_LABEL = -1  # padding of the stored labels (token ids are >= 0)
 
 
@@ -52,6 +62,9 @@ class GRACEConfig(EditorConfig):
     n_iter: int = 50  # training steps per edit (EasyEdit `n_iter`)
     val_init: str = "cold"  # cold: uniform [0, 1) as the reference draws it; warm: the projection's own output
     eps_expand: str = "coverage"  # how a same-label query widens its nearest entry (EasyEdit `eps_expand`)
+    # where the codebook is queried: every_position (editbench) or edit_position (EasyEdit's key_id,
+    # replace_last); see the module's docstring
+    query: str = "every_position"
 
     def check(self) -> None:
         check_range(self, "layer", self.layer >= 0, ">= 0")
@@ -60,6 +73,7 @@ class GRACEConfig(EditorConfig):
         check_range(self, "n_iter", self.n_iter >= 1, ">= 1")
         check_range(self, "val_init", self.val_init in VALUE_INITS, " or ".join(VALUE_INITS))
         check_range(self, "eps_expand", self.eps_expand in EXPANSIONS, " or ".join(EXPANSIONS))
+        check_range(self, "query", self.query in QUERIES, " or ".join(QUERIES))
 
 
 def nearest_entries(inputs: torch.Tensor, keys: torch.Tensor, eps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -80,15 +94,51 @@ def replaced(inputs: torch.Tensor, output: torch.Tensor, keys: torch.Tensor, val
     return patched.reshape(output.shape)
 
 
+def query_positions(real: torch.Tensor, key_id: int) -> torch.Tensor:
+    """Per row of a pass: the index of its real token number min(key_id, real tokens - 1), as
+    EasyEdit's min(key_id, length - 1) on an unpadded prompt (left or right padding is skipped)."""
+    count = real.sum(1)
+    wanted = torch.clamp(count - 1, max=key_id).clamp(min=0)
+    order = real.long().cumsum(1) - 1
+    return ((order == wanted[:, None]) & real).long().argmax(1)
+
+
+def replaced_at_edit_position(inputs: torch.Tensor, output: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
+                              eps: torch.Tensor, key_id: int, mask: torch.Tensor | None = None,
+                              replacement: str = "replace_last") -> torch.Tensor:
+    """EasyEdit's GRACEAdapter at inference: one query per sequence (the token `query_positions` picks),
+    its nearest key, and, when within that key's radius, the value written at that position
+    (replace_last), at every position (replace_all) or at the positions before it (replace_prompt)."""
+    real = torch.ones(inputs.shape[:2], dtype=torch.bool, device=inputs.device) if mask is None else mask.bool()
+    rows = torch.arange(inputs.shape[0], device=inputs.device)
+    at = query_positions(real, key_id)
+    index, hit = nearest_entries(inputs[rows, at], keys, eps)
+    hit = hit & real.any(1)
+    where = torch.zeros(inputs.shape[:2], dtype=torch.bool, device=inputs.device)
+    if replacement == "replace_last":
+        where[rows, at] = True
+    elif replacement == "replace_all":
+        where[:] = True
+    else:  # replace_prompt
+        where = torch.arange(inputs.shape[1], device=inputs.device)[None] < at[:, None]
+    where = where & hit[:, None]
+    return torch.where(where[..., None], values[index].to(output.dtype)[:, None, :], output)
+
+
 @register_adaptor("grace-codebook")
 class GRACECodebook(Adaptor):
-    """The installed codebook: tensors `keys` [n, d_in], `values` [n, d_out], `eps` [n]."""
+    """The installed codebook: tensors `keys` [n, d_in], `values` [n, d_out], `eps` [n]; settings empty
+    (every position queries) or {query: edit_position, key_id, replacement} (EasyEdit's reading)."""
 
     def __call__(self, inputs: torch.Tensor, output: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        keys = self.tensors["keys"]  # every position queries the codebook on its own: no mask needed
+        keys = self.tensors["keys"]
         if keys.shape[0] == 0:
             return output
-        return replaced(inputs, output, keys, self.tensors["values"], self.tensors["eps"])
+        if self.settings.get("query", "every_position") == "every_position":  # no mask needed: each on its own
+            return replaced(inputs, output, keys, self.tensors["values"], self.tensors["eps"])
+        return replaced_at_edit_position(inputs, output, keys, self.tensors["values"], self.tensors["eps"],
+                                         int(self.settings["key_id"]), mask,
+                                         self.settings.get("replacement", "replace_last"))
 
 
 # Centred on EasyEdit's GRACE for Llama-2-7B (hparams/GRACE/llama-7b.yaml).
@@ -99,7 +149,7 @@ GRACE_SPACE = SearchSpace("EasyEdit GRACE (hparams/GRACE/llama-7b.yaml)", (
     Int("n_iter", 50, "EasyEdit GRACE n_iter", low=10, high=200, log=True),
     Choice("val_init", "cold", "EasyEdit GRACE val_init", options=VALUE_INITS),
     Choice("eps_expand", "coverage", "EasyEdit GRACE eps_expand", options=EXPANSIONS),
-))
+))  # `query` is a reading, not a knob: it is not searched
 
 
 @register_editor("grace")
@@ -119,24 +169,28 @@ class GRACE(Editor):
 
     def reset_state(self) -> None:
         self.keys = self.values = self.eps = self.labels = None  # made at the first edit (sizes from the model)
+        self.key_id = -1
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         if self.keys is None:
             return {}
         return {"codebook/keys": self.keys, "codebook/values": self.values, "codebook/eps": self.eps,
-                "codebook/labels": self.labels}
+                "codebook/labels": self.labels, "codebook/key_id": torch.tensor(self.key_id)}
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         self.reset_state()
         if state:
             self.keys, self.values = state["codebook/keys"], state["codebook/values"]
             self.eps, self.labels = state["codebook/eps"], state["codebook/labels"]
+            self.key_id = int(state.get("codebook/key_id", torch.tensor(-1)))
 
     def edit(self, lm, requests, cache=None) -> ModulePatch:
         path = mlp_proj_path(lm.model, self.config.layer, "down")
         module = get_module(lm.model, path)
         infos = [self._edit_one(lm, module, request) for request in requests]
-        return ModulePatch(module=path, adaptor=GRACECodebook.kind, settings={},
+        settings = {} if self.config.query == "every_position" else {
+            "query": "edit_position", "key_id": self.key_id, "replacement": "replace_last"}
+        return ModulePatch(module=path, adaptor=GRACECodebook.kind, settings=settings,
                            tensors={"keys": self.keys.clone(), "values": self.values.clone(), "eps": self.eps.clone()},
                            info=infos)
 
@@ -159,10 +213,14 @@ class GRACE(Editor):
 
             def working(inputs: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
                 values = torch.cat([self.values[:chosen], value[None], self.values[chosen + 1:]])
+                if cfg.query == "edit_position":
+                    return replaced_at_edit_position(inputs, output, self.keys, values, self.eps, position)
                 return replaced(inputs, output, self.keys, values, self.eps)
 
             losses = []
-            with torch.enable_grad(), rewrite_output(module, working):
+            # EasyEdit's reading trains from the projection's own output (its adapter replaces the layer)
+            bare = without_output_hooks(module) if cfg.query == "edit_position" else contextlib.nullcontext()
+            with torch.enable_grad(), bare, rewrite_output(module, working):
                 for _ in range(cfg.n_iter):
                     loss = training.target_nll(lm.model, batch)
                     losses.append(loss.item())
@@ -173,6 +231,7 @@ class GRACE(Editor):
                     final = training.target_nll(lm.model, batch).item()
         with torch.no_grad():
             self.values[chosen] = value.detach()
+        self.key_id = position  # EasyEdit's stored query position: the latest edit's
         return {"initial_loss": round(losses[0], 5), "final_loss": round(final, 5), "codebook_entry": chosen,
                 "codebook_size": int(self.keys.shape[0]), "codebook_action": action,
                 "radius": round(float(self.eps[chosen]), 5)}
