@@ -20,8 +20,11 @@ What the bridge takes care of, and why:
   layer with EasyEdit's own GRACEAdapter holding the codebook so far, runs EasyEdit's apply on it,
   takes the codebook back out, puts the original layer back and returns a `ModulePatch` of
   editbench's `grace-codebook` adaptor in EasyEdit's reading (`query: edit_position`, its key_id and
-  replacement; a golden test holds that adaptor to GRACEAdapter's forward). WISE is refused with the
-  reason (see `NOT_BRIDGED`; editbench's own `wise` runs as a module patch).
+  replacement; a golden test holds that adaptor to GRACEAdapter's forward). WISE likewise: EasyEdit's
+  WISEAdapter holds the side memory, shards and thresholds so far, EasyEdit's apply trains it, and
+  the bridge returns editbench's `wise-memory` adaptor with those tensors (the same routing rule as
+  WISEAdapter's forward on one unpadded sequence; editbench routes each sequence of a batch on its
+  own, EasyEdit the whole batch at once).
 """
 from __future__ import annotations
 
@@ -58,6 +61,7 @@ from editbench.core import (
 )
 from editbench.harness.arch import mlp_proj_path, num_layers
 from editbench.harness.hooks import without_output_hooks
+from editbench.harness.scoring import encode_prompt_target
 
 @dataclass(frozen=True)
 class Algorithm:
@@ -97,10 +101,9 @@ ALGORITHMS: dict[str, Algorithm] = {
                            bare_packages=(".trainer", ".trainer.algs"), unused_imports=("hydra",)),
     "GRACE": Algorithm("grace", "GraceHyperParams", "apply_grace_to_model", one_request_per_call=True,
                        returns="codebook"),
-}
-NOT_BRIDGED = {
-    "WISE": "WISE replaces MLP modules with a side memory and a router (a change of structure, not of weights); "
-            "editbench's native 'wise' runs it as a module patch",
+    # WISE's loss treats the last row of a call as the unrelated text of its one edit
+    "WISE": Algorithm("wise", "WISEHyperParams", "apply_wise_to_model", one_request_per_call=True,
+                      returns="side memory"),
 }
 TEMPLATE_CHOICES = ("easyedit", "editbench")
 ENV_VAR = "EDITBENCH_EASYEDIT"
@@ -140,10 +143,8 @@ def offered_algorithms(root: Path | None) -> list[str]:
 
 def canonical_algorithm(name: str) -> str:
     """'rome' -> 'ROME', 'alphaedit' -> 'AlphaEdit'; a one-line error naming the choices otherwise."""
-    lookup = {k.lower(): k for k in (*ALGORITHMS, *NOT_BRIDGED)}
+    lookup = {k.lower(): k for k in ALGORITHMS}
     algo = lookup.get(name.lower())
-    if algo in NOT_BRIDGED:
-        raise ConfigError(f"easyedit:{algo} is not bridged: {NOT_BRIDGED[algo]} (bridged: {', '.join(ALGORITHMS)})")
     if algo is None:
         try:
             offered = offered_algorithms(easyedit_root())
@@ -320,6 +321,7 @@ class EasyEditEditor(Editor):
             # what EasyEdit's from_hparams does to a YAML's values: '5e-1' (a string in YAML 1.1) -> 0.5
             values = self._loaded.hparams_class.construct_float_from_scientific_notation(self.config.values())
             fields = {f.name for f in dataclasses.fields(self._loaded.hparams_class)}
+            values = self._as_from_hparams(values)
             values.setdefault("alg_name", algo)
             if "device" in fields:
                 values["device"] = str(lm.device)  # EasyEdit reads an int as a CUDA index
@@ -337,6 +339,10 @@ class EasyEditEditor(Editor):
                 raise ConfigError(f"{self.config.source}: EasyEdit's {self._loaded.hparams_class.__name__} "
                                   f"rejects it: {exc}") from None
         return self._loaded, self._hparams
+
+    def _as_from_hparams(self, values: dict) -> dict:
+        """What the algorithm's own from_hparams does to a YAML's values beyond the float conversion."""
+        return values
 
     # ----- key statistics in EasyEdit's cache format
     def _stats_files(self, lm) -> dict[int, Path]:
@@ -513,6 +519,20 @@ def _lora_deltas(peft_model) -> dict[str, torch.Tensor]:
 
 
 @contextlib.contextmanager
+def _numpy_seeded_from_torch():
+    """numpy's global RNG seeded from torch's for the block (which the runner seeds and a checkpoint
+    saves, so a resumed run draws the same), and put back as it was after."""
+    import numpy as np
+
+    before = np.random.get_state()
+    np.random.seed(int(torch.randint(0, 2**31 - 1, (1,))))
+    try:
+        yield
+    finally:
+        np.random.set_state(before)
+
+
+@contextlib.contextmanager
 def _in_folder(path: str):
     before = os.getcwd()
     os.chdir(path)
@@ -520,6 +540,12 @@ def _in_folder(path: str):
         yield
     finally:
         os.chdir(before)
+
+
+def inner_module_path(hp) -> str:
+    """EasyEdit's inner_params[0] ('model.layers[2].mlp.down_proj.weight') as a module path."""
+    name = str(hp.inner_params[0]).replace("[", ".").replace("]", "")
+    return name.rsplit(".", 1)[0] if name.endswith((".weight", ".bias")) else name
 
 
 class EasyEditGRACE(EasyEditEditor):
@@ -558,14 +584,9 @@ class EasyEditGRACE(EasyEditEditor):
     def prepare(self, lm, cache) -> None:
         self._easyedit(lm)
 
-    def _layer_path(self, hp) -> str:
-        """EasyEdit's inner_params[0] ('model.layers[2].mlp.down_proj.weight') as a module path."""
-        name = str(hp.inner_params[0]).replace("[", ".").replace("]", "")
-        return name.rsplit(".", 1)[0] if name.endswith((".weight", ".bias")) else name
-
     def edit(self, lm, requests, cache=None) -> ModulePatch:
         loaded, hp = self._easyedit(lm)
-        path = self._layer_path(hp)
+        path = inner_module_path(hp)
         parent_path, _, attr = path.rpartition(".")
         parent = lm.model.get_submodule(parent_path)
         layer = getattr(parent, attr)
@@ -611,7 +632,139 @@ class EasyEditGRACE(EasyEditEditor):
                 "labels": [row.detach().clone() for row in adapter.key_labels], "key_id": int(adapter.key_id)}
 
 
-EDITOR_BASES = {"weights": EasyEditEditor, "codebook": EasyEditGRACE}
+class EasyEditWISE(EasyEditEditor):
+    """EasyEdit's WISE: its WISEAdapter, loss and merges, with the side memory, shards, thresholds and
+    counts kept between calls as this editor's state (EasyEdit keeps them in the wrapped model). The
+    unrelated text each edit's margin loss needs (EasyEdit's `loc_prompt`) is the one editbench's
+    `wise` draws for the same edit from `loc_corpus`, cut to the same length."""
+
+    intervention = ModulePatch.kind
+    LOC_CORPUS = "world"
+
+    def reset_state(self) -> None:
+        super().reset_state()
+        self._memory: dict[str, torch.Tensor] | None = None
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {} if self._memory is None else {f"easyedit/wise/{k}": v for k, v in self._memory.items()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.reset_state()
+        if state:
+            self._memory = {k.removeprefix("easyedit/wise/"): v for k, v in state.items()}
+
+    def _as_from_hparams(self, values: dict) -> dict:
+        """WISEHyperParams.from_hparams: act_margin [α, β, γ] becomes alpha, beta, gamma."""
+        values = dict(values)
+        margin = values.pop("act_margin", None)
+        if margin is not None:
+            if len(margin) != 3:
+                raise ConfigError(f"{self.config.source}: act_margin must be three numbers (alpha, beta, gamma)")
+            values["alpha"], values["beta"], values["gamma"] = (float(m) for m in margin)
+        if values.get("save_freq") and values.get("merge_freq", 0) % values["save_freq"]:
+            raise ConfigError(f"{self.config.source}: merge_freq must be a multiple of save_freq (EasyEdit asserts it)")
+        return values
+
+    def check_model(self, lm) -> None:
+        _, hp = self._easyedit(lm)
+        if getattr(hp, "replay", False):
+            raise ConfigError(f"{self.config.source}: easyedit:WISE with replay: true keeps its edit history in "
+                              "EasyEdit's module globals, which a checkpoint cannot hold; not bridged (replay: false)")
+
+    def prepare(self, lm, cache) -> None:
+        """EasyEdit's context templates (greedy continuations) made once, on θ₀, for this editor."""
+        loaded, hp = self._easyedit(lm)
+        utils = loaded.modules[f"{loaded.prefix}.models.wise.utils"]
+        with self._left_padded(lm), loaded.mounted(), contextlib.redirect_stdout(io.StringIO()):
+            utils.get_context_templates(lm.model, lm.tokenizer, length_params=[[5, 5], [10, 5]], device=lm.device)
+
+    @staticmethod
+    @contextlib.contextmanager
+    def _left_padded(lm):
+        side, lm.tokenizer.padding_side = lm.tokenizer.padding_side, "left"  # what EasyEdit's editor sets for WISE
+        try:
+            yield
+        finally:
+            lm.tokenizer.padding_side = side
+
+    def _loc_prompt(self, lm, request, cache) -> str:
+        from editbench.methods import wise as native
+
+        templates = native.context_templates(lm, cache)
+        longest = max(len(sum(encode_prompt_target(lm.tokenizer, t.format(request.prompt), request.target_new), []))
+                      for t in templates)
+        texts = native.unrelated_texts(lm, self.LOC_CORPUS, cache)
+        text = texts[native.random.Random(f"wise-unrelated-{request.case_id}").randrange(len(texts))]
+        return lm.tokenizer.decode(lm.tokenizer(text).input_ids[:longest])
+
+    def edit(self, lm, requests, cache=None) -> ModulePatch:
+        cache = {} if cache is None else cache
+        loaded, hp = self._easyedit(lm)
+        hp.sequential_edit = True  # the adapter carries the stream (EasyEdit's single-edit mode rebuilds it)
+        path = inner_module_path(hp)
+        parent_path, _, attr = path.rpartition(".")
+        parent = lm.model.get_submodule(parent_path)
+        layer = getattr(parent, attr)
+        weight = layer.weight  # WISE-Merge assigns the merged weight to the wrapped layer itself
+        flags = {n: p.requires_grad for n, p in lm.model.named_parameters()}  # WISE freezes every parameter
+        wanted = [dict(self._request(r), loc_prompt=self._loc_prompt(lm, r, cache)) for r in requests]
+        infos = []
+        try:
+            with self._left_padded(lm), loaded.mounted(), _in_folder(self._workdir.name), \
+                    contextlib.redirect_stdout(io.StringIO()), without_output_hooks(layer):
+                loaded.main_module.WISE(model=lm.model, config=hp, device=lm.device)  # wraps the layer
+                adapter = getattr(parent, attr)
+                self._into(adapter, loaded)
+                for request in wanted:
+                    with _numpy_seeded_from_torch():  # WISE draws its gradient masks from numpy's global RNG
+                        loaded.apply(lm.model, lm.tokenizer, [request], hp, copy=False)
+                    infos.append({"min_act": round(float(adapter.editing_mean_act.min_act()), 5),
+                                  "shards": len(adapter.memory_weight), "merges": int(adapter.merge_cnt)})
+                self._memory = self._out_of(adapter)
+        finally:
+            setattr(parent, attr, layer)
+            layer.weight = weight
+            for name, param in lm.model.named_parameters():
+                param.requires_grad_(flags[name])
+        m, ratio = self._memory, float(hp.act_ratio)
+        tensors = {"side": m["side"].clone(), "side_threshold": (m["min_act"] * ratio).reshape(())}
+        if hp.retrieve:
+            tensors |= {"shards": m["shards"].clone(), "shard_thresholds": m["shard_min_act"] * ratio}
+        else:
+            tensors |= {"merged": m["merged"].clone()}
+        act = getattr(lm.model.config, "hidden_act", None) or getattr(lm.model.config, "activation_function", "gelu")
+        return ModulePatch(module=path, adaptor="wise-memory", settings={"act": act, "retrieve": bool(hp.retrieve)},
+                           tensors=tensors, info=infos)
+
+    def _into(self, adapter, loaded) -> None:
+        """The memory so far into a fresh WISEAdapter, as EasyEdit's own attributes."""
+        m = self._memory
+        if m is None:
+            return
+        mean_act = loaded.modules[f"{loaded.prefix}.models.wise.utils"].EditingMeanAct
+        device = adapter.new_weight.device
+        adapter.new_weight = torch.nn.Parameter(m["side"].to(device).clone(), requires_grad=False)
+        adapter.weight_mask = m["mask"].to(device).clone()
+        adapter.memory_weight = [w.to(device).clone() for w in m["shards"]]
+        adapter.memory_mean_act = [mean_act(min_a=float(a)) for a in m["shard_min_act"]]
+        adapter.editing_mean_act = mean_act(min_a=float(m["min_act"]))
+        adapter.editing_total_cnt, adapter.merge_cnt = int(m["edits"]), int(m["merges"])
+        if not torch.equal(m["merged"].to(device), adapter.layer.weight):
+            adapter.layer.weight = torch.nn.Parameter(m["merged"].to(device).clone(), requires_grad=False)
+
+    @staticmethod
+    def _out_of(adapter) -> dict[str, torch.Tensor]:
+        side = adapter.new_weight.detach()
+        shards = [w.detach() for w in adapter.memory_weight]
+        return {"side": side.clone(), "mask": adapter.weight_mask.detach().clone(),
+                "shards": torch.stack(shards) if shards else side.new_zeros((0, *side.shape)),
+                "shard_min_act": torch.tensor([float(a.min_act()) for a in adapter.memory_mean_act]),
+                "min_act": torch.tensor(float(adapter.editing_mean_act.min_act())),
+                "merged": adapter.layer.weight.detach().clone(),
+                "edits": torch.tensor(int(adapter.editing_total_cnt)), "merges": torch.tensor(int(adapter.merge_cnt))}
+
+
+EDITOR_BASES = {"weights": EasyEditEditor, "codebook": EasyEditGRACE, "side memory": EasyEditWISE}
 
 
 def editor_class(algorithm: str) -> type[EasyEditEditor]:
