@@ -23,7 +23,8 @@ def test_every_weight_editor_declares_a_space_centred_on_a_named_reference():
         space = get_editor_class(method).search_space
         assert space.reference and space.knobs, method
         fields = get_editor_class(method).config_class.__dataclass_fields__
-        assert all(k.name in fields for k in space.knobs), method
+        named = [f for k in space.knobs for f in (getattr(k, "fields", ()) or (k.name,))]  # a knob sets its fields
+        assert all(f in fields for f in named), method
         for knob in space.knobs:  # log ranges span at least a decade and hold their reference
             if isinstance(knob, LogFloat):
                 assert knob.high / knob.low >= 10 and knob.low <= knob.reference <= knob.high, (method, knob.name)
@@ -41,6 +42,17 @@ def test_sampled_points_are_valid_configs_for_any_depth(n_layers):
             config = build_config(cls.config_class, values, f"{method} sample")  # runs the config's checks
             layers = [getattr(config, f) for f in ("layer",) if hasattr(config, f)] + list(getattr(config, "layers", None) or [])
             assert all(0 <= layer < n_layers for layer in layers), (method, values)
+
+
+def test_a_choice_of_paired_values_sets_each_of_its_fields():
+    """WISE's shard size and merge period are chosen together (merge_freq must be a multiple)."""
+    space = get_editor_class("wise").search_space
+    knob = next(k for k in space.knobs if k.name == "shards")
+    values = space.sample(optuna.trial.FixedTrial({**space.reference_params(4), "shards": "10,20"}), 4)
+    assert values["save_freq"] == 10 and values["merge_freq"] == 20 and "shards" not in values
+    assert knob.describe()["fields"] == ["save_freq", "merge_freq"]
+    with pytest.raises(ConfigError, match="one value per field"):
+        Choice("pair", (1, 2), "", options=((1, 2), 3), fields=("a", "b"))
 
 
 def test_relative_depth_maps_onto_every_model():

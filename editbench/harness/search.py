@@ -98,9 +98,16 @@ class Int(Knob):
 
 @dataclass(frozen=True)
 class Choice(Knob):
-    """Categorical. Tuples (e.g. projections) are offered to the sampler as comma-joined strings."""
+    """Categorical. Tuples (e.g. projections) are offered to the sampler as comma-joined strings.
+    With `fields`, each option is a tuple that sets those config fields together (values that are
+    only valid in pairs, such as WISE's shard size and merge period)."""
 
     options: tuple = ()
+    fields: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.fields and not all(isinstance(o, tuple) and len(o) == len(self.fields) for o in self.options):
+            raise ConfigError(f"search knob {self.name}: every option must give one value per field {self.fields}")
 
     def _encode(self, option: Any) -> Any:
         return ",".join(map(str, option)) if isinstance(option, tuple) else option
@@ -118,7 +125,8 @@ class Choice(Knob):
         return decoded[param]
 
     def describe(self) -> dict:
-        return {**super().describe(), "options": [list(o) if isinstance(o, tuple) else o for o in self.options]}
+        described = {**super().describe(), "options": [list(o) if isinstance(o, tuple) else o for o in self.options]}
+        return {**described, "fields": list(self.fields)} if self.fields else described
 
 
 def depth_to_layer(depth: float, n_layers: int) -> int:
@@ -218,7 +226,12 @@ class SearchSpace:
 
     def sample(self, trial: Trial, n_layers: int) -> dict[str, Any]:
         """Config values for one trial (fields of the method's config)."""
-        return {k.name: k.value(k.sample(trial, n_layers), n_layers) for k in self.knobs}
+        values: dict[str, Any] = {}
+        for knob in self.knobs:
+            value = knob.value(knob.sample(trial, n_layers), n_layers)
+            fields = getattr(knob, "fields", ())
+            values.update(dict(zip(fields, value)) if fields else {knob.name: value})
+        return values
 
     def reference_params(self, n_layers: int) -> dict[str, Any]:
         """The trial parameters of the reference point (for Optuna's `enqueue_trial`)."""

@@ -164,6 +164,11 @@ WISE_SPACE = SearchSpace("EasyEdit WISE (hparams/WISE/llama-7b.yaml)", (
     Choice("act_margin", (5.0, 20.0, 10.0), "EasyEdit WISE act_margin (alpha, beta, gamma)",
            options=((5.0, 20.0, 10.0), (0.5, 2.0, 1.0), (0.05, 0.2, 0.1))),
     Float("act_ratio", 0.88, "EasyEdit WISE act_ratio", low=0.5, high=1.0),
+    # edits per knowledge shard and between merges, together (merge_freq a multiple of save_freq). The
+    # reference's 500 / 1,000 never closes a shard in a 100-edit tune, where one side memory must then
+    # hold every edit; shorter shards keep earlier edits in memories of their own
+    Choice("shards", (500, 1000), "EasyEdit WISE save_freq, merge_freq", fields=("save_freq", "merge_freq"),
+           options=((500, 1000), (50, 100), (25, 50), (10, 20), (5, 10), (10, 50))),
 ))
 
 
