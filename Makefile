@@ -157,7 +157,7 @@ sweep-layer: $(VENV)
 # micro world is trained once, by whichever process needs it first, and shared.
 TEST_PROCS ?= auto
 test: $(VENV)
-	$(PY) -m pytest -q -n $(TEST_PROCS) --maxprocesses 8 --dist loadgroup tests -m 'not bench'
+	$(PY) -m pytest -q -n $(TEST_PROCS) --maxprocesses 8 --dist loadgroup --durations 10 tests -m 'not bench'
 
 # The tiers (markers set in tests/conftest.py): no trained world and no ../shared/data, under a minute.
 test-fast: $(VENV)
