@@ -283,6 +283,23 @@ def test_edit_position_reading_equals_easyedits_grace_adapter(replacement):
             assert torch.allclose(padded[i, width - x.shape[1]:], theirs[i][0], atol=1e-6)
 
 
+def _native_settings_of_bridge_yaml(algo: str, keys: tuple[str, ...]) -> dict:
+    """editbench's config values equal to the bridge's world YAML for `algo` (the layer from its
+    inner_params), so native and bridged run with the same settings whatever the micro YAMLs hold."""
+    import yaml
+
+    from editbench.harness.hparams import HPARAMS_DIR
+
+    values = yaml.safe_load((HPARAMS_DIR / "easyedit" / algo / "world.yaml").read_text())
+    layer = int(values["inner_params"][0].split("[")[1].split("]")[0])
+    return {"layer": layer, **{k: tuple(values[k]) if isinstance(values[k], list) else values[k] for k in keys}}
+
+
+GRACE_KEYS = ("eps", "edit_lr", "n_iter", "val_init", "eps_expand")
+WISE_KEYS = ("mask_ratio", "edit_lr", "n_iter", "norm_constraint", "act_margin", "act_ratio", "save_freq",
+             "merge_freq", "densities", "weights", "retrieve")
+
+
 def _grace_stream(micro_world, name: str, over: dict) -> tuple[dict, object]:
     from editbench.benchmarks.registry import world_benchmark
     from editbench.harness.models import load_model
@@ -303,7 +320,8 @@ def test_grace_through_the_bridge_matches_editbench_in_easyedits_reading(micro_w
     and locality (measured equal to three decimals: 0.606 / 0.528 / 1.000) and hold the same codebook.
     editbench's default reading (every position queries) writes more: 0.855 / 0.651 / 0.994."""
     final, editors = {}, {}
-    for name, over in (("grace", {"query": "edit_position"}), ("easyedit:GRACE", {}), ("grace", {})):
+    same = _native_settings_of_bridge_yaml("GRACE", GRACE_KEYS)
+    for name, over in (("grace", {**same, "query": "edit_position"}), ("easyedit:GRACE", {}), ("grace", same)):
         key = f"{name} {over.get('query', '')}".strip()
         final[key], editors[key] = _grace_stream(micro_world, name, over)
     ours, theirs = final["grace edit_position"], final["easyedit:GRACE"]
@@ -465,8 +483,9 @@ def test_bridged_wise_sets_its_threshold_over_padding_where_editbench_does_not(m
     real tokens, so on the same first edit EasyEdit's routing threshold is lower (measured on this edit:
     0.88 x 15.0 against 0.88 x 17.7)."""
     thresholds = {}
-    for name in ("easyedit:WISE", "wise"):
-        editor = _editor(micro_lm, name)
+    same = _native_settings_of_bridge_yaml("WISE", WISE_KEYS)
+    for name, over in (("easyedit:WISE", {}), ("wise", same)):
+        editor = _editor(micro_lm, name, **over)
         cache: dict = {}
         editor.prepare(micro_lm, cache)
         torch.manual_seed(0)
