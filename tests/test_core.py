@@ -88,3 +88,22 @@ def test_every_shipped_hparams_file_builds_a_valid_config():
         cls = get_editor_class(path.parent.name)
         config = build_config(cls.config_class, load_yaml(path), str(path))
         assert isinstance(config, cls.config_class)
+
+
+def test_output_hooks_come_off_for_a_block_and_back_in_order():
+    """`without_output_hooks`: an editor that trains its own replacement of a module's output (GRACE's,
+    WISE's reference reading) sees the module's own output, and every hook is back after, in its order,
+    even when the block raises."""
+    from editbench.harness.hooks import without_output_hooks
+
+    layer = torch.nn.Linear(3, 3)
+    x = torch.randn(2, 3)
+    layer.register_forward_hook(lambda m, a, out: out + 1)
+    layer.register_forward_hook(lambda m, a, out: out * 2)
+    hooked = layer(x)
+    with without_output_hooks(layer):
+        assert torch.equal(layer(x), layer.forward(x))
+    assert torch.equal(layer(x), hooked)
+    with pytest.raises(RuntimeError), without_output_hooks(layer):
+        raise RuntimeError("inside")
+    assert torch.equal(layer(x), hooked) and torch.equal(hooked, (layer.forward(x) + 1) * 2)
