@@ -436,11 +436,9 @@ class EasyEditEditor(Editor):
         # the weights the algorithm may write (its modules at its layers; every weight when it names none),
         # kept here because not every EasyEdit editor returns them (EMMET drops its copy unless asked)
         originals = {n: params[n].detach().clone() for n in self._writable(params, hp)}
-        tok = lm.tokenizer
-        side = tok.padding_side
-        tok.padding_side = "right" if self.algorithm.right_padded else "left"
         try:
-            with loaded.mounted(), _in_folder(self._workdir.name), contextlib.redirect_stdout(io.StringIO()):
+            with _padded(lm, "right" if self.algorithm.right_padded else "left"), loaded.mounted(), \
+                    _in_folder(self._workdir.name), contextlib.redirect_stdout(io.StringIO()):
                 self._before_call(loaded.main_module)
                 for chunk in chunks:
                     result = loaded.apply(lm.model, lm.tokenizer, [self._request(r) for r in chunk], hp, copy=False,
@@ -463,7 +461,6 @@ class EasyEditEditor(Editor):
                                                     "not a parameter of the model")
                         originals.setdefault(name, value.detach().to(params[name].device).clone())
         finally:
-            tok.padding_side = side
             with torch.no_grad():  # the contract: edit() leaves the weights as it found them
                 deltas = {n: (params[n].detach() - o).to(params[n].dtype) for n, o in originals.items()
                           if not torch.equal(params[n], o)}
@@ -542,6 +539,38 @@ def _in_folder(path: str):
         os.chdir(before)
 
 
+@contextlib.contextmanager
+def _padded(lm, side: str):
+    """The tokenizer padding on `side` for the block (as EasyEdit's editor sets it per algorithm)."""
+    before, lm.tokenizer.padding_side = lm.tokenizer.padding_side, side
+    try:
+        yield
+    finally:
+        lm.tokenizer.padding_side = before
+
+
+@contextlib.contextmanager
+def _layer_put_back(lm, path: str):
+    """Yields (parent, attribute, layer) of the module EasyEdit wraps; afterwards the original layer
+    object is back in place with its original weight parameter (WISE-Merge assigns a merged one to the
+    wrapped layer), every parameter's requires_grad is as before (GRACE and WISE freeze them all), and
+    the layer's own hooks (an installed patch of an earlier step) are off while EasyEdit trains: its
+    adapter replaces the layer, so nothing sits under it."""
+    parent_path, _, attr = path.rpartition(".")
+    parent = lm.model.get_submodule(parent_path)
+    layer = getattr(parent, attr)
+    weight = layer.weight
+    flags = {n: p.requires_grad for n, p in lm.model.named_parameters()}
+    try:
+        with without_output_hooks(layer):
+            yield parent, attr, layer
+    finally:
+        setattr(parent, attr, layer)
+        layer.weight = weight
+        for name, param in lm.model.named_parameters():
+            param.requires_grad_(flags[name])
+
+
 def inner_module_path(hp) -> str:
     """EasyEdit's inner_params[0] ('model.layers[2].mlp.down_proj.weight') as a module path."""
     name = str(hp.inner_params[0]).replace("[", ".").replace("]", "")
@@ -587,25 +616,16 @@ class EasyEditGRACE(EasyEditEditor):
     def edit(self, lm, requests, cache=None) -> ModulePatch:
         loaded, hp = self._easyedit(lm)
         path = inner_module_path(hp)
-        parent_path, _, attr = path.rpartition(".")
-        parent = lm.model.get_submodule(parent_path)
-        layer = getattr(parent, attr)
-        flags = {n: p.requires_grad for n, p in lm.model.named_parameters()}  # GRACE freezes every parameter
         infos = []
-        try:  # EasyEdit's adapter replaces the layer; an installed patch of an earlier step is not under it
-            with loaded.mounted(), _in_folder(self._workdir.name), contextlib.redirect_stdout(io.StringIO()), \
-                    without_output_hooks(layer):
-                loaded.main_module.GRACE(model=lm.model, config=hp, device=lm.device)  # wraps the layer
-                adapter = getattr(parent, attr)
-                self._into(adapter, lm.device)
-                for request in requests:
-                    loaded.apply(lm.model, lm.tokenizer, [self._request(request)], hp, copy=False)
-                    infos.append({"codebook_size": int(adapter.keys.shape[0])})
-                self._codebook = self._out_of(adapter)
-        finally:
-            setattr(parent, attr, layer)  # the original layer object back: no wrapper left
-            for name, param in lm.model.named_parameters():
-                param.requires_grad_(flags[name])
+        with _layer_put_back(lm, path) as (parent, attr, _), loaded.mounted(), _in_folder(self._workdir.name), \
+                contextlib.redirect_stdout(io.StringIO()):
+            loaded.main_module.GRACE(model=lm.model, config=hp, device=lm.device)  # wraps the layer
+            adapter = getattr(parent, attr)
+            self._into(adapter, lm.device)
+            for request in requests:
+                loaded.apply(lm.model, lm.tokenizer, [self._request(request)], hp, copy=False)
+                infos.append({"codebook_size": int(adapter.keys.shape[0])})
+            self._codebook = self._out_of(adapter)
         book = self._codebook
         return ModulePatch(module=path, adaptor="grace-codebook",
                            settings={"query": "edit_position", "key_id": book["key_id"],
@@ -675,17 +695,8 @@ class EasyEditWISE(EasyEditEditor):
         """EasyEdit's context templates (greedy continuations) made once, on θ₀, for this editor."""
         loaded, hp = self._easyedit(lm)
         utils = loaded.modules[f"{loaded.prefix}.models.wise.utils"]
-        with self._left_padded(lm), loaded.mounted(), contextlib.redirect_stdout(io.StringIO()):
+        with _padded(lm, "left"), loaded.mounted(), contextlib.redirect_stdout(io.StringIO()):
             utils.get_context_templates(lm.model, lm.tokenizer, length_params=[[5, 5], [10, 5]], device=lm.device)
-
-    @staticmethod
-    @contextlib.contextmanager
-    def _left_padded(lm):
-        side, lm.tokenizer.padding_side = lm.tokenizer.padding_side, "left"  # what EasyEdit's editor sets for WISE
-        try:
-            yield
-        finally:
-            lm.tokenizer.padding_side = side
 
     def _loc_prompt(self, lm, request, cache) -> str:
         from editbench.methods import wise as native
@@ -693,48 +704,32 @@ class EasyEditWISE(EasyEditEditor):
         templates = native.context_templates(lm, cache)
         longest = max(len(sum(encode_prompt_target(lm.tokenizer, t.format(request.prompt), request.target_new), []))
                       for t in templates)
-        texts = native.unrelated_texts(lm, self.LOC_CORPUS, cache)
-        text = texts[native.random.Random(f"wise-unrelated-{request.case_id}").randrange(len(texts))]
-        return lm.tokenizer.decode(lm.tokenizer(text).input_ids[:longest])
+        return lm.tokenizer.decode(native.unrelated_ids(lm, request, self.LOC_CORPUS, cache, longest))
 
     def edit(self, lm, requests, cache=None) -> ModulePatch:
         cache = {} if cache is None else cache
         loaded, hp = self._easyedit(lm)
         hp.sequential_edit = True  # the adapter carries the stream (EasyEdit's single-edit mode rebuilds it)
         path = inner_module_path(hp)
-        parent_path, _, attr = path.rpartition(".")
-        parent = lm.model.get_submodule(parent_path)
-        layer = getattr(parent, attr)
-        weight = layer.weight  # WISE-Merge assigns the merged weight to the wrapped layer itself
-        flags = {n: p.requires_grad for n, p in lm.model.named_parameters()}  # WISE freezes every parameter
         wanted = [dict(self._request(r), loc_prompt=self._loc_prompt(lm, r, cache)) for r in requests]
         infos = []
-        try:
-            with self._left_padded(lm), loaded.mounted(), _in_folder(self._workdir.name), \
-                    contextlib.redirect_stdout(io.StringIO()), without_output_hooks(layer):
-                loaded.main_module.WISE(model=lm.model, config=hp, device=lm.device)  # wraps the layer
-                adapter = getattr(parent, attr)
-                self._into(adapter, loaded)
-                for request in wanted:
-                    with _numpy_seeded_from_torch():  # WISE draws its gradient masks from numpy's global RNG
-                        loaded.apply(lm.model, lm.tokenizer, [request], hp, copy=False)
-                    infos.append({"min_act": round(float(adapter.editing_mean_act.min_act()), 5),
-                                  "shards": len(adapter.memory_weight), "merges": int(adapter.merge_cnt)})
-                self._memory = self._out_of(adapter)
-        finally:
-            setattr(parent, attr, layer)
-            layer.weight = weight
-            for name, param in lm.model.named_parameters():
-                param.requires_grad_(flags[name])
-        m, ratio = self._memory, float(hp.act_ratio)
-        tensors = {"side": m["side"].clone(), "side_threshold": (m["min_act"] * ratio).reshape(())}
-        if hp.retrieve:
-            tensors |= {"shards": m["shards"].clone(), "shard_thresholds": m["shard_min_act"] * ratio}
-        else:
-            tensors |= {"merged": m["merged"].clone()}
-        act = getattr(lm.model.config, "hidden_act", None) or getattr(lm.model.config, "activation_function", "gelu")
-        return ModulePatch(module=path, adaptor="wise-memory", settings={"act": act, "retrieve": bool(hp.retrieve)},
-                           tensors=tensors, info=infos)
+        with _layer_put_back(lm, path) as (parent, attr, _), _padded(lm, "left"), loaded.mounted(), \
+                _in_folder(self._workdir.name), contextlib.redirect_stdout(io.StringIO()):
+            loaded.main_module.WISE(model=lm.model, config=hp, device=lm.device)  # wraps the layer
+            adapter = getattr(parent, attr)
+            self._into(adapter, loaded)
+            for request in wanted:
+                with _numpy_seeded_from_torch():  # WISE draws its gradient masks from numpy's global RNG
+                    loaded.apply(lm.model, lm.tokenizer, [request], hp, copy=False)
+                infos.append({"min_act": round(float(adapter.editing_mean_act.min_act()), 5),
+                              "shards": len(adapter.memory_weight), "merges": int(adapter.merge_cnt)})
+            self._memory = self._out_of(adapter)
+        from editbench.methods import wise as native
+
+        return ModulePatch(module=path, adaptor="wise-memory",
+                           settings={"act": native.hidden_act(lm.model), "retrieve": bool(hp.retrieve)},
+                           tensors=native.memory_tensors(self._memory, float(hp.act_ratio), bool(hp.retrieve)),
+                           info=infos)
 
     def _into(self, adapter, loaded) -> None:
         """The memory so far into a fresh WISEAdapter, as EasyEdit's own attributes."""

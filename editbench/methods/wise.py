@@ -229,13 +229,7 @@ class WISE(Editor):
         return {"act": hidden_act(lm.model), "retrieve": self.config.retrieve}
 
     def _patch_tensors(self) -> dict[str, torch.Tensor]:
-        s, ratio = self.state, self.config.act_ratio
-        tensors = {"side": s["side"].clone(), "side_threshold": (s["min_act"] * ratio).reshape(())}
-        if self.config.retrieve:
-            tensors |= {"shards": s["shards"].clone(), "shard_thresholds": s["shard_min_act"] * ratio}
-        else:
-            tensors |= {"merged": s["merged"].clone()}
-        return tensors
+        return memory_tensors(self.state, self.config.act_ratio, self.config.retrieve)
 
     def _edit_one(self, lm, module: torch.nn.Module, request, cache: dict) -> dict:
         cfg: WISEConfig = self.config
@@ -331,9 +325,7 @@ class WISE(Editor):
                                                           request.target_new)
             rows.append(prompt_ids + target_ids)
             prompt_lengths.append(len(prompt_ids))
-        texts = unrelated_texts(lm, self.config.loc_corpus, cache)
-        unrelated = texts[random.Random(f"wise-unrelated-{request.case_id}").randrange(len(texts))]
-        rows.append(lm.tokenizer(unrelated).input_ids[: max(len(r) for r in rows)])
+        rows.append(unrelated_ids(lm, request, self.config.loc_corpus, cache, max(len(r) for r in rows)))
         ids, mask = pad_right(rows, lm.tokenizer.pad_token_id, lm.device)
         labels = torch.full_like(ids, -100)
         for i, (row, start) in enumerate(zip(rows[:-1], prompt_lengths)):
@@ -377,6 +369,23 @@ def context_templates(lm, cache: dict) -> list[str]:
             tok.padding_side = side
         cache[key] = ["{}"] + [t.replace("{", " ").replace("}", " ") + " {}" for t in texts]
     return cache[key]
+
+
+def memory_tensors(state: dict[str, torch.Tensor], act_ratio: float, retrieve: bool) -> dict[str, torch.Tensor]:
+    """The `wise-memory` adaptor's tensors from a memory state (W', smallest editing distances,
+    shards or the merged memory); the bridge builds EasyEdit's patch with it too."""
+    tensors = {"side": state["side"].clone(), "side_threshold": (state["min_act"] * act_ratio).reshape(())}
+    if retrieve:
+        return tensors | {"shards": state["shards"].clone(), "shard_thresholds": state["shard_min_act"] * act_ratio}
+    return tensors | {"merged": state["merged"].clone()}
+
+
+def unrelated_ids(lm, request, spec: str, cache: dict, length: int) -> list[int]:
+    """The token ids of one edit's unrelated text: a line of `spec` drawn by the edit's case id, cut
+    to `length` tokens (the longest template row)."""
+    texts = unrelated_texts(lm, spec, cache)
+    text = texts[random.Random(f"wise-unrelated-{request.case_id}").randrange(len(texts))]
+    return lm.tokenizer(text).input_ids[:length]
 
 
 def unrelated_texts(lm, spec: str, cache: dict, n: int = 1000) -> list[str]:
