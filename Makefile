@@ -8,7 +8,7 @@ SEEDS   ?= 1
 SEED_LIST = $(shell seq $(SEED) $$(($(SEED) + $(SEEDS) - 1)))
 WORLD   ?= default
 # the slowest first, so that JOBS workers finish together
-METHODS ?= rome alphaedit memit encore lora ft_l rsft rsft_merge grace wise ultraedit ft retrieve noedit
+METHODS ?= wise rome ft_l rsft_merge grace rsft alphaedit memit encore lora ft ultraedit retrieve noedit
 # empty: powers of ten up to N, and N (1,10,100 for N = 100; 1,10,20 for N = 20)
 CHECKPOINTS ?=
 CKPT    = $(if $(CHECKPOINTS),--checkpoints $(CHECKPOINTS),)
