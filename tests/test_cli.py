@@ -145,13 +145,14 @@ def test_cli_explains_itself(micro_world, tmp_path, capsys):
     assert "(default: 0)" in capsys.readouterr().out  # --seed
     assert main(["run", "--method", "noedit", "--limit", "3", "--out", str(tmp_path / "x")]) == 2
     assert "--limit applies to dataset benchmarks" in capsys.readouterr().err
-    out = tmp_path / "run"
-    assert main(["run", "--method", "noedit", "--method", "rsft", "--world", "micro", "--out", str(out),
-                 "--set", "rsft.lr=1e-4", "--set", "rsft.epochs=1", "--model", str(micro_world)]) == 0
-    err = capsys.readouterr().err
-    assert "pool holds 54 facts, so 54 edits" in err
-    results = json.loads((out / "rsft" / "results.json").read_text())
+    out = tmp_path / "run"  # the whole pool, unedited (what it costs is the scoring)
+    assert main(["run", "--method", "noedit", "--world", "micro", "--out", str(out)]) == 0
+    assert "pool holds 54 facts, so 54 edits" in capsys.readouterr().err
+    results = json.loads((out / "noedit" / "results.json").read_text())
     assert [cp["edits"] for cp in results["checkpoints"]] == [1, 10, 54]
+    assert main(["run", "--method", "rsft", "--world", "micro", "--edits", "2", "--out", str(tmp_path / "set"),
+                 "--set", "rsft.lr=1e-4", "--set", "rsft.epochs=1", "--model", str(micro_world), "--quiet"]) == 0
+    results = json.loads((tmp_path / "set" / "rsft" / "results.json").read_text())
     assert results["config"]["lr"] == 1e-4 and results["model"]["hparams_key"] == "world-micro"
     assert main(["report", str(out)]) == 0
     header = (out / "leaderboard.csv").read_text().splitlines()[0].split(",")

@@ -19,18 +19,30 @@ def _numbers(out):
     return found
 
 
-def test_jobs_2_equals_jobs_1_number_for_number(micro_world, tmp_path):
-    args = ["run", "--method", "noedit", "--method", "ft", "--method", "rome", "--world", "micro", "--edits", "3",
-            "--checkpoints", "1,3", "--quiet"]
+def test_neither_jobs_nor_omp_num_threads_changes_a_number(micro_world, cache_dir, tmp_path):
+    """One run in this process (--jobs 1, whatever OMP_NUM_THREADS says here) and the same run in a fresh
+    process with OMP_NUM_THREADS 4 (torch's default thread count follows it) and --jobs 2 (two worker
+    processes): every number equal, since every run computes with --threads (1)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    args = ["run", "--method", "noedit", "--method", "ft", "--method", "rome", "--method", "rsft_merge",
+            "--world", "micro", "--edits", "3", "--checkpoints", "1,3", "--quiet"]
     threads = torch.get_num_threads()
     try:
         assert cli.main([*args, "--out", str(tmp_path / "one")]) == 0
         assert torch.get_num_threads() == 1  # the default --threads 1, set before anything is computed
-        assert cli.main([*args, "--out", str(tmp_path / "two"), "--jobs", "2"]) == 0
     finally:
         torch.set_num_threads(threads)
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "EDITBENCH_CACHE": str(cache_dir), "OMP_NUM_THREADS": "4", "PYTHONPATH": str(root)}
+    done = subprocess.run([sys.executable, "-m", "editbench", *args, "--jobs", "2", "--out", str(tmp_path / "two")],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
     one, two = _numbers(tmp_path / "one"), _numbers(tmp_path / "two")
-    assert set(one) == {"noedit", "ft", "rome"} and one == two
+    assert set(one) == {"noedit", "ft", "rome", "rsft_merge"} and one == two
     assert all(r["results"]["machine"]["threads"] == 1 for r in two.values())
 
 
@@ -39,26 +51,6 @@ def test_bad_jobs_and_threads_are_one_line(micro_world, tmp_path, capsys):
         code = cli.main(["run", "--method", "noedit", "--method", "ft", "--world", "micro", "--edits", "1",
                          flag, value, "--out", str(tmp_path / flag.strip("-")), "--quiet"])
         assert code == 2 and message in capsys.readouterr().err
-
-
-def test_the_numbers_do_not_depend_on_omp_num_threads(micro_world, cache_dir, tmp_path):
-    """The same run with OMP_NUM_THREADS 1 and 4 (torch's default thread count follows it): every number
-    equal, since every run computes with --threads (1) whatever the environment says."""
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[1]
-    for threads in ("1", "4"):
-        env = {**os.environ, "EDITBENCH_CACHE": str(cache_dir), "OMP_NUM_THREADS": threads, "PYTHONPATH": str(root)}
-        done = subprocess.run([sys.executable, "-m", "editbench", "run", "--method", "rsft_merge", "--method", "ft",
-                               "--world", "micro", "--edits", "3", "--checkpoints", "1,3", "--quiet",
-                               "--out", str(tmp_path / f"omp{threads}")], env=env, capture_output=True, text=True,
-                              timeout=600)
-        assert done.returncode == 0, done.stderr[-2000:]
-    one, four = _numbers(tmp_path / "omp1"), _numbers(tmp_path / "omp4")
-    assert set(one) == {"rsft_merge", "ft"} and one == four
 
 
 def _reporting_cell(tag: str, cell, progress=None):
