@@ -1,6 +1,9 @@
 # Two commands on a fresh machine: `make leaderboard` and `make test`.
 PY      := .venv/bin/python
+# the core (what runs, tunes and reports need); the test tools, Ray and EasyEdit's extras on top, only
+# for the targets that use them: a fresh `make leaderboard` does not wait for them
 VENV    := .venv/.installed
+DEV     := .venv/.installed-dev
 OUT     ?= runs/leaderboard
 N       ?= 100
 SEED    ?= 0
@@ -35,10 +38,14 @@ $(VENV): pyproject.toml
 	python3 -m venv .venv
 	# torch 2.13.0 CPU lies on this disk; naming it first stops pip pulling a CUDA build.
 	.venv/bin/pip install -q torch==2.13.0
-	.venv/bin/pip install -q -e '.[dev,ray,easyedit]'
+	.venv/bin/pip install -q -e .
 	touch $(VENV)
 
-install: $(VENV)
+$(DEV): $(VENV)
+	.venv/bin/pip install -q -e '.[dev,ray,easyedit]'
+	touch $(DEV)
+
+install: $(DEV)
 
 world: $(VENV)
 	$(PY) -m editbench run --method noedit --world $(WORLD) --edits 1 --out $(OUT)/.world-check $(AGAIN) --quiet >/dev/null
@@ -156,17 +163,17 @@ sweep-layer: $(VENV)
 # One test process per core (pytest-xdist; at most 8: each holds a model), one torch thread each; the
 # micro world is trained once, by whichever process needs it first, and shared.
 TEST_PROCS ?= auto
-test: $(VENV)
+test: $(DEV)
 	$(PY) -m pytest -q -n $(TEST_PROCS) --maxprocesses 8 --dist loadgroup --durations 10 tests -m 'not bench'
 
 # The tiers (markers set in tests/conftest.py): no trained world and no ../shared/data, under a minute.
-test-fast: $(VENV)
+test-fast: $(DEV)
 	$(PY) -m pytest -q -n $(TEST_PROCS) --maxprocesses 8 tests -m 'not bench and not integration and not real_data'
 
 # Speed benchmarks (pytest-benchmark; each run saved under .benchmarks/ and compared with the last
 # one saved), then the before/after timings of scripts/speed.py (12-layer pico, MEMIT mass edit,
 # C-Eval 5-shot with and without the shared prefix). One thread: ratios, not absolute times.
-bench: $(VENV)
+bench: $(DEV)
 	OMP_NUM_THREADS=1 $(PY) -m pytest -q tests -m bench --benchmark-enable --benchmark-autosave \
 		$$(ls .benchmarks/*/*.json >/dev/null 2>&1 && echo --benchmark-compare) \
 		--benchmark-columns=min,median,mean,max,rounds
@@ -189,7 +196,7 @@ gpu-check: $(VENV)
 # reduced shapes: make cost-table COST_ARGS="--scale tiny --dtype float32 --edits 4 --step 2 --stats-samples 50"
 COST_SHAPE ?= meta-llama-3-8b
 COST_ARGS  ?= --edits 20 --step 10 --stats-samples 1000
-cost-table: $(VENV)
+cost-table: $(DEV)
 	$(PY) scripts/cost_table.py --shape $(COST_SHAPE) $(COST_ARGS) --out runs/cost
 
 clean:
