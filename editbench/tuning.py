@@ -117,21 +117,29 @@ def open_study(folder: Path, name: str, settings: TuneSettings, n_done: int = 0)
 
 
 def search(space: SearchSpace, n_layers: int, evaluator: Evaluator, folder: Path, name: str,
-           settings: TuneSettings, log: Callable[[str], None] = print) -> dict:
-    """Runs the study up to its budget and returns the tune's record (see `record`)."""
+           settings: TuneSettings, log: Callable[[str], None] = print, incumbent: dict | None = None) -> dict:
+    """Runs the study up to its budget and returns the tune's record (see `record`). `incumbent`: the
+    config the method runs now (its YAML's values of the space's knobs); when the space holds it and it
+    is not the reference point, it is the second trial, so a re-tune cannot end worse on the dev split
+    than what it replaces without saying so (it counts in the budget like any trial)."""
     optuna = _optuna()
     state = optuna.trial.TrialState
     study = open_study(folder, name, settings)
     for stale in study.get_trials(deepcopy=False, states=(state.RUNNING,)):
         study.tell(stale.number, state=state.FAIL)  # cut off by an interruption: asked again
+    reference = space.reference_params(n_layers)
+    incumbent_found = space.params_of(incumbent, n_layers) if incumbent else None  # None: outside the space
+    given = [reference] + ([incumbent_found] if incumbent_found not in (None, reference) else [])
     started = time.perf_counter()
     while (n_done := len(_counted(study))) < settings.budget:
         study = open_study(folder, name, settings, n_done)
-        if n_done == 0 and not study.get_trials(deepcopy=False, states=(state.WAITING,)):
-            study.enqueue_trial(space.reference_params(n_layers))  # the first trial: the reference point
+        # the first trials are given: the reference point, then the incumbent; one at a time, so that a
+        # trial cut off by an interruption is asked again as it was
+        if n_done < len(given) and not study.get_trials(deepcopy=False, states=(state.WAITING,)):
+            study.enqueue_trial(given[n_done])
         trial = study.ask()
         values = space.sample(trial, n_layers)
-        trial.set_user_attr("config", _plain(values))
+        trial.set_user_attr("config", _plain_values(values))
         trial.set_user_attr("slot", n_done)
         em = None
         try:
@@ -162,7 +170,21 @@ def search(space: SearchSpace, n_layers: int, evaluator: Evaluator, folder: Path
             trial.set_user_attr("error", str(exc).splitlines()[0])
             study.tell(trial, -1.0 if em is None else em - 1.0)
             log(f"{name} trial {n_done}: failed ({exc}) {values}")
-    return record(study, space, settings, time.perf_counter() - started)
+    done = record(study, space, settings, time.perf_counter() - started)
+    if incumbent:
+        tried = _plain_values(space.values_of(incumbent_found, n_layers)) if incumbent_found is not None else None
+        done["incumbent"] = {"config": _plain_values({k: incumbent[k] for k in space_fields(space) if k in incumbent}),
+                             "trial": next((t["trial"] for t in done["trials"] if t["config"] == tried), None)}
+    return done
+
+
+def space_fields(space: SearchSpace) -> list[str]:
+    """The config fields a space sets (a paired knob sets several)."""
+    return [f for k in space.knobs for f in (getattr(k, "fields", ()) or (k.name,))]
+
+
+def _plain_values(values: dict) -> dict:
+    return {k: _plain(v) for k, v in values.items()}
 
 
 def record(study, space: SearchSpace, settings: TuneSettings, seconds: float) -> dict:

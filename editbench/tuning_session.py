@@ -155,13 +155,18 @@ def tune_method(plan: RunPlan, settings: TuneSettings, write: str | None = None)
         session.load()
         evaluator = TuneEvaluator(session, method, out)
         settings = dataclasses.replace(settings, floor_edits=len(evaluator.floor_requests))
+        # the YAML this world and protocol run now: its values are tried as they are (the incumbent)
+        base_file = hparams_file(method, session.lm.hparams_key, session.lm.model.config.model_type, plan.protocol)
+        base = load_yaml(base_file) if base_file else {}
         tuned = tuning.search(session.classes[method].search_space, session.lm.model.config.num_hidden_layers,
-                              evaluator, out, f"{method}-{plan.world}-{plan.protocol}", settings, log=session.log)
+                              evaluator, out, f"{method}-{plan.world}-{plan.protocol}", settings, log=session.log,
+                              incumbent={k: v for k, v in base.items() if k != "provenance"} or None)
+        if "incumbent" in tuned:
+            tuned["incumbent"] = {"source": base_file.name, **tuned["incumbent"]}
         run = {"protocol": plan.protocol, "n_edits": session.n_edits, "checkpoints": evaluator.checkpoints,
                "world": plan.world, "fingerprint": session.lm.fingerprint(), "git_sha": git_sha()}
         provenance = tuning.provenance_block(tuned, run)
-        base_file = hparams_file(method, session.lm.hparams_key, session.lm.model.config.model_type, plan.protocol)
-        text = tuning.tuned_yaml(method, load_yaml(base_file) if base_file else {}, tuned["chosen"], provenance)
+        text = tuning.tuned_yaml(method, base, tuned["chosen"], provenance)
         atomic_write_json(out / "tune.json", provenance)
         for path in [out / "tuned.yaml"] + ([target] if target else []):
             atomic_write_text(path, text)

@@ -94,8 +94,9 @@ class _Fake:
 SPACE = SearchSpace("a made-up reference", (LogFloat("x", 0.5, low=0.01, high=1.0), Choice("c", "a", options=("a", "b"))))
 
 
-def _search(folder, evaluator, budget=16, **kw):
-    return search(SPACE, 4, evaluator, folder, "fake", TuneSettings(budget=budget, seed=0, **kw), log=lambda m: None)
+def _search(folder, evaluator, budget=16, incumbent=None, **kw):
+    return search(SPACE, 4, evaluator, folder, "fake", TuneSettings(budget=budget, seed=0, **kw), log=lambda m: None,
+                  incumbent=incumbent)
 
 
 def test_floor_and_pruning_decide_which_trials_can_be_chosen(tmp_path):
@@ -137,6 +138,46 @@ def test_a_resumed_tune_asks_and_chooses_what_an_uninterrupted_one_does(tmp_path
         _search(tmp_path / "cut", _Fake(stop_at_slot=6), budget=10)
     resumed = _search(tmp_path / "cut", _Fake(), budget=10)
     assert {k: v for k, v in resumed.items() if k != "seconds"} == {k: v for k, v in clean.items() if k != "seconds"}
+
+
+def test_the_incumbent_is_the_second_trial_and_a_resume_keeps_it(tmp_path):
+    """The config a method runs now is tried as it is (trial 1, inside the budget): a re-tune cannot
+    end worse on the dev split than the YAML it replaces without saying so."""
+    incumbent = {"x": 0.62, "c": "b", "batch_size": 1}  # a YAML holds fields the space does not move
+    tuned = _search(tmp_path / "t", _Fake(), budget=6, incumbent=incumbent)
+    assert tuned["trials"][1]["config"] == {"x": 0.62, "c": "b"} and len(tuned["trials"]) == 6
+    assert tuned["incumbent"] == {"config": {"x": 0.62, "c": "b"}, "trial": 1}
+    assert tuned["chosen_trial"] == 1  # 1 - |0.62 - 0.6|: no sampled point of 6 beats it here
+    with pytest.raises(KeyboardInterrupt):
+        _search(tmp_path / "cut", _Fake(stop_at_slot=1), budget=6, incumbent=incumbent)
+    resumed = _search(tmp_path / "cut", _Fake(), budget=6, incumbent=incumbent)
+    assert {k: v for k, v in resumed.items() if k != "seconds"} == {k: v for k, v in tuned.items() if k != "seconds"}
+    # outside the space (x above its range), or the reference point itself: nothing extra is tried
+    for other, trial in (({"x": 3.0, "c": "b"}, None), ({"x": 0.5, "c": "a"}, 0)):
+        done = _search(tmp_path / f"o{other['x']}", _Fake(), budget=3, incumbent=other)
+        assert done["incumbent"] == {"config": other, "trial": trial}
+        assert done["trials"][1]["config"] != other
+
+
+@pytest.mark.parametrize("n_layers", [4, 6])
+def test_every_sampled_point_is_found_again_from_its_config(n_layers):
+    """params_of inverts sample: a YAML written by tune is tried as exactly that config."""
+    for method in SPACED:
+        space = get_editor_class(method).search_space
+        study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=n_layers))
+        for _ in range(8):
+            values = space.sample(study.ask(), n_layers)
+            params = space.params_of(yaml.safe_load(yaml.safe_dump(_as_lists(values))), n_layers)  # via a YAML
+            assert params is not None and space.values_of(params, n_layers) == values, (method, values)
+    memit = get_editor_class("memit").search_space
+    point = memit.values_of(memit.reference_params(4), 4)
+    assert memit.params_of({**point, "layers": [0, 2]}, 4) is None  # not consecutive
+    assert memit.params_of({**point, "layers": [3]}, 4) is None  # the last block is spared
+    assert memit.params_of({**point, "mom2_update_weight": 1e9}, 4) is None  # out of range
+
+
+def _as_lists(values):
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
 
 
 def test_tune_reads_only_dev_edits_and_writes_provenance(micro_world, tmp_path, capsys):

@@ -45,8 +45,21 @@ class Knob:
         """The config value of a sampled trial parameter."""
         return param
 
+    def param_of(self, config: dict, n_layers: int) -> Any:
+        """The trial parameter whose config value is `config`'s, or OUTSIDE when this knob cannot give
+        that value (out of range, not an option)."""
+        raise NotImplementedError
+
     def describe(self) -> dict:
         return {"kind": type(self).__name__, "reference": self.reference, "help": self.help}
+
+
+OUTSIDE = object()  # a config value that no trial parameter of a knob gives
+
+
+def _number_in(value: Any, low: float, high: float, integer: bool = False) -> Any:
+    ok = isinstance(value, int) if integer else isinstance(value, (int, float))
+    return value if ok and not isinstance(value, bool) and low <= value <= high else OUTSIDE
 
 
 @dataclass(frozen=True)
@@ -64,6 +77,9 @@ class LogFloat(Knob):
     def value(self, param: float, n_layers: int) -> float:
         return float(f"{param:.3g}")  # three significant digits: what a YAML should hold
 
+    def param_of(self, config: dict, n_layers: int) -> Any:
+        return _number_in(config.get(self.name), self.low, self.high)
+
     def describe(self) -> dict:
         return {**super().describe(), "low": self.low, "high": self.high, "log": True}
 
@@ -79,6 +95,9 @@ class Float(Knob):
     def value(self, param: float, n_layers: int) -> float:
         return float(f"{param:.3g}")
 
+    def param_of(self, config: dict, n_layers: int) -> Any:
+        return _number_in(config.get(self.name), self.low, self.high)
+
     def describe(self) -> dict:
         return {**super().describe(), "low": self.low, "high": self.high}
 
@@ -91,6 +110,9 @@ class Int(Knob):
 
     def sample(self, trial: Trial, n_layers: int) -> int:
         return trial.suggest_int(self.name, self.low, self.high, log=self.log)
+
+    def param_of(self, config: dict, n_layers: int) -> Any:
+        return _number_in(config.get(self.name), self.low, self.high, integer=True)
 
     def describe(self) -> dict:
         return {**super().describe(), "low": self.low, "high": self.high, "log": self.log}
@@ -123,6 +145,11 @@ class Choice(Knob):
         if param not in decoded:
             raise ConfigError(f"search knob {self.name}: {param!r} is not one of its options")
         return decoded[param]
+
+    def param_of(self, config: dict, n_layers: int) -> Any:
+        value = tuple(config.get(f) for f in self.fields) if self.fields else config.get(self.name)
+        value = tuple(value) if isinstance(value, list) else value  # a YAML list is a tuple option
+        return self._encode(value) if value in self.options else OUTSIDE
 
     def describe(self) -> dict:
         described = {**super().describe(), "options": [list(o) if isinstance(o, tuple) else o for o in self.options]}
@@ -166,6 +193,12 @@ class Layer(Knob):
     def value(self, param: int, n_layers: int) -> Any:
         return (int(param),) if self.as_tuple else int(param)
 
+    def param_of(self, config: dict, n_layers: int) -> Any:
+        value = config.get(self.name)
+        if self.as_tuple:
+            value = value[0] if isinstance(value, (list, tuple)) and len(value) == 1 else OUTSIDE
+        return OUTSIDE if value is OUTSIDE else _number_in(value, *self._range(n_layers), integer=True)
+
     def describe(self) -> dict:
         return {**super().describe(), "depth_low": self.low, "depth_high": self.high, "spare_last": self.spare_last}
 
@@ -202,6 +235,15 @@ class LayerSpan(Knob):
     def value(self, param: tuple[int, int], n_layers: int) -> tuple[int, ...]:
         first, width = param
         return tuple(range(first, min(self._top(n_layers) + 1, first + width)))  # cut at the last block allowed
+
+    def param_of(self, config: dict, n_layers: int) -> Any:
+        layers = tuple(config.get(self.name) or ())
+        if not layers or _number_in(layers[0], *self._first_range(n_layers), integer=True) is OUTSIDE:
+            return OUTSIDE
+        width = len(layers)
+        if not self.min_width <= width <= self.max_width or self.value((layers[0], width), n_layers) != layers:
+            return OUTSIDE  # not consecutive, or past the last block the span may reach
+        return {f"{self.name}_first": layers[0], f"{self.name}_width": width}
 
     def describe(self) -> dict:
         return {**super().describe(), "reference": list(self.reference), "depth_low": self.low,
@@ -241,6 +283,36 @@ class SearchSpace:
             out.update(param if isinstance(param, dict) else {knob.name: param})
         return out
 
+    def values_of(self, params: dict[str, Any], n_layers: int) -> dict[str, Any]:
+        """The config values that these trial parameters give (what `sample` returns for them)."""
+        return self.sample(_FixedTrial(params), n_layers)
+
+    def params_of(self, config: dict, n_layers: int) -> dict[str, Any] | None:
+        """The trial parameters that give `config`'s values of every knob (for `enqueue_trial`: a
+        config from a YAML tried as it is), or None when some value lies outside the space."""
+        out: dict[str, Any] = {}
+        for knob in self.knobs:
+            param = knob.param_of(config, n_layers)
+            if param is OUTSIDE:
+                return None
+            out.update(param if isinstance(param, dict) else {knob.name: param})
+        return out
+
     def describe(self) -> dict:
         return {"reference": self.reference, "knobs": {k.name: k.describe() for k in self.knobs}}
 
+
+class _FixedTrial:
+    """A trial whose every suggestion is given (Optuna's FixedTrial, without importing Optuna)."""
+
+    def __init__(self, params: dict[str, Any]) -> None:
+        self.params = params
+
+    def suggest_float(self, name: str, low: float, high: float, *, log: bool = False) -> float:
+        return self.params[name]
+
+    def suggest_int(self, name: str, low: int, high: int, *, log: bool = False) -> int:
+        return self.params[name]
+
+    def suggest_categorical(self, name: str, choices: Sequence[Any]) -> Any:
+        return self.params[name]
