@@ -160,7 +160,7 @@ def tune_method(plan: RunPlan, settings: TuneSettings, write: str | None = None)
         base = load_yaml(base_file) if base_file else {}
         tuned = tuning.search(session.classes[method].search_space, session.lm.model.config.num_hidden_layers,
                               evaluator, out, f"{method}-{plan.world}-{plan.protocol}", settings, log=session.log,
-                              incumbent={k: v for k, v in base.items() if k != "provenance"} or None)
+                              incumbent=_config_of(session.classes[method], base, base_file) if base_file else None)
         if "incumbent" in tuned:
             tuned["incumbent"] = {"source": base_file.name, **tuned["incumbent"]}
         run = {"protocol": plan.protocol, "n_edits": session.n_edits, "checkpoints": evaluator.checkpoints,
@@ -185,6 +185,15 @@ def tune_method(plan: RunPlan, settings: TuneSettings, write: str | None = None)
                        f"{tuned['trials_complete']} complete, {tuned['trials_pruned']} pruned, "
                        f"{tuned['trials_under_floor']} under the floor of {settings.budget} trials, "
                        f"{tuned['seconds']:.0f}s)", passed=True)
+
+
+def _config_of(cls, yaml_values: dict, path: Path) -> dict:
+    """Every field of the config a YAML gives (the fields it leaves out at their defaults: an old YAML
+    without a knob the space gained since still runs, and is tried, at that knob's default)."""
+    from editbench.harness.hparams import build_config
+
+    values = {k: v for k, v in yaml_values.items() if k != "provenance"}
+    return dataclasses.asdict(build_config(cls.config_class, values, str(path)))
 
 
 def _claim_study(plan: RunPlan, out: Path) -> None:

@@ -174,6 +174,16 @@ def test_every_sampled_point_is_found_again_from_its_config(n_layers):
     assert memit.params_of({**point, "layers": [0, 2]}, 4) is None  # not consecutive
     assert memit.params_of({**point, "layers": [3]}, 4) is None  # the last block is spared
     assert memit.params_of({**point, "mom2_update_weight": 1e9}, 4) is None  # out of range
+    # a YAML older than a knob (R-SFT+Merge's before merge_scope) is tried with the knob at its default
+    from pathlib import Path
+
+    from editbench.tuning_session import _config_of
+
+    merge = get_editor_class("rsft_merge")
+    older = {k: v for k, v in _as_lists(merge.search_space.values_of(merge.search_space.reference_params(4), 4)).items()
+             if k != "merge_scope"}
+    assert merge.search_space.params_of(older, 4) is None
+    assert merge.search_space.params_of(_config_of(merge, older, Path("old.yaml")), 4)["merge_scope"] == "batch"
 
 
 def _as_lists(values):
