@@ -173,14 +173,9 @@ def search(space: SearchSpace, n_layers: int, evaluator: Evaluator, folder: Path
     done = record(study, space, settings, time.perf_counter() - started)
     if incumbent:
         tried = _plain_values(space.values_of(incumbent_found, n_layers)) if incumbent_found is not None else None
-        done["incumbent"] = {"config": _plain_values({k: incumbent[k] for k in space_fields(space) if k in incumbent}),
+        done["incumbent"] = {"config": _plain_values({k: incumbent[k] for k in space.fields if k in incumbent}),
                              "trial": next((t["trial"] for t in done["trials"] if t["config"] == tried), None)}
     return done
-
-
-def space_fields(space: SearchSpace) -> list[str]:
-    """The config fields a space sets (a paired knob sets several)."""
-    return [f for k in space.knobs for f in (getattr(k, "fields", ()) or (k.name,))]
 
 
 def _plain_values(values: dict) -> dict:

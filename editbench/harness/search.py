@@ -266,6 +266,11 @@ class SearchSpace:
     def names(self) -> list[str]:
         return [k.name for k in self.knobs]
 
+    @property
+    def fields(self) -> list[str]:
+        """The config fields the space sets (a paired knob sets several)."""
+        return [f for k in self.knobs for f in (getattr(k, "fields", ()) or (k.name,))]
+
     def sample(self, trial: Trial, n_layers: int) -> dict[str, Any]:
         """Config values for one trial (fields of the method's config)."""
         values: dict[str, Any] = {}
