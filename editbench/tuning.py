@@ -119,7 +119,7 @@ def open_study(folder: Path, name: str, settings: TuneSettings, n_done: int = 0)
 def search(space: SearchSpace, n_layers: int, evaluator: Evaluator, folder: Path, name: str,
            settings: TuneSettings, log: Callable[[str], None] = print, incumbent: dict | None = None) -> dict:
     """Runs the study up to its budget and returns the tune's record (see `record`). `incumbent`: the
-    config the method runs now (its YAML's values of the space's knobs); when the space holds it and it
+    config the method runs now (every field of the config its YAML gives); when the space holds it and it
     is not the reference point, it is the second trial, so a re-tune cannot end worse on the dev split
     than what it replaces without saying so (it counts in the budget like any trial)."""
     optuna = _optuna()

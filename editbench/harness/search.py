@@ -282,11 +282,7 @@ class SearchSpace:
 
     def reference_params(self, n_layers: int) -> dict[str, Any]:
         """The trial parameters of the reference point (for Optuna's `enqueue_trial`)."""
-        out: dict[str, Any] = {}
-        for knob in self.knobs:
-            param = knob.reference_param(n_layers)
-            out.update(param if isinstance(param, dict) else {knob.name: param})
-        return out
+        return _joined(self.knobs, [knob.reference_param(n_layers) for knob in self.knobs])
 
     def values_of(self, params: dict[str, Any], n_layers: int) -> dict[str, Any]:
         """The config values that these trial parameters give (what `sample` returns for them)."""
@@ -295,16 +291,19 @@ class SearchSpace:
     def params_of(self, config: dict, n_layers: int) -> dict[str, Any] | None:
         """The trial parameters that give `config`'s values of every knob (for `enqueue_trial`: a
         config from a YAML tried as it is), or None when some value lies outside the space."""
-        out: dict[str, Any] = {}
-        for knob in self.knobs:
-            param = knob.param_of(config, n_layers)
-            if param is OUTSIDE:
-                return None
-            out.update(param if isinstance(param, dict) else {knob.name: param})
-        return out
+        params = [knob.param_of(config, n_layers) for knob in self.knobs]
+        return None if any(p is OUTSIDE for p in params) else _joined(self.knobs, params)
 
     def describe(self) -> dict:
         return {"reference": self.reference, "knobs": {k.name: k.describe() for k in self.knobs}}
+
+
+def _joined(knobs: Sequence[Knob], params: list[Any]) -> dict[str, Any]:
+    """One dict of trial parameters from each knob's own (a knob with several gives a dict)."""
+    out: dict[str, Any] = {}
+    for knob, param in zip(knobs, params):
+        out.update(param if isinstance(param, dict) else {knob.name: param})
+    return out
 
 
 class _FixedTrial:
