@@ -1,7 +1,12 @@
 """A retrieval baseline (`retrieve`): the edited facts kept as text, and for every question the model
-is scored on, the `top_k` most similar facts put before it in IKE's demonstration format (EasyEdit's
-`easyeditor/models/ike`: "New Fact: {fact}\nPrompt: {fact}\n\n"), as the retrieval baselines of
-WikiBigEdit (arXiv 2503.05683) do. No weight and no module changes: it is a context patch.
+is scored on, the `top_k` most similar facts put before it, as the retrieval baselines of WikiBigEdit
+(arXiv 2503.05683) do. No weight and no module changes: it is a context patch.
+
+Layouts (`template`): `ike` is IKE's as EasyEdit scores it (`evaluate.compute_icl_edit_quality`): the
+most similar fact as the edit's own, "New Fact: {fact}\nPrompt: {question}", after the others as IKE's
+stored demonstrations (`models/ike/util.encode_ike_facts`: "New Fact: {fact}\nPrompt: {fact}\n\n"); a
+golden test holds both to EasyEdit's code. `copies`: every fact as such a demonstration and the bare
+question after (this module's `ike` before 2026-12-01); `plain`: each fact on a line of its own.
 
 Retriever: cosine similarity of the model's own hidden states (one block's output, mean-pooled over
 the text's tokens). IKE retrieves with a sentence-transformers model and the WikiBigEdit baselines
@@ -37,8 +42,26 @@ from editbench.harness.hooks import capture
 from editbench.harness.scoring import pad_right
 from editbench.harness.search import Choice, Int, Layer, SearchSpace
 
-# how one retrieved fact is written before the question: IKE's demonstration, or the fact alone
-TEMPLATES = {"ike": "New Fact: {fact}\nPrompt: {fact}\n\n", "plain": "{fact}\n"}
+IKE_DEMONSTRATION = "New Fact: {fact}\nPrompt: {fact}\n\n"  # encode_ike_facts' copy sentence
+
+
+def ike_layout(facts: Sequence[str], question: str) -> str:
+    """IKE: the most similar fact as the edit's own, the rest as demonstrations before it."""
+    demos = "".join(IKE_DEMONSTRATION.format(fact=f) for f in reversed(facts[1:]))
+    return demos + f"New Fact: {facts[0]}\nPrompt: {question}" if facts else question
+
+
+def copies_layout(facts: Sequence[str], question: str) -> str:
+    return "".join(IKE_DEMONSTRATION.format(fact=f) for f in reversed(facts)) + question
+
+
+def plain_layout(facts: Sequence[str], question: str) -> str:
+    return "".join(f"{f}\n" for f in reversed(facts)) + question
+
+
+# how the retrieved facts (most similar first) and the question are written; the most similar ends
+# next to the question in every layout
+TEMPLATES = {"ike": ike_layout, "copies": copies_layout, "plain": plain_layout}
 ANSWER_ROOM = 32
 
 
@@ -99,22 +122,18 @@ class RetrievalContext(ContextAdaptor):
             # room for the question and an answer (ANSWER_ROOM tokens) inside the window, whatever the budget
             room = window(lm) - len(lm.tokenizer(question).input_ids) - ANSWER_ROOM
             budget = min(self.settings["budget_tokens"], room)
-            while chosen and len(lm.tokenizer(_prefix(template, chosen)).input_ids) > budget:
+            while chosen and len(lm.tokenizer(template(chosen, "")).input_ids) > budget:
                 chosen.pop()  # the least similar goes first
             self.shown[question] = chosen
-            shown.append(_prefix(template, chosen) + question)
+            shown.append(template(chosen, question))
         return shown
-
-
-def _prefix(template: str, facts: list[str]) -> str:
-    return "".join(template.format(fact=f) for f in reversed(facts))  # the most similar last, next to the question
 
 
 RETRIEVE_SPACE = SearchSpace("IKE (EasyEdit hparams/IKE) demonstrations; WikiBigEdit retrieval baselines", (
     Int("top_k", 4, "facts per question (IKE puts k = 32 demonstrations; a 256-token world fits few)",
         low=1, high=16, log=True),
     Layer("embed_layer", 0.5, "retriever: the model's own states, a middle block"),
-    Choice("template", "ike", "IKE's 'New Fact: ... Prompt: ...' demonstration or the bare fact",
+    Choice("template", "ike", "IKE's layout, its demonstrations only, or the bare facts",
            options=tuple(TEMPLATES)),
 ))
 
