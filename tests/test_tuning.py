@@ -139,6 +139,17 @@ def test_a_resumed_tune_asks_and_chooses_what_an_uninterrupted_one_does(tmp_path
     assert {k: v for k, v in resumed.items() if k != "seconds"} == {k: v for k, v in clean.items() if k != "seconds"}
 
 
+def test_a_study_resumed_with_a_larger_budget_equals_one_run_at_that_budget(tmp_path):
+    """Raising the budget of a finished study (16 -> 32 in session 13) asks the trials a tune with the
+    larger budget asks from the start: the first ones are the smaller tune's, the choice among all."""
+    incumbent = {"x": 0.2, "c": "b"}
+    whole = _search(tmp_path / "whole", _Fake(), budget=10, incumbent=incumbent)
+    half = _search(tmp_path / "grown", _Fake(), budget=5, incumbent=incumbent)
+    grown = _search(tmp_path / "grown", _Fake(), budget=10, incumbent=incumbent)
+    assert half["trials"] == whole["trials"][:5]
+    assert {k: v for k, v in grown.items() if k != "seconds"} == {k: v for k, v in whole.items() if k != "seconds"}
+
+
 def test_the_incumbent_is_the_second_trial_and_a_resume_keeps_it(tmp_path):
     """The config a method runs now is tried as it is (trial 1, inside the budget): a re-tune cannot
     end worse on the dev split than the YAML it replaces without saying so."""
