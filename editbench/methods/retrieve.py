@@ -45,14 +45,13 @@ from editbench.harness.search import Choice, Int, Layer, SearchSpace
 IKE_DEMONSTRATION = "New Fact: {fact}\nPrompt: {fact}\n\n"  # encode_ike_facts' copy sentence
 
 
-def ike_layout(facts: Sequence[str], question: str) -> str:
-    """IKE: the most similar fact as the edit's own, the rest as demonstrations before it."""
-    demos = "".join(IKE_DEMONSTRATION.format(fact=f) for f in reversed(facts[1:]))
-    return demos + f"New Fact: {facts[0]}\nPrompt: {question}" if facts else question
-
-
 def copies_layout(facts: Sequence[str], question: str) -> str:
     return "".join(IKE_DEMONSTRATION.format(fact=f) for f in reversed(facts)) + question
+
+
+def ike_layout(facts: Sequence[str], question: str) -> str:
+    """IKE: the most similar fact as the edit's own, the rest as demonstrations before it."""
+    return copies_layout(facts[1:], f"New Fact: {facts[0]}\nPrompt: {question}") if facts else question
 
 
 def plain_layout(facts: Sequence[str], question: str) -> str:
