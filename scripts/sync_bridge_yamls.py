@@ -1,8 +1,8 @@
 """Keep the EasyEdit bridge's world YAMLs (editbench/hparams/easyedit/ALGO/world*.yaml) on the values
 of editbench's own YAMLs they mirror (`provenance.values_from`), so `easyedit:ALGO` and the native
 method run the same settings after every `make tune`. Only the shared keys are copied, in place
-(comments and EasyEdit's own keys stay as they are); a micro twin is created from the default one
-when the native method has a micro YAML and the bridge has none.
+(comments and EasyEdit's own keys stay as they are); a twin for a world size (micro, large) is created
+from the default one when the native method has that size's YAML and the bridge has none.
 
   python scripts/sync_bridge_yamls.py          # rewrite what differs; prints each file it changed
   python scripts/sync_bridge_yamls.py --check  # exit 1 naming the twins that differ (what a test runs)
@@ -54,16 +54,22 @@ def rewrite(twin: Path, want: dict) -> None:
     twin.write_text("\n".join(out) + "\n")
 
 
-def micro_twins() -> list[Path]:
-    """Micro twins to create: the native method has world-micro.yaml and the bridge only world.yaml."""
+SIZES = ("micro", "large")  # the world sizes that may have YAMLs of their own (world-<size>.yaml)
+
+
+def size_twins() -> list[Path]:
+    """Twins to create: the native method has world-<size>.yaml and the bridge only world.yaml (the
+    bridge would otherwise run the default world's values on that world)."""
     made = []
     for algo, method in NATIVE.items():
-        twin, default = HPARAMS / "easyedit" / algo / "world-micro.yaml", HPARAMS / "easyedit" / algo / "world.yaml"
-        if (HPARAMS / method / "world-micro.yaml").exists() and not twin.exists() and default.exists():
-            text = default.read_text().replace(f"editbench/hparams/{method}/world.yaml",
-                                               f"editbench/hparams/{method}/world-micro.yaml")
-            twin.write_text(text)
-            made.append(twin)
+        default = HPARAMS / "easyedit" / algo / "world.yaml"
+        for size in SIZES:
+            twin = HPARAMS / "easyedit" / algo / f"world-{size}.yaml"
+            if (HPARAMS / method / f"world-{size}.yaml").exists() and not twin.exists() and default.exists():
+                text = default.read_text().replace(f"editbench/hparams/{method}/world.yaml",
+                                                   f"editbench/hparams/{method}/world-{size}.yaml")
+                twin.write_text(text)
+                made.append(twin)
     return made
 
 
@@ -72,7 +78,7 @@ def main() -> int:
     parser.add_argument("--check", action="store_true")
     args = parser.parse_args()
     if not args.check:
-        for path in micro_twins():
+        for path in size_twins():
             print(f"created {path}")
     stale = []
     # the twins of NATIVE's algorithms; other bridge YAMLs (ULTRAEDIT) hold their own values
