@@ -182,6 +182,13 @@ def _plain_values(values: dict) -> dict:
     return {k: _plain(v) for k, v in values.items()}
 
 
+def _trial_seconds(study) -> float:
+    """The counted trials' run time, summed from the journal: the whole study's cost, also when it
+    was resumed (`seconds` is the wall time of the last call only)."""
+    return sum((t.datetime_complete - t.datetime_start).total_seconds() for t in _counted(study)
+               if t.datetime_start and t.datetime_complete)
+
+
 def record(study, space: SearchSpace, settings: TuneSettings, seconds: float) -> dict:
     """Every counted trial, the chosen one and the search's settings. Chosen: the best complete trial
     that passed the floor; when none did, `floor_passed` is False and the chosen one is the complete
@@ -215,6 +222,7 @@ def record(study, space: SearchSpace, settings: TuneSettings, seconds: float) ->
             "floor_passed": passed, "floor_edits": settings.floor_edits,
             "chosen": chosen["config"], "chosen_trial": chosen["trial"], "dev_score": chosen["dev_score"],
             "chosen_floor_em": chosen["floor_em"], "seconds": round(seconds, 1),
+            "trial_seconds": round(_trial_seconds(study), 1),
             "trials_complete": sum(t["state"] == "complete" for t in trials),
             "trials_pruned": sum(t["state"] == "pruned" for t in trials),
             "trials_under_floor": sum(t["floor_em"] is not None and t["floor_em"] < settings.floor_em

@@ -1,5 +1,6 @@
 """`editbench tune`: search spaces, the single-edit floor, pruning, resume, dev split only, provenance."""
 import json
+import time
 
 import optuna
 import torch
@@ -93,6 +94,11 @@ class _Fake:
 SPACE = SearchSpace("a made-up reference", (LogFloat("x", 0.5, low=0.01, high=1.0), Choice("c", "a", options=("a", "b"))))
 
 
+def _timeless(tuned: dict) -> dict:
+    """A tune's record without its timings (they differ between two runs of the same trials)."""
+    return {k: v for k, v in tuned.items() if k not in ("seconds", "trial_seconds")}
+
+
 def _search(folder, evaluator, budget=16, incumbent=None, **kw):
     return search(SPACE, 4, evaluator, folder, "fake", TuneSettings(budget=budget, seed=0, **kw), log=lambda m: None,
                   incumbent=incumbent)
@@ -136,7 +142,7 @@ def test_a_resumed_tune_asks_and_chooses_what_an_uninterrupted_one_does(tmp_path
     with pytest.raises(KeyboardInterrupt):
         _search(tmp_path / "cut", _Fake(stop_at_slot=6), budget=10)
     resumed = _search(tmp_path / "cut", _Fake(), budget=10)
-    assert {k: v for k, v in resumed.items() if k != "seconds"} == {k: v for k, v in clean.items() if k != "seconds"}
+    assert _timeless(resumed) == _timeless(clean)
 
 
 def test_a_study_resumed_with_a_larger_budget_equals_one_run_at_that_budget(tmp_path):
@@ -147,7 +153,20 @@ def test_a_study_resumed_with_a_larger_budget_equals_one_run_at_that_budget(tmp_
     half = _search(tmp_path / "grown", _Fake(), budget=5, incumbent=incumbent)
     grown = _search(tmp_path / "grown", _Fake(), budget=10, incumbent=incumbent)
     assert half["trials"] == whole["trials"][:5]
-    assert {k: v for k, v in grown.items() if k != "seconds"} == {k: v for k, v in whole.items() if k != "seconds"}
+    assert _timeless(grown) == _timeless(whole)
+
+
+def test_a_grown_study_counts_the_run_time_of_all_its_trials(tmp_path):
+    """`trial_seconds` sums every counted trial from the journal; `seconds` is the last call's wall."""
+    class Slow(_Fake):
+        def run(self, slot, values, report):
+            time.sleep(0.2)
+            return super().run(slot, values, report)
+
+    half = _search(tmp_path / "t", Slow(), budget=3)
+    grown = _search(tmp_path / "t", Slow(), budget=6)
+    assert half["trial_seconds"] >= 0.6 and grown["trial_seconds"] >= 1.2  # 3 and 6 runs of 0.2 s
+    assert grown["trial_seconds"] > half["trial_seconds"] and grown["seconds"] < grown["trial_seconds"]
 
 
 def test_the_incumbent_is_the_second_trial_and_a_resume_keeps_it(tmp_path):
@@ -161,7 +180,7 @@ def test_the_incumbent_is_the_second_trial_and_a_resume_keeps_it(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         _search(tmp_path / "cut", _Fake(stop_at_slot=1), budget=6, incumbent=incumbent)
     resumed = _search(tmp_path / "cut", _Fake(), budget=6, incumbent=incumbent)
-    assert {k: v for k, v in resumed.items() if k != "seconds"} == {k: v for k, v in tuned.items() if k != "seconds"}
+    assert _timeless(resumed) == _timeless(tuned)
     # outside the space (x above its range), or the reference point itself: nothing extra is tried
     for other, trial in (({"x": 3.0, "c": "b"}, None), ({"x": 0.5, "c": "a"}, 0)):
         done = _search(tmp_path / f"o{other['x']}", _Fake(), budget=3, incumbent=other)
@@ -270,7 +289,7 @@ def test_studies_of_several_methods_in_worker_processes_equal_one_after_another(
     assert main([*common, "--out", str(tmp_path / "two"), "--jobs", "2"]) == 0
     for method in ("ft", "rsft"):
         a, b = (json.loads((tmp_path / run / method / "tune.json").read_text()) for run in ("one", "two"))
-        assert {k: v for k, v in a.items() if k != "seconds"} == {k: v for k, v in b.items() if k != "seconds"}
+        assert _timeless(a) == _timeless(b)
         assert (tmp_path / f"{method}.yaml").read_text().split("seconds:")[0] == one[method].split("seconds:")[0]
 
 
