@@ -17,20 +17,32 @@ from pathlib import Path
 import yaml
 
 HPARAMS = Path(__file__).resolve().parents[1] / "editbench" / "hparams"
-NATIVE = {"ROME": "rome", "MEMIT": "memit", "AlphaEdit": "alphaedit"}
+NATIVE = {"ROME": "rome", "MEMIT": "memit", "AlphaEdit": "alphaedit", "GRACE": "grace"}
 # editbench key -> EasyEdit key, for every setting both implementations read
-SHARED = {"layers": "layers", "v_num_grad_steps": "v_num_grad_steps", "v_lr": "v_lr",
-          "v_weight_decay": "v_weight_decay", "clamp_norm_factor": "clamp_norm_factor", "kl_factor": "kl_factor",
-          "mom2_adjustment": "mom2_adjustment", "mom2_update_weight": "mom2_update_weight",
-          "nullspace_threshold": "nullspace_threshold", "l2": "L2",
-          "context_template_lengths": "context_template_length_params"}
+LOCATE_THEN_EDIT = {"layers": "layers", "v_num_grad_steps": "v_num_grad_steps", "v_lr": "v_lr",
+                    "v_weight_decay": "v_weight_decay", "clamp_norm_factor": "clamp_norm_factor",
+                    "kl_factor": "kl_factor", "mom2_adjustment": "mom2_adjustment",
+                    "mom2_update_weight": "mom2_update_weight", "nullspace_threshold": "nullspace_threshold",
+                    "l2": "L2", "context_template_lengths": "context_template_length_params"}
+SHARED = {"ROME": LOCATE_THEN_EDIT, "MEMIT": LOCATE_THEN_EDIT, "AlphaEdit": LOCATE_THEN_EDIT,
+          "GRACE": {"eps": "eps", "edit_lr": "edit_lr", "n_iter": "n_iter", "val_init": "val_init",
+                    "eps_expand": "eps_expand"}}
 
 
-def expected(twin: Path) -> tuple[dict, dict]:
+def derived(algo: str, native: dict) -> dict:
+    """EasyEdit keys whose value is built from an editbench one: GRACE names its codebook's module
+    (`inner_params`) where editbench names the block."""
+    if algo == "GRACE" and "layer" in native:
+        return {"inner_params": [f"model.layers[{native['layer']}].mlp.down_proj.weight"]}
+    return {}
+
+
+def expected(algo: str, twin: Path) -> tuple[dict, dict]:
     """(the twin's values, what they should be) for the shared keys the twin holds."""
     values = yaml.safe_load(twin.read_text())
     native = yaml.safe_load((HPARAMS.parent.parent / values["provenance"]["values_from"]).read_text())
-    want = {theirs: native[ours] for ours, theirs in SHARED.items() if ours in native and theirs in values}
+    want = {theirs: native[ours] for ours, theirs in SHARED[algo].items() if ours in native and theirs in values}
+    want.update({k: v for k, v in derived(algo, native).items() if k in values})
     return {k: values[k] for k in want}, want
 
 
@@ -82,8 +94,8 @@ def main() -> int:
             print(f"created {path}")
     stale = []
     # the twins of NATIVE's algorithms; other bridge YAMLs (ULTRAEDIT) hold their own values
-    for twin in sorted(t for algo in NATIVE for t in (HPARAMS / "easyedit" / algo).glob("world*.yaml")):
-        have, want = expected(twin)
+    for algo, twin in sorted((a, t) for a in NATIVE for t in (HPARAMS / "easyedit" / a).glob("world*.yaml")):
+        have, want = expected(algo, twin)
         if have != want:
             stale.append(twin)
             if not args.check:
