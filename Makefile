@@ -139,6 +139,9 @@ TUNE_SUFFIX   := $(if $(filter batch,$(TUNE_PROTOCOL)),-batch,)
 # the default world's YAMLs are world[-batch].yaml; another size's are world-<size>[-batch].yaml (tried
 # first for that size, then the default world's)
 WORLD_SUFFIX  := $(if $(filter default,$(WORLD)),,-$(WORLD))
+# where the YAMLs go; e.g. TUNE_WRITE='runs/tuned/{method}.yaml' for a long tune in the background that
+# must not leave the tree half re-tuned if it is stopped (the bridge sync then has nothing new to read)
+TUNE_WRITE    ?= editbench/hparams/{method}/world$(WORLD_SUFFIX)$(TUNE_SUFFIX).yaml
 # the slowest first, so that JOBS workers finish together
 TUNE_METHODS  ?= $(if $(filter batch,$(TUNE_PROTOCOL)),,rome) wise memit alphaedit encore grace ft ft_l lora rsft rsft_merge ultraedit retrieve
 
@@ -148,7 +151,7 @@ tune: $(VENV)
 	$(PY) -m editbench tune $(foreach m,$(TUNE_METHODS),--method $(m)) --budget $(TUNE_BUDGET) \
 		--protocol $(TUNE_PROTOCOL) --world $(WORLD) --split dev $(if $(TUNE_N),--edits $(TUNE_N),) --seed $(SEED) \
 		--out runs/tune-$(WORLD)-$(TUNE_PROTOCOL) $(AGAIN) --jobs $(JOBS) --quiet \
-		--write 'editbench/hparams/{method}/world$(WORLD_SUFFIX)$(TUNE_SUFFIX).yaml'; \
+		--write '$(TUNE_WRITE)'; \
 	status=$$?; $(PY) scripts/sync_bridge_yamls.py; exit $$status
 
 # R-SFT+Merge ablations: alpha x density, and the edited layer (N = SWEEP_N edits, one checkpoint).
