@@ -22,6 +22,12 @@ every method, by a seeded Optuna search over the space the method declares (harn
   where it stopped. Every trial samples with a TPE sampler seeded by (seed, trials done), so a resumed
   tune asks exactly the trials an uninterrupted one would (a trial cut off mid-run is marked failed and
   asked again).
+- **Rebuild.** The journal stays in the output folder and a fresh clone has none; the YAML a tune wrote
+  travels with the code and records every counted trial. A study with no trial can be rebuilt from that
+  record (`prior_mismatch` says whether it comes from the same tune: world, protocol, edits,
+  checkpoints, space, seed, floor) and grown from there. The rebuilt trials hold the values the YAML
+  kept (three significant digits, scores to four decimals), not the journal's, so the trials after
+  them are close to, not always the ones a journal resume would ask; the record says it was rebuilt.
 """
 from __future__ import annotations
 
@@ -117,14 +123,20 @@ def open_study(folder: Path, name: str, settings: TuneSettings, n_done: int = 0)
 
 
 def search(space: SearchSpace, n_layers: int, evaluator: Evaluator, folder: Path, name: str,
-           settings: TuneSettings, log: Callable[[str], None] = print, incumbent: dict | None = None) -> dict:
+           settings: TuneSettings, log: Callable[[str], None] = print, incumbent: dict | None = None,
+           prior: dict | None = None) -> dict:
     """Runs the study up to its budget and returns the tune's record (see `record`). `incumbent`: the
     config the method runs now (every field of the config its YAML gives); when the space holds it and it
     is not the reference point, it is the second trial, so a re-tune cannot end worse on the dev split
-    than what it replaces without saying so (it counts in the budget like any trial)."""
+    than what it replaces without saying so (it counts in the budget like any trial). `prior`: a YAML's
+    provenance from this same tune (`prior_mismatch` is None for it) whose trials seed the study when
+    it has none (its journal lost)."""
     optuna = _optuna()
     state = optuna.trial.TrialState
     study = open_study(folder, name, settings)
+    if prior is not None and not study.get_trials(deepcopy=False):
+        rebuild(study, space, n_layers, prior, settings)
+        log(f"{name}: no journal; rebuilt {len(prior['trials'])} trials from the YAML's provenance")
     for stale in study.get_trials(deepcopy=False, states=(state.RUNNING,)):
         study.tell(stale.number, state=state.FAIL)  # cut off by an interruption: asked again
     reference = space.reference_params(n_layers)
@@ -184,9 +196,98 @@ def _plain_values(values: dict) -> dict:
 
 def _trial_seconds(study) -> float:
     """The counted trials' run time, summed from the journal: the whole study's cost, also when it
-    was resumed (`seconds` is the wall time of the last call only)."""
-    return sum((t.datetime_complete - t.datetime_start).total_seconds() for t in _counted(study)
-               if t.datetime_start and t.datetime_complete)
+    was resumed (`seconds` is the wall time of the last call only); rebuilt trials count what their
+    YAML recorded."""
+    ran = sum((t.datetime_complete - t.datetime_start).total_seconds() for t in _counted(study)
+              if t.datetime_start and t.datetime_complete and not t.user_attrs.get("rebuilt"))
+    return ran + study.user_attrs.get("rebuilt", {}).get("trial_seconds", 0.0)
+
+
+def _sampler_line(settings: TuneSettings) -> str:
+    return (f"TPE (seed per trial: seed * 100003 + trials done; {settings.startup_trials} random startup trials "
+            "after the reference point)")
+
+
+def _pruner_line(settings: TuneSettings) -> str:
+    return f"median at intermediate checkpoints (after {settings.pruner_startup} trials)"
+
+
+def _floor_block(settings: TuneSettings) -> dict:
+    return {"protocol": "independent", "edits": settings.floor_edits, "metric": "reliability_gen",
+            "min": settings.floor_em}
+
+
+def prior_mismatch(provenance: dict, space: SearchSpace, settings: TuneSettings, run: dict) -> str | None:
+    """Why a YAML's provenance cannot seed this tune's study (None: it can): it must come from a tune
+    of the same world, protocol, edits and checkpoints, over the same space with the same seed, floor,
+    sampler and pruner, and hold no more trials than this tune's budget."""
+    if provenance.get("tool") != "editbench tune" or not provenance.get("trials"):
+        return "it records no tune"
+    wanted = {"world_fingerprint": run["fingerprint"], "protocol": run["protocol"], "n_edits": run["n_edits"],
+              "checkpoints": run["checkpoints"], "space": space.describe(), "seed": settings.seed,
+              "floor": _floor_block(settings), "sampler": _sampler_line(settings), "pruner": _pruner_line(settings)}
+    as_yaml = yaml.safe_load(yaml.dump(wanted, Dumper=_NoAliases))  # tuples as lists, as the YAML holds them
+    differing = [key for key, value in as_yaml.items() if provenance.get(key) != value]
+    if differing:
+        return f"its tune differs in {', '.join(differing)}"
+    if len(provenance["trials"]) > settings.budget:
+        return f"it holds {len(provenance['trials'])} trials, more than the budget of {settings.budget}"
+    if any(space.params_of(t["config"] or {}, run["n_layers"]) is None for t in provenance["trials"]):
+        return "a trial's config lies outside the space"
+    return None
+
+
+class _Recording:
+    """A trial that gives set parameters and records the distribution each suggestion names."""
+
+    def __init__(self, params: dict) -> None:
+        self.params, self.distributions = params, {}
+
+    def suggest_float(self, name, low, high, *, log=False):
+        self.distributions[name] = _optuna().distributions.FloatDistribution(low, high, log=log)
+        return self.params[name]
+
+    def suggest_int(self, name, low, high, *, log=False):
+        self.distributions[name] = _optuna().distributions.IntDistribution(low, high, log=log)
+        return self.params[name]
+
+    def suggest_categorical(self, name, choices):
+        self.distributions[name] = _optuna().distributions.CategoricalDistribution(list(choices))
+        return self.params[name]
+
+
+def _recorded_value(trial: dict) -> float:
+    """The value `search` told the study for a trial the YAML records as complete."""
+    if trial["score"] is not None:
+        return trial["score"]
+    if trial["floor_em"] is None:
+        return -1.0
+    if "error" in trial:
+        return trial["floor_em"] - 1.0
+    return (trial["floor_em"] + (trial["floor_token"] or 0.0)) / 2 - 1.0
+
+
+def rebuild(study, space: SearchSpace, n_layers: int, prior: dict, settings: TuneSettings) -> None:
+    """Adds the counted trials a YAML's provenance records to an empty study, in slot order, with the
+    states, values, checkpoint reports and attributes `search` gave them."""
+    optuna = _optuna()
+    state = optuna.trial.TrialState
+    for recorded in sorted(prior["trials"], key=lambda t: t["trial"]):
+        trial = _Recording(space.params_of(recorded["config"], n_layers))
+        space.sample(trial, n_layers)
+        attrs = {"config": recorded["config"], "slot": recorded["trial"], "rebuilt": True,
+                 **{k: recorded[k] for k in ("floor_em", "floor_token", "dev_score", "error")
+                    if recorded.get(k) is not None}}
+        pruned = recorded["state"] == "pruned"
+        if recorded["score"] is not None:
+            attrs["passed_floor"] = True
+        study.add_trial(optuna.trial.create_trial(
+            state=state.PRUNED if pruned else state.COMPLETE, value=None if pruned else _recorded_value(recorded),
+            params=trial.params, distributions=trial.distributions, user_attrs=attrs,
+            intermediate_values={int(t): v for t, v in (recorded.get("checkpoints") or {}).items()}))
+    study.set_user_attr("rebuilt", {"trials": len(prior["trials"]), "date": prior.get("date"),
+                                    "git_sha": prior.get("git_sha"),
+                                    "trial_seconds": prior.get("trial_seconds") or prior.get("seconds") or 0.0})
 
 
 def record(study, space: SearchSpace, settings: TuneSettings, seconds: float) -> dict:
@@ -214,11 +315,9 @@ def record(study, space: SearchSpace, settings: TuneSettings, seconds: float) ->
         chosen = (max(ran, key=lambda t: (t["dev_score"], -t["trial"])) if ran else
                   max(floored, key=lambda t: (t["floor_em"], t["floor_token"] or 0.0, -t["trial"])))
     return {"space": space.describe(), "budget": settings.budget, "seed": settings.seed,
-            "sampler": f"TPE (seed per trial: seed * 100003 + trials done; {settings.startup_trials} random "
-                       "startup trials after the reference point)",
-            "pruner": f"median at intermediate checkpoints (after {settings.pruner_startup} trials)",
-            "floor": {"protocol": "independent", "edits": settings.floor_edits, "metric": "reliability_gen",
-                      "min": settings.floor_em},
+            "sampler": _sampler_line(settings), "pruner": _pruner_line(settings), "floor": _floor_block(settings),
+            **({"rebuilt_from": {k: v for k, v in study.user_attrs["rebuilt"].items() if k != "trial_seconds"}}
+               if "rebuilt" in study.user_attrs else {}),
             "floor_passed": passed, "floor_edits": settings.floor_edits,
             "chosen": chosen["config"], "chosen_trial": chosen["trial"], "dev_score": chosen["dev_score"],
             "chosen_floor_em": chosen["floor_em"], "seconds": round(seconds, 1),

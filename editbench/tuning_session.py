@@ -158,13 +158,19 @@ def tune_method(plan: RunPlan, settings: TuneSettings, write: str | None = None)
         # the YAML this world and protocol run now: its values are tried as they are (the incumbent)
         base_file = hparams_file(method, session.lm.hparams_key, session.lm.model.config.model_type, plan.protocol)
         base = load_yaml(base_file) if base_file else {}
-        tuned = tuning.search(session.classes[method].search_space, session.lm.model.config.num_hidden_layers,
-                              evaluator, out, f"{method}-{plan.world}-{plan.protocol}", settings, log=session.log,
-                              incumbent=_config_of(session.classes[method], base, base_file) if base_file else None)
-        if "incumbent" in tuned:
-            tuned["incumbent"] = {"source": base_file.name, **tuned["incumbent"]}
+        space, n_layers = session.classes[method].search_space, session.lm.model.config.num_hidden_layers
         run = {"protocol": plan.protocol, "n_edits": session.n_edits, "checkpoints": evaluator.checkpoints,
-               "world": plan.world, "fingerprint": session.lm.fingerprint(), "git_sha": git_sha()}
+               "world": plan.world, "fingerprint": session.lm.fingerprint(), "git_sha": git_sha(),
+               "n_layers": n_layers}
+        incumbent = _config_of(session.classes[method], base, base_file) if base_file else None
+        source = base_file.name if base_file else None
+        prior = _prior(plan, out, base.get("provenance"), space, settings, run, session.log)
+        if prior is not None:  # the rebuilt study's incumbent is the one it started from, not its outcome
+            incumbent, source = (prior.get("incumbent") or {}).get("config"), (prior.get("incumbent") or {}).get("source")
+        tuned = tuning.search(space, n_layers, evaluator, out, f"{method}-{plan.world}-{plan.protocol}", settings,
+                              log=session.log, incumbent=incumbent, prior=prior)
+        if "incumbent" in tuned:
+            tuned["incumbent"] = {"source": source, **tuned["incumbent"]}
         provenance = tuning.provenance_block(tuned, run)
         text = tuning.tuned_yaml(method, base, tuned["chosen"], provenance)
         atomic_write_json(out / "tune.json", provenance)
@@ -185,6 +191,22 @@ def tune_method(plan: RunPlan, settings: TuneSettings, write: str | None = None)
                        f"{tuned['trials_complete']} complete, {tuned['trials_pruned']} pruned, "
                        f"{tuned['trials_under_floor']} under the floor of {settings.budget} trials, "
                        f"{tuned['seconds']:.0f}s)", passed=True)
+
+
+def _prior(plan: RunPlan, out: Path, provenance: dict | None, space, settings: TuneSettings, run: dict,
+           log) -> dict | None:
+    """The provenance whose trials rebuild a study: only when resuming one whose journal is not there,
+    from the YAML this world and protocol run now, and only when that YAML comes from the same tune."""
+    from editbench import tuning
+
+    if not plan.resume or (out / STUDY_FILE).exists() or not provenance:
+        return None
+    mismatch = tuning.prior_mismatch(provenance, space, settings, run)
+    if mismatch:
+        log(f"{plan.methods[0]}: no journal to resume, and its YAML's trials cannot seed a new one ({mismatch}): "
+            "starting afresh")
+        return None
+    return provenance
 
 
 def _config_of(cls, yaml_values: dict, path: Path) -> dict:

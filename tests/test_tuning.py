@@ -13,7 +13,7 @@ from editbench.cli import main
 from editbench.core import ConfigError, editor_names, get_editor_class
 from editbench.harness.hparams import build_config
 from editbench.harness.search import Choice, Layer, LayerSpan, LogFloat, SearchSpace, depth_to_layer
-from editbench.tuning import TuneError, TuneSettings, search
+from editbench.tuning import TuneError, TuneSettings, prior_mismatch, provenance_block, search
 
 SPACED = [m for m in editor_names() if get_editor_class(m).search_space is not None]
 
@@ -99,9 +99,9 @@ def _timeless(tuned: dict) -> dict:
     return {k: v for k, v in tuned.items() if k not in ("seconds", "trial_seconds")}
 
 
-def _search(folder, evaluator, budget=16, incumbent=None, **kw):
+def _search(folder, evaluator, budget=16, incumbent=None, prior=None, **kw):
     return search(SPACE, 4, evaluator, folder, "fake", TuneSettings(budget=budget, seed=0, **kw), log=lambda m: None,
-                  incumbent=incumbent)
+                  incumbent=incumbent, prior=prior)
 
 
 def test_floor_and_pruning_decide_which_trials_can_be_chosen(tmp_path):
@@ -167,6 +167,53 @@ def test_a_grown_study_counts_the_run_time_of_all_its_trials(tmp_path):
     grown = _search(tmp_path / "t", Slow(), budget=6)
     assert half["trial_seconds"] >= 0.6 and grown["trial_seconds"] >= 1.2  # 3 and 6 runs of 0.2 s
     assert grown["trial_seconds"] > half["trial_seconds"] and grown["seconds"] < grown["trial_seconds"]
+
+
+RUN = {"protocol": "batch", "n_edits": 100, "checkpoints": [100], "world": "default", "fingerprint": "abc",
+       "git_sha": "0123", "n_layers": 4}
+
+
+def _written(tuned: dict) -> dict:
+    """A tune's provenance as its YAML holds it (through a YAML file and back)."""
+    return yaml.safe_load(yaml.safe_dump(provenance_block(tuned, RUN)))
+
+
+def test_a_study_rebuilt_from_its_yaml_keeps_every_trial_and_runs_only_the_new_ones(tmp_path):
+    """A fresh clone has the YAML, not the journal: the YAML's trials seed the study, counted in the
+    budget and never run again; the choice is made among old and new alike."""
+    class Slow(_Fake):
+        def run(self, slot, values, report):
+            time.sleep(0.05)
+            return super().run(slot, values, report)
+
+    half = _search(tmp_path / "lost", Slow(), budget=6, incumbent={"x": 0.2, "c": "b"}, pruner_startup=2)
+    fresh = Slow()
+    grown = _search(tmp_path / "clone", fresh, budget=10, prior=_written(half), pruner_startup=2)
+    assert len(fresh.runs) == 4 and len(fresh.floor_calls) == 4  # slots 6-9 only
+    assert grown["trials"][:6] == half["trials"] and [t["trial"] for t in grown["trials"]] == list(range(10))
+    assert grown["rebuilt_from"] == {"trials": 6, "date": provenance_block(half, RUN)["date"], "git_sha": "0123"}
+    assert grown["trial_seconds"] >= half["trial_seconds"] + 0.2  # the recorded cost and four new runs
+    assert grown["dev_score"] >= half["dev_score"]
+    states = {t["state"] for t in grown["trials"][:6]}
+    assert "pruned" in states and any(t["score"] is None for t in grown["trials"][:6])  # all kinds came back
+    # a study that has trials is resumed from its journal, never seeded again
+    again = _search(tmp_path / "clone", Slow(), budget=10, prior=_written(half), pruner_startup=2)
+    assert _timeless(again) == _timeless(grown)
+
+
+def test_only_a_yaml_from_the_same_tune_can_seed_a_study(tmp_path):
+    prov = _written(_search(tmp_path / "t", _Fake(), budget=3, floor_edits=20))
+    settings = TuneSettings(budget=8, seed=0, floor_edits=20)
+    assert prior_mismatch(prov, SPACE, settings, RUN) is None
+    for change, why in (({"protocol": "sequential"}, "protocol"), ({"world_fingerprint": "old"}, "world_fingerprint"),
+                        ({"seed": 1}, "seed"), ({"checkpoints": [10, 30, 100]}, "checkpoints"),
+                        ({"space": {**prov["space"], "reference": "another"}}, "space"),
+                        ({"tool": "hand"}, "records no tune"),
+                        ({"trials": prov["trials"] * 3}, "more than the budget of 8"),
+                        ({"trials": [{**prov["trials"][0], "config": {"x": 7.0, "c": "a"}}]}, "outside the space")):
+        assert why in prior_mismatch({**prov, **change}, SPACE, settings, RUN), change
+    for other in (TuneSettings(budget=8, seed=0, floor_edits=18), TuneSettings(budget=8, seed=0, startup_trials=4)):
+        assert prior_mismatch(prov, SPACE, other, RUN) is not None
 
 
 def test_the_incumbent_is_the_second_trial_and_a_resume_keeps_it(tmp_path):
