@@ -135,7 +135,7 @@ def search(space: SearchSpace, n_layers: int, evaluator: Evaluator, folder: Path
     state = optuna.trial.TrialState
     study = open_study(folder, name, settings)
     if prior is not None and not study.get_trials(deepcopy=False):
-        rebuild(study, space, n_layers, prior, settings)
+        rebuild(study, space, n_layers, prior)
         log(f"{name}: no journal; rebuilt {len(prior['trials'])} trials from the YAML's provenance")
     for stale in study.get_trials(deepcopy=False, states=(state.RUNNING,)):
         study.tell(stale.number, state=state.FAIL)  # cut off by an interruption: asked again
@@ -237,25 +237,6 @@ def prior_mismatch(provenance: dict, space: SearchSpace, settings: TuneSettings,
     return None
 
 
-class _Recording:
-    """A trial that gives set parameters and records the distribution each suggestion names."""
-
-    def __init__(self, params: dict) -> None:
-        self.params, self.distributions = params, {}
-
-    def suggest_float(self, name, low, high, *, log=False):
-        self.distributions[name] = _optuna().distributions.FloatDistribution(low, high, log=log)
-        return self.params[name]
-
-    def suggest_int(self, name, low, high, *, log=False):
-        self.distributions[name] = _optuna().distributions.IntDistribution(low, high, log=log)
-        return self.params[name]
-
-    def suggest_categorical(self, name, choices):
-        self.distributions[name] = _optuna().distributions.CategoricalDistribution(list(choices))
-        return self.params[name]
-
-
 def _recorded_value(trial: dict) -> float:
     """The value `search` told the study for a trial the YAML records as complete."""
     if trial["score"] is not None:
@@ -267,13 +248,14 @@ def _recorded_value(trial: dict) -> float:
     return (trial["floor_em"] + (trial["floor_token"] or 0.0)) / 2 - 1.0
 
 
-def rebuild(study, space: SearchSpace, n_layers: int, prior: dict, settings: TuneSettings) -> None:
+def rebuild(study, space: SearchSpace, n_layers: int, prior: dict) -> None:
     """Adds the counted trials a YAML's provenance records to an empty study, in slot order, with the
     states, values, checkpoint reports and attributes `search` gave them."""
     optuna = _optuna()
     state = optuna.trial.TrialState
     for recorded in sorted(prior["trials"], key=lambda t: t["trial"]):
-        trial = _Recording(space.params_of(recorded["config"], n_layers))
+        # Optuna's FixedTrial gives the recorded parameters and keeps the distributions the space names
+        trial = optuna.trial.FixedTrial(space.params_of(recorded["config"], n_layers))
         space.sample(trial, n_layers)
         attrs = {"config": recorded["config"], "slot": recorded["trial"], "rebuilt": True,
                  **{k: recorded[k] for k in ("floor_em", "floor_token", "dev_score", "error")

@@ -166,7 +166,8 @@ def tune_method(plan: RunPlan, settings: TuneSettings, write: str | None = None)
         source = base_file.name if base_file else None
         prior = _prior(plan, out, base.get("provenance"), space, settings, run, session.log)
         if prior is not None:  # the rebuilt study's incumbent is the one it started from, not its outcome
-            incumbent, source = (prior.get("incumbent") or {}).get("config"), (prior.get("incumbent") or {}).get("source")
+            started_from = prior.get("incumbent") or {}
+            incumbent, source = started_from.get("config"), started_from.get("source")
         tuned = tuning.search(space, n_layers, evaluator, out, f"{method}-{plan.world}-{plan.protocol}", settings,
                               log=session.log, incumbent=incumbent, prior=prior)
         if "incumbent" in tuned:
