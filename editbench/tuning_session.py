@@ -164,7 +164,7 @@ def tune_method(plan: RunPlan, settings: TuneSettings, write: str | None = None)
                "n_layers": n_layers}
         incumbent = _config_of(session.classes[method], base, base_file) if base_file else None
         source = base_file.name if base_file else None
-        prior = _prior(plan, out, base.get("provenance"), space, settings, run, session.log)
+        prior, start = _prior(plan, out, base.get("provenance"), space, settings, run, session.log)
         if prior is not None:  # the rebuilt study's incumbent is the one it started from, not its outcome
             started_from = prior.get("incumbent") or {}
             incumbent, source = started_from.get("config"), started_from.get("source")
@@ -186,28 +186,32 @@ def tune_method(plan: RunPlan, settings: TuneSettings, write: str | None = None)
                            f"{settings.floor_edits} independent dev edits) in {settings.budget} trials; best floor "
                            f"EM {best['floor_em']} (trial {best['trial']}, {best['state']}); kept trial "
                            f"{tuned['chosen_trial']}, the best dev score ({tuned['dev_score']}, floor EM "
-                           f"{tuned['chosen_floor_em']}): {tuned['chosen']}, marked floor_passed: false")
+                           f"{tuned['chosen_floor_em']}): {tuned['chosen']}, marked floor_passed: false{start}")
     return TuneOutcome(method, yaml_path, f"{method}: chose {tuned['chosen']} (trial {tuned['chosen_trial']}, dev "
                        f"score {tuned['dev_score']:.4f}, floor EM {tuned['chosen_floor_em']:.2f}; "
                        f"{tuned['trials_complete']} complete, {tuned['trials_pruned']} pruned, "
                        f"{tuned['trials_under_floor']} under the floor of {settings.budget} trials, "
-                       f"{tuned['seconds']:.0f}s)", passed=True)
+                       f"{tuned['seconds']:.0f}s){start}", passed=True)
 
 
 def _prior(plan: RunPlan, out: Path, provenance: dict | None, space, settings: TuneSettings, run: dict,
-           log) -> dict | None:
+           log) -> tuple[dict | None, str]:
     """The provenance whose trials rebuild a study: only when resuming one whose journal is not there,
-    from the YAML this world and protocol run now, and only when that YAML comes from the same tune."""
+    from the YAML this world and protocol run now, and only when that YAML comes from the same tune.
+    With it, how the study started, for the summary line (`--quiet` hides the log, not the summary:
+    a resume that silently reran every trial would look like a resume that grew a study)."""
     from editbench import tuning
 
-    if not plan.resume or (out / STUDY_FILE).exists() or not provenance:
-        return None
+    if not plan.resume or (out / STUDY_FILE).exists():
+        return None, ""
+    if not provenance:
+        return None, "; resume: no journal and no tuned YAML, started afresh"
     mismatch = tuning.prior_mismatch(provenance, space, settings, run)
     if mismatch:
         log(f"{plan.methods[0]}: no journal to resume, and its YAML's trials cannot seed a new one ({mismatch}): "
             "starting afresh")
-        return None
-    return provenance
+        return None, f"; resume: no journal, and its YAML cannot seed one ({mismatch}), started afresh"
+    return provenance, f"; resume: rebuilt from its YAML's {len(provenance.get('trials') or [])} trials"
 
 
 def _config_of(cls, yaml_values: dict, path: Path) -> dict:

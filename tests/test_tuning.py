@@ -298,6 +298,26 @@ def test_tune_reads_only_dev_edits_and_writes_provenance(micro_world, tmp_path, 
     assert "no search space" in capsys.readouterr().err
 
 
+def test_a_quiet_resume_says_whether_its_yaml_rebuilt_the_study(micro_world, tmp_path, capsys, monkeypatch):
+    """`make tune RESUME=1` runs quiet: the summary line, not the log, says whether the YAML's trials
+    seeded the study (and only the new slots ran) or why it started afresh."""
+    import editbench.harness.hparams as hparams
+
+    common = ["tune", "--method", "ft", "--world", "micro", "--split", "dev", "--edits", "3", "--floor-em", "0",
+              "--quiet", "--resume"]
+    target = tmp_path / "ft.yaml"
+    assert main([*common, "--budget", "2", "--out", str(tmp_path / "lost"), "--write", str(target)]) == 0
+    out = capsys.readouterr().out  # the committed micro YAML's tune ran 18 edits at the floor of 0.9
+    assert "cannot seed one (its tune differs in checkpoints, floor, n_edits), started afresh" in out
+    monkeypatch.setattr(hparams, "hparams_file", lambda *args, **kwargs: target)  # as if it were committed
+    assert main([*common, "--budget", "3", "--out", str(tmp_path / "clone")]) == 0
+    assert "resume: rebuilt from its YAML's 2 trials" in capsys.readouterr().out
+    ran = sorted(p.name for p in (tmp_path / "clone" / "ft").glob("trial-*"))
+    assert ran == ["trial-002"]  # slots 0 and 1 came from the YAML
+    assert main([*common, "--budget", "3", "--seed", "1", "--out", str(tmp_path / "other")]) == 0
+    assert "cannot seed one (its tune differs in seed), started afresh" in capsys.readouterr().out
+
+
 def test_the_floor_rejects_a_config_that_does_not_write(micro_world, tmp_path, capsys):
     """ft with 1 step at a tiny learning rate writes nothing: its floor EM is recorded, it is never
     chosen, and with nothing else in the budget the tune fails with exit 1 naming what it reached."""
