@@ -18,6 +18,8 @@ from editbench.plan import RunPlan
 from editbench.session import RunSession
 from editbench.tuning import FLOOR_EDITS, STUDY_FILE, Pruned, TuneSettings
 
+SUMMARY_FILE = "summary.txt"  # a method's outcome line, for the caller of a worker that tuned it
+
 TUNE_PROTOCOLS = ("sequential", "batch")
 
 
@@ -64,8 +66,14 @@ def tune(plan: RunPlan, settings: TuneSettings, write: str | None = None, log=No
     job = json.dumps({"plan": plan.to_json(), "settings": dataclasses.asdict(settings), "write": write})
     cells = [Cell(m, str(plan.out / m), f"tune {m}") for m in plan.methods]
     failures = executor.run(cells, tune_cell, job)
-    return [TuneOutcome(m, summary=next((f for f in failures if f.startswith(f"tune {m}:")), ""),
-                        passed=not any(f.startswith(f"tune {m}:") for f in failures)) for m in plan.methods]
+    outcomes = []
+    for m in plan.methods:
+        failure = next((f for f in failures if f.startswith(f"tune {m}:")), None)
+        line = plan.out / m / SUMMARY_FILE  # a passed method's line, written where it ran
+        written = Path(write.replace("{method}", m)) if write else plan.out / m / "tuned.yaml"
+        outcomes.append(TuneOutcome(m, written if written.exists() else None,
+                                    failure or (line.read_text().strip() if line.exists() else ""), failure is None))
+    return outcomes
 
 
 def tune_cell(job: str, cell: Cell) -> str | None:
@@ -178,6 +186,13 @@ def tune_method(plan: RunPlan, settings: TuneSettings, write: str | None = None)
         for path in [out / "tuned.yaml"] + ([target] if target else []):
             atomic_write_text(path, text)
     yaml_path = target or out / "tuned.yaml"
+    outcome = _outcome(method, yaml_path, tuned, plan, settings, start)
+    atomic_write_text(out / SUMMARY_FILE, outcome.summary + "\n")  # what a worker's caller prints
+    return outcome
+
+
+def _outcome(method: str, yaml_path: Path, tuned: dict, plan: RunPlan, settings: TuneSettings,
+             start: str) -> TuneOutcome:
     if not tuned["floor_passed"]:  # the method, not the input, failed: exit 1, like a failed run
         best = max((t for t in tuned["trials"] if t["floor_em"] is not None),
                    key=lambda t: (t["floor_em"], -t["trial"]))

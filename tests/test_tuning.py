@@ -1,5 +1,6 @@
 """`editbench tune`: search spaces, the single-edit floor, pruning, resume, dev split only, provenance."""
 import json
+import re
 import time
 
 import optuna
@@ -263,6 +264,10 @@ def test_every_sampled_point_is_found_again_from_its_config(n_layers):
     assert merge.search_space.params_of(_config_of(merge, older, Path("old.yaml")), 4)["merge_scope"] == "batch"
 
 
+def _without_seconds(text: str) -> str:
+    return re.sub(r", \d+s\)", ")", text)
+
+
 def _as_lists(values):
     return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
 
@@ -349,12 +354,15 @@ def test_world_dev_and_leaderboard_edit_pools_are_disjoint(micro_world):
     assert not {r.subject for r in dev} & {r.subject for r in board}
 
 
-def test_studies_of_several_methods_in_worker_processes_equal_one_after_another(micro_world, tmp_path):
+def test_studies_of_several_methods_in_worker_processes_equal_one_after_another(micro_world, tmp_path, capsys):
     common = ["tune", "--method", "ft", "--method", "rsft", "--budget", "2", "--world", "micro", "--split", "dev",
               "--edits", "3", "--floor-em", "0", "--quiet", "--write", str(tmp_path / "{method}.yaml")]
     assert main([*common, "--out", str(tmp_path / "one")]) == 0
     one = {m: (tmp_path / f"{m}.yaml").read_text() for m in ("ft", "rsft")}
+    printed = capsys.readouterr().out
     assert main([*common, "--out", str(tmp_path / "two"), "--jobs", "2"]) == 0
+    # the workers' summary lines and YAML paths reach the caller's stdout as one process prints them
+    assert _without_seconds(capsys.readouterr().out) == _without_seconds(printed) and "rsft: chose" in printed
     for method in ("ft", "rsft"):
         a, b = (json.loads((tmp_path / run / method / "tune.json").read_text()) for run in ("one", "two"))
         assert _timeless(a) == _timeless(b)
