@@ -213,7 +213,7 @@ def _prior(plan: RunPlan, out: Path, provenance: dict | None, space, settings: T
            log) -> tuple[dict | None, str]:
     """The provenance whose trials rebuild a study: only when resuming one whose journal is not there,
     from the YAML this world and protocol run now, and only when that YAML comes from the same tune.
-    With it, how the study started, for the summary line (`--quiet` hides the log, not the summary:
+    With it, how the study started, for the summary line (a quiet plan hides the log, not the summary:
     a resume that silently reran every trial would look like a resume that grew a study)."""
     from editbench import tuning
 
