@@ -19,6 +19,7 @@ from editbench.session import RunSession
 from editbench.tuning import FLOOR_EDITS, STUDY_FILE, Pruned, TuneSettings
 
 SUMMARY_FILE = "summary.txt"  # a method's outcome line, for the caller of a worker that tuned it
+TUNED_FILE = "tuned.yaml"  # the chosen YAML in the study's folder (also written where the plan's `write` says)
 
 TUNE_PROTOCOLS = ("sequential", "batch")
 
@@ -70,10 +71,15 @@ def tune(plan: RunPlan, settings: TuneSettings, write: str | None = None, log=No
     for m in plan.methods:
         failure = next((f for f in failures if f.startswith(f"tune {m}:")), None)
         line = plan.out / m / SUMMARY_FILE  # a passed method's line, written where it ran
-        written = Path(write.replace("{method}", m)) if write else plan.out / m / "tuned.yaml"
+        written = _target(write, m) or plan.out / m / TUNED_FILE
         outcomes.append(TuneOutcome(m, written if written.exists() else None,
                                     failure or (line.read_text().strip() if line.exists() else ""), failure is None))
     return outcomes
+
+
+def _target(write: str | None, method: str) -> Path | None:
+    """Where the chosen YAML is also written: `write` with `{method}` standing for the method."""
+    return Path(write.replace("{method}", method)) if write else None
 
 
 def tune_cell(job: str, cell: Cell) -> str | None:
@@ -157,7 +163,7 @@ def tune_method(plan: RunPlan, settings: TuneSettings, write: str | None = None)
     check_tune(plan)
     session = RunSession(plan)
     out = plan.out / method
-    target = Path(write.replace("{method}", method)) if write else None
+    target = _target(write, method)
     with RunDirLock(out):
         _claim_study(plan, out)
         session.load()
@@ -183,9 +189,9 @@ def tune_method(plan: RunPlan, settings: TuneSettings, write: str | None = None)
         provenance = tuning.provenance_block(tuned, run)
         text = tuning.tuned_yaml(method, base, tuned["chosen"], provenance)
         atomic_write_json(out / "tune.json", provenance)
-        for path in [out / "tuned.yaml"] + ([target] if target else []):
+        for path in [out / TUNED_FILE] + ([target] if target else []):
             atomic_write_text(path, text)
-    yaml_path = target or out / "tuned.yaml"
+    yaml_path = target or out / TUNED_FILE
     outcome = _outcome(method, yaml_path, tuned, plan, settings, start)
     atomic_write_text(out / SUMMARY_FILE, outcome.summary + "\n")  # what a worker's caller prints
     return outcome
