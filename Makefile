@@ -32,7 +32,7 @@ REGRESS_REF      ?= HEAD
 AGAIN   := $(if $(filter 1,$(RESUME)),--resume,--overwrite)
 
 
-.PHONY: test-fast cost-table report-check profile gpu-check paper paper-methods paper-ablations tune install leaderboard compare regress regress-baseline baseline test bench world sweep-merge sweep-layer clean
+.PHONY: world-rebuild test-fast cost-table report-check profile gpu-check paper paper-methods paper-ablations tune install leaderboard compare regress regress-baseline baseline test bench world sweep-merge sweep-layer clean
 
 $(VENV): pyproject.toml
 	python3 -m venv .venv
@@ -47,8 +47,14 @@ $(DEV): $(VENV)
 
 install: $(DEV)
 
+# The worlds ship with the package (editbench/worlds/): `make world` checks the shipped files' sha256;
+# `make world-rebuild` trains WORLD from its recipe into the cache and prints the shipped and rebuilt
+# fingerprints and accuracy bars (the rebuilt copy is used only when named: --model FOLDER).
 world: $(VENV)
-	$(PY) -m editbench run --method noedit --world $(WORLD) --edits 1 --out $(OUT)/.world-check $(AGAIN) --quiet >/dev/null
+	$(PY) -m editbench world check --world $(WORLD)
+
+world-rebuild: $(VENV)
+	$(PY) -m editbench world rebuild --world $(WORLD)
 
 # SEEDS=3: three samples of edits (seeds SEED, SEED+1, ...), each in $(OUT)/seed-<s>; the report then gives
 # each method's mean and std across samples and how stable the ranking is (Kendall's tau between samples).
@@ -164,7 +170,7 @@ sweep-layer: $(VENV)
 		--world $(WORLD) --edits $(SWEEP_N) --checkpoints $(SWEEP_N) --seed $(SEED) --out runs/sweep-layer $(AGAIN) --quiet
 
 # One test process per core (pytest-xdist; at most 8: each holds a model), one torch thread each; the
-# micro world is trained once, by whichever process needs it first, and shared.
+# worlds are the shipped ones (only a tiny world is trained, from its recipe, by the tests of the build).
 TEST_PROCS ?= auto
 test: $(DEV)
 	$(PY) -m pytest -q -n $(TEST_PROCS) --maxprocesses 8 --dist loadgroup --durations 10 tests -m 'not bench'

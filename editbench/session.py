@@ -81,14 +81,17 @@ class RunSession:
 
         p = self.plan
         self.world_path = self._world_path()
+        self.model_path = p.model or str(self.world_path)
+        self.lm = self.given_model or self.fresh_model()  # first: the edits leave out what it already says
         self.data = registry.with_exam(self._benchmark(), registry.exam_for_run(
             p.exam_name, p.exam_dir, self.world_path, p.exam_shots, p.exam_limit, p.seed, p.exam_mode, p.exam_split))
+        if self.data.already_answered:
+            self.log(f"{len(self.data.already_answered)} drawn edit(s) left out: the unedited model already makes "
+                     f"them (first: {self.data.already_answered[0]})")
         if p.perplexity_text is not None:
             self.data.heldout_texts = registry.text_lines(p.perplexity_text)
         self.checkpoints = resolve_checkpoints(p.checkpoints, len(self.data.requests))
         self.save_model_at = p.save_points(self.checkpoints)
-        self.model_path = p.model or str(self.world_path)
-        self.lm = self.given_model or self.fresh_model()
         self.data.requests = fit_to_context(self.lm, self.data.requests, "error" if p.truncate == "none" else "left")
         self.n_edits = len(self.data.requests)
         self.suite = EvalSuite(self.data.fluency_prompts, self.data.fluency_tokens, self.data.exam_name,
@@ -121,16 +124,23 @@ class RunSession:
                 if n_edits < DEFAULT_WORLD_EDITS:
                     self.log(f"world '{p.world}': its {p.split} pool holds {n_edits} facts, so {n_edits} edits "
                              f"(not {DEFAULT_WORLD_EDITS}); {setting('edits')} chooses")
-            return registry.world_benchmark(self.world_path, n_edits, p.seed, p.split)
+            return registry.world_benchmark(self.world_path, n_edits, p.seed, p.split, self._already_answered)
         data = registry.dataset_benchmark(p.benchmark, p.data, p.limit, p.shuffle, p.seed, p.on_bad_record)
         if data.skipped:
             self.log(f"{len(data.skipped)} record(s) skipped, first: {data.skipped[0]}")
+        registry.drop_answered(data, p.edits, self._already_answered)
         if p.edits is not None:
             if p.edits > len(data.requests):
                 raise ConfigError(f"{setting('edits')} {p.edits} exceeds the {len(data.requests)} edits loaded from "
                                   f"{data.source}")
             data.requests = data.requests[: p.edits]
         return data
+
+    def _already_answered(self, requests: list) -> list[bool]:
+        """The unedited model's verdict per edit, as the run's score basis compares answers."""
+        from editbench.harness.metrics import already_answered
+
+        return already_answered(self.lm, requests, self.generation)
 
     def fresh_model(self):
         from editbench.harness.models import load_model
@@ -180,7 +190,8 @@ class RunSession:
             tree = sha256_tree(p.exam_dir)  # one digest over the folder's files and their hashes
             data[str(p.exam_dir)] = hashlib.sha256(json.dumps(tree, sort_keys=True).encode()).hexdigest()
         return {"command": p.command, "cwd": str(Path.cwd()), "device": p.device, "dtype": p.dtype,
-                "threads": torch.get_num_threads(), "data_sha256": data}
+                "threads": torch.get_num_threads(), "data_sha256": data,
+                "already_answered": list(self.data.already_answered)}
 
     # ------------------------------------------------------------------ running
 

@@ -1,4 +1,4 @@
-"""Shared fixtures: one micro world trained per session, pico models built in-session (no downloads)."""
+"""Shared fixtures: the shipped micro world, pico models built in-session (no downloads)."""
 from __future__ import annotations
 
 import os
@@ -33,9 +33,9 @@ def pytest_configure(config) -> None:
 
 @pytest.fixture(scope="session")
 def cache_dir(tmp_path_factory) -> Path:
-    """A fresh cache for the session, so the world build itself is exercised once per run. Under
-    pytest-xdist every worker shares one (the session's base folder): the first to need the world
-    builds it under the cache's build lock while the others wait, so it is trained once."""
+    """A fresh cache for the session (key statistics, the tiny worlds the build tests train). Under
+    pytest-xdist every worker shares one (the session's base folder), so what one builds under the
+    cache's build lock the others reuse."""
     if os.environ.get("EDITBENCH_TEST_CACHE"):
         path = Path(os.environ["EDITBENCH_TEST_CACHE"])
     elif os.environ.get("PYTEST_XDIST_WORKER"):
@@ -49,10 +49,10 @@ def cache_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def micro_world(cache_dir) -> Path:
-    from editbench.benchmarks.world import world_config
-    from editbench.benchmarks.world_model import ensure_world
+    """The shipped micro world (editbench/worlds/micro), verified: never trained by the tests."""
+    from editbench.benchmarks.world_model import world_path
 
-    return ensure_world(world_config("micro"), log=lambda msg: None)
+    return world_path("micro", log=lambda msg: None)
 
 
 @pytest.fixture

@@ -12,11 +12,11 @@ def test_micro_world_learned_its_facts(micro_world):
     assert report["facts"] == 40 * 3
 
 
-def test_cache_hit_returns_same_folder_without_rebuilding(micro_world):
+def test_the_shipped_world_is_returned_as_it_is_without_rebuilding(micro_world):
     stamp = (micro_world / "model.safetensors").stat().st_mtime_ns
     messages = []
     assert ensure_world(world_config("micro"), log=messages.append) == micro_world
-    assert "from cache" in messages[0]
+    assert "shipped weights" in messages[0]
     assert (micro_world / "model.safetensors").stat().st_mtime_ns == stamp
 
 

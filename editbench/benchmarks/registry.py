@@ -1,6 +1,7 @@
 """Named benchmarks (edit datasets) and exams, and what a run draws from them."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,6 +45,11 @@ class BenchmarkData:
     total_records: int = 0
     skipped: list[str] = field(default_factory=list)
     heldout_texts: list[str] = field(default_factory=list)  # perplexity's text: never trained on, never edited
+    # case ids of drawn edits the unedited model already made, left out (world: drawn again instead)
+    already_answered: list[str] = field(default_factory=list)
+
+
+Answered = Callable[[list[EditRequest]], list[bool]]  # the unedited model's verdict per request
 
 
 def check_names(benchmark: str, exam: str | None) -> None:
@@ -63,17 +69,42 @@ def world_pool_size(world_path: Path, split: str = "edit") -> int:
     return len(load_world(world_path).facts_of(split))
 
 
-def world_benchmark(world_path: Path, n_edits: int, seed: int, split: str = "edit") -> BenchmarkData:
-    """The world's edits: split 'edit' is the leaderboard's pool, 'dev' the disjoint tuning pool."""
+def world_benchmark(world_path: Path, n_edits: int, seed: int, split: str = "edit",
+                    already_answered: Answered | None = None) -> BenchmarkData:
+    """The world's edits: split 'edit' is the leaderboard's pool, 'dev' the disjoint tuning pool. With
+    `already_answered`, an edit the unedited model already makes is drawn again (make_requests)."""
     world = load_world(world_path)
-    requests = world_gen.make_requests(world, n_edits, seed, split)
+    left_out: list[str] = []
+
+    def answered(requests: list[EditRequest]) -> list[bool]:
+        verdicts = already_answered(requests)
+        left_out.extend(r.case_id for r, known in zip(requests, verdicts) if known)
+        return verdicts
+
+    requests = world_gen.make_requests(world, n_edits, seed, split, answered if already_answered else None)
     exam = world_exam(world_path)
     return BenchmarkData(
         name="world", requests=requests, fluency_prompts=world_gen.fluency_prompts(requests),
         fluency_tokens=FLUENCY_TOKENS,
         exam_name="world", exam=exam.questions, source=f"world:{world.config.name}", total_records=len(requests),
-        heldout_texts=world_gen.heldout_text(world),
+        heldout_texts=world_gen.heldout_text(world), already_answered=left_out,
     )
+
+
+def drop_answered(data: BenchmarkData, wanted: int | None, already_answered: Answered, chunk: int = 64) -> None:
+    """Leave out of a dataset's edits those the unedited model already makes, in file order, checking
+    only as many as the first `wanted` clean edits need (every edit when None)."""
+    kept: list[EditRequest] = []
+    checked = 0
+    while checked < len(data.requests) and (wanted is None or len(kept) < wanted):
+        part = data.requests[checked:checked + (chunk if wanted is None else wanted - len(kept))]
+        for request, known in zip(part, already_answered(part)):
+            if known:
+                data.already_answered.append(request.case_id)
+            else:
+                kept.append(request)
+        checked += len(part)
+    data.requests = kept + data.requests[checked:]
 
 
 def dataset_benchmark(name: str, data: str, limit: int | None, shuffle: bool, seed: int,

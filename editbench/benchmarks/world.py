@@ -11,6 +11,7 @@ import csv
 import functools
 import io
 import random
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 from editbench.core import ConfigError, EditRequest, ExamQuestion, setting
@@ -400,7 +401,8 @@ def alias_pairs(world: World, people: set[str]) -> list[tuple[str, str]]:
 # --------------------------------------------------------------------------- edit requests
 
 
-def make_requests(world: World, n_edits: int, seed: int, pool_name: str = "edit") -> list[EditRequest]:
+def make_requests(world: World, n_edits: int, seed: int, pool_name: str = "edit",
+                  already_answered: Callable[[list[EditRequest]], list[bool]] | None = None) -> list[EditRequest]:
     """N counterfactual edits: a new object of the same relation, prompts from training templates,
     rephrases from the fact's held-out templates, locality pairs from the locality pool.
     `pool_name` 'edit' gives the leaderboard's edits, 'dev' the disjoint tuning split.
@@ -410,7 +412,12 @@ def make_requests(world: World, n_edits: int, seed: int, pool_name: str = "edit"
       people with the same relation and the same true object, beside the 'unrelated' pairs;
     - portability group 'two_hop': the edited person's two-hop questions whose answer follows from
       the new object (only where it differs from the answer the old object implies);
-    - portability group 'alias': the edited fact asked with the person's alias, answer target_new."""
+    - portability group 'alias': the edited fact asked with the person's alias, answer target_new.
+
+    `already_answered` (the unedited model's verdict per request: does it already say target_new?)
+    replaces each such edit, in place, by one drawn from the rest of the pool with a seeded stream of
+    its own, until none is left: an edit the model already makes tests no editor. The other edits
+    are the ones drawn without it."""
     if pool_name not in EDIT_POOLS:
         raise ConfigError(f"unknown edit pool '{pool_name}' (valid: {', '.join(EDIT_POOLS)})")
     rng = random.Random(seed)
@@ -418,12 +425,40 @@ def make_requests(world: World, n_edits: int, seed: int, pool_name: str = "edit"
     if n_edits > len(pool):
         raise ConfigError(f"{setting('edits')} {n_edits} exceeds the {len(pool)} facts of the '{pool_name}' pool of world "
                           f"'{world.config.name}'")
-    locality_facts = world.facts_of("locality")
-    features = world.config.features
-    extra_rng = random.Random(seed * 1_000_003 + 2)
-    never_edited = world.facts_of("locality") + world.facts_of("exam") if features.neighbourhood else []
-    requests = []
-    for fact in rng.sample(pool, n_edits):
+    draw = _RequestDraw(world, pool_name, rng, random.Random(seed * 1_000_003 + 2))
+    facts = rng.sample(pool, n_edits)
+    requests = [draw.request(fact) for fact in facts]
+    if already_answered is None:
+        return requests
+    spare_rng = random.Random(seed * 1_000_003 + 5)
+    drawn = set(facts)
+    spares = [f for f in pool if f not in drawn]
+    spare_rng.shuffle(spares)
+    redraw = _RequestDraw(world, pool_name, spare_rng, random.Random(seed * 1_000_003 + 6))
+    todo = [i for i, known in enumerate(already_answered(requests)) if known]
+    while todo:
+        if len(spares) < len(todo):
+            raise ConfigError(f"world '{world.config.name}': the unedited model already answers so many edits of "
+                              f"the '{pool_name}' pool that {n_edits} others cannot be drawn")
+        fresh = [redraw.request(spares.pop(0)) for _ in todo]
+        for i, request in zip(todo, fresh):
+            requests[i] = request
+        todo = [i for i, known in zip(todo, already_answered(fresh)) if known]
+    return requests
+
+
+class _RequestDraw:
+    """Builds one edit request per fact from two random streams (see make_requests)."""
+
+    def __init__(self, world: World, pool_name: str, rng: random.Random, extra_rng: random.Random) -> None:
+        self.world, self.pool_name, self.rng, self.extra_rng = world, pool_name, rng, extra_rng
+        self.locality_facts = world.facts_of("locality")
+        self.never_edited = (world.facts_of("locality") + world.facts_of("exam")
+                             if world.config.features.neighbourhood else [])
+
+    def request(self, fact: "Fact") -> EditRequest:
+        rng, extra_rng, locality_facts = self.rng, self.extra_rng, self.locality_facts
+        features = self.world.config.features
         objects = [o for o in RELATIONS[fact.relation]["objects"] if o != fact.obj]
         same_relation = rng.choice([f for f in locality_facts if f.relation == fact.relation])
         other = rng.choice([f for f in locality_facts if f.relation != fact.relation] or locality_facts)
@@ -432,29 +467,27 @@ def make_requests(world: World, n_edits: int, seed: int, pool_name: str = "edit"
         locality = tuple((f.prompt(rng.choice(f.train_templates)), f.obj) for f in (same_relation, other))
         extras: dict = {}
         if features.neighbourhood:  # drawn first from extra_rng, then portability (the fingerprints hold it)
-            neighbours = [f for f in never_edited if f.relation == fact.relation and f.obj == fact.obj]
+            neighbours = [f for f in self.never_edited if f.relation == fact.relation and f.obj == fact.obj]
             neighbours = extra_rng.sample(neighbours, min(2, len(neighbours)))
             near = tuple((f.prompt(extra_rng.choice(f.train_templates)), f.obj) for f in neighbours)
             locality = near + locality
             extras["locality_groups"] = ("neighbourhood",) * len(near) + ("unrelated",) * 2
         if features.composition:
-            port = _portability(world, fact, target_new, extra_rng)
+            port = _portability(self.world, fact, target_new, extra_rng)
             extras.update(portability=tuple(pair for _, pair in port),
                           portability_groups=tuple(group for group, _ in port))
-        requests.append(
-            EditRequest(
-                case_id=f"world-{fact.fid}" if pool_name == "edit" else f"world-{pool_name}-{fact.fid}",
-                prompt=prompt,
-                subject=fact.subject,
-                target_new=target_new,
-                target_true=fact.obj,
-                rephrase_prompts=tuple(fact.prompt(t) for t in fact.heldout_templates),
-                locality=locality,
-                source=f"world:{world.config.name}",
-                **extras,
-            )
+        pool_name = self.pool_name
+        return EditRequest(
+            case_id=f"world-{fact.fid}" if pool_name == "edit" else f"world-{pool_name}-{fact.fid}",
+            prompt=prompt,
+            subject=fact.subject,
+            target_new=target_new,
+            target_true=fact.obj,
+            rephrase_prompts=tuple(fact.prompt(t) for t in fact.heldout_templates),
+            locality=locality,
+            source=f"world:{self.world.config.name}",
+            **extras,
         )
-    return requests
 
 
 def _portability(world: World, fact: Fact, target_new: str, rng: random.Random) -> list[tuple[str, tuple[str, str]]]:

@@ -34,7 +34,9 @@ from editbench.benchmarks.world import (
 )
 from editbench.harness.cache import build_lock, cache_root, sha256_file, sha256_tree
 from editbench.harness.corpus import WORLD_CORPUS_FILE
-from editbench.harness.models import LoadedModel, load_model, weights_sha256
+from editbench.harness.machine import cpu_model
+from editbench.harness.models import LoadedModel, load_model
+from editbench.harness.weights import weights_sha256
 from editbench.harness.results import atomic_write_json, atomic_write_text, plain_mode, publish_dir
 from editbench.harness.scoring import score_targets
 
@@ -229,18 +231,6 @@ def reproducible_process(threads: int) -> bool:
         os.environ.get(k) for k in UNSET_FOR_BUILD)
 
 
-def cpu_model() -> str | None:
-    """The CPU's model name (Linux), for explaining weights that differ between machines."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or None
-
-
 def build_environment() -> dict:
     """What the weights of a world depend on besides its config: recorded in build_report.json."""
     return {
@@ -340,9 +330,49 @@ def write_corpus(folder: Path, world: World) -> None:
     atomic_write_text(Path(folder) / WORLD_CORPUS_FILE, "\n".join(texts) + "\n")
 
 
+# The worlds' trained files ship inside the package (editbench/worlds/<size>/): the bits every YAML,
+# baseline and README table was measured on (built on an AMD EPYC, docs/measurements/
+# world-fingerprints.json). A recipe's float kernels differ with the CPU vendor, an artifact does not.
+SHIPPED_ROOT = Path(__file__).resolve().parents[1] / "worlds"
+
+
+class WorldDamagedError(WorldBuildError):
+    """A shipped world's file differs from its recorded sha256 (edited or damaged copy)."""
+
+
+def shipped_dir(config: WorldConfig) -> Path | None:
+    """The package's own folder of this world, when one ships for exactly this config (its recipe
+    hash); None for any other config (a changed recipe is built from scratch into the cache)."""
+    folder = SHIPPED_ROOT / config.name
+    try:
+        report = json.loads((folder / REPORT_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return folder if isinstance(report, dict) and report.get("hash") == world_hash(config) else None
+
+
+def world_path(size: str, log=print) -> Path:
+    """The verified folder of the world `size` (micro, default, large): shipped, never trained here."""
+    from editbench.benchmarks.world import world_config
+
+    return ensure_world(world_config(size), log=log)
+
+
 def ensure_world(config: WorldConfig, log=print) -> Path:
-    """The cached world folder after checking every file against its recorded sha256; built first
-    (under a lock: a second process waits and reuses it) when missing, damaged or never built."""
+    """The world's folder after checking every file against its recorded sha256. A shipped world
+    (`shipped_dir`) is used as shipped and refused with one line when a file differs; any other
+    config is built from its recipe into the cache (under a lock: a second process waits and reuses
+    it) when missing, damaged or never built."""
+    shipped = shipped_dir(config)
+    if shipped is not None:
+        report, damage = verify_world(shipped, record_hashes=False)
+        if damage is not None:
+            raise WorldDamagedError(
+                f"shipped world '{config.name}' in {shipped}: {damage}; reinstall editbench (or `git checkout "
+                f"{shipped}`), or build it from its recipe on purpose with `editbench world rebuild --world "
+                f"{config.name}`")
+        log(f"world '{config.name}': shipped weights {report['weights_sha256'][:16]} ({shipped})")
+        return shipped
     target = world_dir(config)
     if (target / REPORT_FILE).exists():  # complete and verified: read without a lock (a read-only cache works)
         report, damage = verify_world(target)
@@ -360,9 +390,47 @@ def ensure_world(config: WorldConfig, log=print) -> Path:
         return build_world(config, log=log)
 
 
-def verify_world(target: Path) -> tuple[dict | None, str | None]:
+ACCURACY_BARS = ("train_accuracy", "heldout_accuracy", "two_hop_accuracy", "alias_accuracy")
+
+
+def rebuild_world(config: WorldConfig, log=print) -> Path:
+    """Train the world from its recipe into the cache (an earlier rebuild there is replaced): the
+    check that the recipe still gives the shipped bits on this machine. Used only when asked for
+    (`--model <folder>`); runs of `--world` keep the shipped copy."""
+    target = world_dir(config)
+    with build_lock(target, log=log):
+        if target.exists():
+            shutil.rmtree(target)
+    return build_world(config, log=log)
+
+
+def fingerprint_table(config: WorldConfig, rebuilt: Path | None) -> list[str]:
+    """Markdown rows: the shipped and the rebuilt world's weights sha256 and accuracy bars."""
+    def report_of(folder: Path | None) -> dict:
+        try:
+            return json.loads((folder / REPORT_FILE).read_text(encoding="utf-8")) if folder else {}
+        except (OSError, ValueError):
+            return {}
+
+    shipped, built = report_of(shipped_dir(config)), report_of(rebuilt)
+    def cell(report: dict, key: str) -> str:
+        value = report.get(key)
+        return "-" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
+
+    rows = ["| world | what | shipped | rebuilt here |", "|---|---|---|---|",
+            f"| {config.name} | weights sha256 | {cell(shipped, 'weights_sha256')} | {cell(built, 'weights_sha256')} |"]
+    rows += [f"| {config.name} | {key.replace('_', ' ')} | {cell(shipped, key)} | {cell(built, key)} |"
+             for key in ACCURACY_BARS if key in shipped or key in built]
+    same = bool(shipped) and shipped.get("weights_sha256") == built.get("weights_sha256")
+    rows.append(f"| {config.name} | same bits | {'yes' if same else 'no'} | "
+                f"{(built.get('build_environment') or {}).get('cpu') or '-'} |")
+    return rows
+
+
+def verify_world(target: Path, record_hashes: bool = True) -> tuple[dict | None, str | None]:
     """(the build report, None) when every recorded file has its sha256; else (None, what is wrong).
-    A world built before hashes were recorded gets them now, once its weights match their sha256."""
+    A world built before hashes were recorded gets them now, once its weights match their sha256
+    (with `record_hashes`; a shipped world must carry them)."""
     try:
         report = json.loads((target / REPORT_FILE).read_text(encoding="utf-8"))
         if not isinstance(report, dict) or not isinstance(report.get("heldout_accuracy"), float):
@@ -370,6 +438,8 @@ def verify_world(target: Path) -> tuple[dict | None, str | None]:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         return None, f"{REPORT_FILE} unreadable: {type(exc).__name__}"
     files = report.get("files")
+    if not isinstance(files, dict) and not record_hashes:
+        return None, f"{REPORT_FILE} records no file hashes"
     if not isinstance(files, dict):
         try:  # a cache from before file hashes: check the weights, then record every file's hash
             if not (target / WORLD_CORPUS_FILE).exists():
@@ -387,9 +457,9 @@ def verify_world(target: Path) -> tuple[dict | None, str | None]:
     for rel, digest in files.items():
         path = target / rel
         if not path.is_file():
-            return None, f"{rel} is missing"
+            return None, f"{path} is missing"
         if sha256_file(path) != digest:
-            return None, f"{rel} differs from its recorded sha256"
+            return None, f"{path} differs from its recorded sha256"
     return report, None
 
 
@@ -422,18 +492,18 @@ if __name__ == "__main__":
 
 
 def world_lines() -> list[str]:
-    """Per world size: edit and dev pool sizes, layers and width, and the fingerprint of the cached
-    copy (or that it is not built yet on this machine)."""
+    """Per world size: edit and dev pool sizes, layers and width, and the fingerprint of the shipped
+    copy (or that none ships for its recipe)."""
     from editbench.benchmarks.world import WORLD_SIZES, generate_world
 
     lines = []
     for name, config in WORLD_SIZES.items():
         world = generate_world(config)
-        report_path = world_dir(config) / REPORT_FILE
+        folder = shipped_dir(config)
         try:
-            built = f"weights sha256 {json.loads(report_path.read_text())['weights_sha256'][:16]} (cached)"
-        except (OSError, ValueError, KeyError):
-            built = "not built on this machine yet"
+            built = f"weights sha256 {json.loads((folder / REPORT_FILE).read_text())['weights_sha256'][:16]} (shipped)"
+        except (TypeError, OSError, ValueError, KeyError):
+            built = "not shipped: built from its recipe on first use"
         lines.append(f"{name:12s} edition {config.edition}, {len(world.facts_of('edit'))} edit-pool facts, "
                      f"{len(world.facts_of('dev'))} dev, {config.num_layers} layers x {config.hidden_size}; {built}")
     return lines

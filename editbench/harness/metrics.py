@@ -174,6 +174,18 @@ def locality_answers(lm: LoadedModel, requests: Sequence[EditRequest], spec: Gen
     return [[next(answers).answer for _ in r.locality] for r in requests]
 
 
+def already_answered(lm: LoadedModel, requests: Sequence[EditRequest], spec: GenerationSpec | None) -> list[bool]:
+    """Per request: does this (unedited) model already make the edit? With a generation spec, its greedy
+    answer to the prompt equals target_new as reliability_gen compares them; without one, every
+    target_new token is top-1 (reliability_em). Such an edit tests no editor: the benchmarks leave it out."""
+    if not requests:
+        return []
+    if spec is None:
+        return [s.exact for s in score_targets(lm, [(r.prompt, r.target_new) for r in requests])]
+    answers = _answers(lm, [("reliability", r.prompt, r.target_new) for r in requests], spec)
+    return [exact_match(a.answer, r.target_new) for a, r in zip(answers, requests)]
+
+
 def _generation_scores(lm: LoadedModel, requests: Sequence[EditRequest], spec: GenerationSpec,
                        locality_pre: list[list[str]] | None, shown=lambda question: question) -> list[dict]:
     """Per edit, on the model's greedy answers (definitions in docs/metrics.md):
