@@ -3,17 +3,32 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import sys
 from pathlib import Path
 
 import editbench
 from editbench.core import ConfigError, EditbenchError, editor_names, get_editor_class, render_settings
 from editbench.plan import GROUPS, RunPlan, plan_fields
+from editbench.benchmarks.world import WORLD_SIZES
 from editbench.tuning import DEFAULT_BUDGET, FLOOR_EM
 
 
+class _OneLineErrors(argparse.ArgumentParser):
+    """Every argument error is one line, `editbench: error: --world: 'nosuch' is not one of default,
+    large, micro`, exit 2, like every other error of the CLI; --help still shows the whole usage."""
+
+    def _check_value(self, action, value):
+        if action.choices is not None and value not in action.choices:
+            raise argparse.ArgumentError(action, f"{value!r} is not one of {', '.join(map(str, action.choices))}")
+
+    def error(self, message: str):
+        message = re.sub(r"^argument ([^:]+): ", lambda m: f"{m.group(1).split('/')[-1]}: ", message)
+        self.exit(2, f"editbench: error: {' '.join(message.split())}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="editbench", description="Benchmark harness for knowledge editing.")
+    parser = _OneLineErrors(prog="editbench", description="Benchmark harness for knowledge editing.")
     parser.add_argument("--version", action="version", version=f"editbench {editbench.__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True)
 
@@ -63,7 +78,15 @@ def build_parser() -> argparse.ArgumentParser:
                       "20 independent dev edits to count")
     tune.add_argument("--write", help="write the chosen YAML here too; {method} stands for the "
                       "method (e.g. 'editbench/hparams/{method}/world-micro.yaml')")
-    _add_run_options(tune)
+    _add_run_options(tune, defaults={"split": "dev"})
+
+    trace = command("trace", help="causal tracing as ROME does it: where in the model the facts it knows live "
+                           "(average indirect effect per layer of hidden states, MLP and attention); trace.json, trace.png")
+    trace.add_argument("--samples", type=int, default=10, help="corrupted runs per fact")
+    trace.add_argument("--noise", type=float, help="the noise's standard deviation (default: 3 x the std of the "
+                       "subjects' token embeddings, the paper's rule)")
+    trace.add_argument("--window", type=int, default=10, help="MLP and attention: modules restored around each layer")
+    _add_run_options(trace, defaults={"edits": 20})
 
     report = command("report", help="write leaderboard tables and plots for a run directory")
     report.add_argument("run_dir", type=Path)
@@ -73,6 +96,12 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--score-basis", choices=("generation", "token"), help="what the score's edit success and "
                         "locality rest on: generated exact match or teacher-forced token accuracy (default: what "
                         "the runs recorded; generation unless they ran --eval-mode teacher-forced)")
+
+    world = command("world", help="the shipped worlds: check their files, or rebuild one from its recipe and "
+                           "compare the fingerprints")
+    world.add_argument("action", choices=("check", "rebuild"), help="check: verify the shipped files' sha256; "
+                       "rebuild: train from the recipe into the cache (used only through --model FOLDER)")
+    world.add_argument("--world", choices=tuple(WORLD_SIZES), default="default", help="world size")
 
     command("methods", help="list registered editors")
     command("benchmarks", help="list benchmarks and exams")
@@ -92,8 +121,9 @@ class _DefaultsHelp(argparse.HelpFormatter):
         return f"{text} (default: %(default)s)"
 
 
-def _add_run_options(parser: argparse.ArgumentParser) -> None:
-    """One option per run plan field, grouped by what it sets (the plan holds their help)."""
+def _add_run_options(parser: argparse.ArgumentParser, defaults: dict | None = None) -> None:
+    """One option per run plan field, grouped by what it sets (the plan holds their help); `defaults`
+    replaces a field's default for this command (tune's split is dev: the only one it reads)."""
     groups = {name: parser.add_argument_group(name) for name in GROUPS}
     for f in plan_fields():
         meta, kwargs = f.metadata, {"help": render_settings(f.metadata["help"], flag_of), "dest": f.name}
@@ -102,7 +132,7 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
         elif f.default is False:
             kwargs.update(action="store_true")
         else:
-            kwargs.update(default=f.default)
+            kwargs.update(default=(defaults or {}).get(f.name, f.default))
             kwargs.update({k: meta[k] for k in ("type", "choices", "required") if k in meta})
         if "metavar" in meta:
             kwargs["metavar"] = meta["metavar"]
@@ -271,6 +301,19 @@ def cmd_tune(args: argparse.Namespace) -> int:
     return 0 if all(o.passed for o in outcomes) else 1
 
 
+def cmd_trace(args: argparse.Namespace) -> int:
+    from editbench.harness.tracing import TraceSettings
+    from editbench.session import log_line
+    from editbench.tracing_session import trace
+
+    settings = TraceSettings(samples=args.samples, noise=args.noise, window=args.window)
+    record = trace(_plan(args, ["noedit"]), settings, log=(lambda msg: None) if args.quiet else log_line)
+    peaks = ", ".join(f"{kind} {layer}" for kind, layer in record["peak_layer_last_subject"].items())
+    print(f"{record['facts_known']} known facts traced in {record['seconds']} s; largest average indirect effect at "
+          f"the last subject token: {peaks}")
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from editbench.reports.leaderboard import FORMATS, write_report
 
@@ -309,14 +352,29 @@ def cmd_benchmarks(args: argparse.Namespace) -> int:
     print("exams:")
     for name, text in EXAMS.items():
         print(f"  {name:12s} {render_settings(text, flag_of)}")
-    print("worlds (--world; the synthetic world's sizes, built on first use and cached):")
+    print("worlds (--world; the synthetic world's sizes, shipped with the package):")
     for line in world_lines():
         print(f"  {line}")
     return 0
 
 
+def cmd_world(args: argparse.Namespace) -> int:
+    from editbench.benchmarks.world import world_config
+    from editbench.benchmarks.world_model import ensure_world, fingerprint_table, rebuild_world
+
+    config = world_config(args.world)
+    if args.action == "check":
+        print(ensure_world(config, log=print))
+        return 0
+    rebuilt = rebuild_world(config, log=print)
+    print("\n".join(fingerprint_table(config, rebuilt)))
+    print(f"the rebuilt world is used only when named: editbench run --model {rebuilt} ...")
+    return 0
+
+
 COMMANDS = {"run": cmd_run, "compare": cmd_compare, "regress": cmd_regress, "baseline": cmd_baseline,
-            "sweep": cmd_sweep, "tune": cmd_tune, "report": cmd_report, "methods": cmd_methods, "benchmarks": cmd_benchmarks}
+            "sweep": cmd_sweep, "tune": cmd_tune, "trace": cmd_trace, "report": cmd_report, "methods": cmd_methods, "benchmarks": cmd_benchmarks,
+            "world": cmd_world}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -57,8 +57,8 @@ class RunPlan:
     shuffle: bool = _opt(False, "data", f"shuffle records with {setting('seed')} before {setting('limit')}")
     on_bad_record: str = _opt("fail", "data", "a record that cannot become an edit: stop (default) or skip and "
                               "count it", choices=("fail", "skip"))
-    split: str = _opt("edit", "data", "world edits: 'edit' (the leaderboard's pool, default) or 'dev' (the disjoint "
-                      "tuning pool)", choices=("edit", "dev"))
+    split: str = _opt("edit", "data", "world edits: 'edit' (the leaderboard's pool) or 'dev' (the disjoint "
+                      "tuning pool, the only one tune reads)", choices=("edit", "dev"))
     world: str = _opt("default", "data", "world size when the world model or data is used (editbench benchmarks "
                       "lists them)", choices=tuple(WORLD_SIZES))
     edits: int | None = _opt(None, "data", "number of edits (default: 100 on the world, every fact of its pool when "

@@ -240,3 +240,55 @@ def test_library_errors_name_settings_and_the_cli_shows_flags(micro_world, tmp_p
     # raised by benchmarks/world.py (the world's pool is smaller), shown by the CLI as its flag
     assert main(["run", "--method", "noedit", "--world", "micro", "--edits", "99999", "--out", str(tmp_path)]) == 2
     assert "error: --edits 99999 exceeds the" in capsys.readouterr().err
+
+
+def _choice_options():
+    """(subcommand, option, its choices) for every option of every subcommand with fixed choices."""
+    from editbench.cli import build_parser
+
+    for name, sub in build_parser()._subparsers._group_actions[0].choices.items():
+        for action in sub._actions:
+            if action.choices and action.option_strings:
+                yield name, action.option_strings[-1], tuple(action.choices)
+
+
+@pytest.mark.parametrize("command,option,choices", list(_choice_options()))
+def test_every_fixed_choice_option_answers_a_bad_value_in_one_line(command, option, choices, capsys):
+    from editbench.cli import main
+
+    required = {"run": ["--method", "noedit", "--out", "x"], "compare": ["--method", "noedit", "--out", "x"],
+                "sweep": ["--method", "noedit", "--out", "x"], "tune": ["--method", "ft", "--out", "x"],
+                "report": ["x"], "regress": ["--baseline", "x"], "world": ["check"]}
+    with pytest.raises(SystemExit) as exit_:
+        main([command, *required.get(command, []), option, "nosuch"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.count("\n") == 1
+    assert err == f"editbench: error: {option}: 'nosuch' is not one of {', '.join(map(str, choices))}\n"
+
+
+def test_other_argument_errors_are_one_line_and_help_is_whole(capsys):
+    from editbench.cli import main
+
+    for argv, message in [(["nosuch"], "editbench: error: command: 'nosuch' is not one of run, "),
+                          (["run", "--method", "ft", "--out", "x", "--edits", "abc"],
+                           "editbench: error: --edits: invalid int value: 'abc'"),
+                          (["run"], "editbench: error: the following arguments are required: --method, --out")]:
+        with pytest.raises(SystemExit) as exit_:
+            main(argv)
+        err = capsys.readouterr().err
+        assert exit_.value.code == 2 and err.count("\n") == 1 and err.startswith(message), argv
+    with pytest.raises(SystemExit) as exit_:
+        main(["run", "--help"])
+    out = capsys.readouterr().out
+    assert exit_.value.code == 0 and out.startswith("usage: editbench run") and "--world {default,large,micro}" in out
+
+
+def test_tune_reads_the_dev_split_by_default_and_run_the_edit_split(micro_world, tmp_path, capsys):
+    from editbench.cli import build_parser, main
+
+    parser = build_parser()
+    assert parser.parse_args(["tune", "--method", "ft", "--out", "x"]).split == "dev"
+    assert parser.parse_args(["run", "--method", "ft", "--out", "x"]).split == "edit"
+    assert main(["tune", "--method", "ft", "--world", "micro", "--budget", "1", "--edits", "3",
+                 "--out", str(tmp_path / "tune"), "--quiet"]) in (0, 1)  # 1: its one trial under the floor
+    assert (tmp_path / "tune" / "ft" / "tuned.yaml").is_file()
