@@ -1,7 +1,6 @@
 """Loading causal LMs (any Hugging Face id or local path) into one handle the harness passes around."""
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,6 +11,7 @@ from torch import nn
 
 from editbench.core import ConfigError
 from editbench.harness.arch import ArchSpec, arch_for
+from editbench.harness.weights import check_loading_info, weights_sha256
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16, "float64": torch.float64}
 
@@ -30,6 +30,8 @@ class LoadedModel:
     # a ContextAdaptor in force (a retrieval editor's memory), set and removed by the runner's Applied:
     # scoring shows the model `in_context(questions)`; None: the bare questions
     context: Any = field(default=None, repr=False)
+    # a named artifact's origin (named_models: package, GGUF sha256, 'dequantized from Q4_1'); None otherwise
+    provenance: dict | None = None
 
     def fingerprint(self) -> str:
         """sha256 of the weights as loaded (first call; call it before editing). Cached on this handle."""
@@ -44,19 +46,6 @@ class LoadedModel:
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
-
-
-def weights_sha256(model: nn.Module) -> str:
-    """sha256 over every tensor of the state dict in name order: name, dtype, shape and raw bytes.
-
-    Independent of the file format, so the same weights give the same hash however they were saved.
-    """
-    digest = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        t = tensor.detach().contiguous().cpu()
-        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-        digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return digest.hexdigest()
 
 
 def parse_dtype(name: str) -> torch.dtype:
@@ -84,21 +73,6 @@ def world_hparams_key(folder: str | Path) -> str:
     return f"world-{name}" if isinstance(name, str) and name.isidentifier() else "world"
 
 
-def check_loading_info(name_or_path: str, info: dict) -> None:
-    """transformers fills weights missing from the files with random values, and drops unexpected
-    ones, with a warning at most: a benchmark must not score such a model."""
-    problems = []
-    for kind in ("missing_keys", "unexpected_keys", "mismatched_keys"):
-        names = sorted(str(k) for k in info.get(kind) or ())
-        if names:
-            problems.append(f"{len(names)} {kind.replace('_keys', '')} ({', '.join(names[:3])}"
-                            + (", ..." if len(names) > 3 else "") + ")")
-    if info.get("error_msgs"):
-        problems.append(f"errors ({str(info['error_msgs'][0]).splitlines()[0]})")
-    if problems:
-        raise ConfigError(f"model '{name_or_path}' does not match its weights files: {'; '.join(problems)} tensors")
-
-
 def in_context(lm, questions: Sequence[str]) -> list[str]:
     """Each question as scoring shows it to the model: the context in force (`lm.context`, a
     ContextAdaptor) put before it, or the bare question (also for stand-ins of a LoadedModel)."""
@@ -114,7 +88,14 @@ def load_model(
     accelerate (`max_memory` per device passes through); `device` is then ignored. A `Path` works too."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from editbench.harness.named_models import ensure_named_model, named_model, provenance_of
+
     name_or_path = str(name_or_path)
+    spec = named_model(name_or_path)
+    if spec is not None:  # a named artifact (e.g. smollm2-135m): its converted folder, its name's YAMLs
+        lm = load_model(ensure_named_model(spec), device, dtype, hparams_key or spec.name, device_map, max_memory)
+        lm.name = spec.name
+        return lm
     local = os.path.isdir(name_or_path)
     try:
         tokenizer = AutoTokenizer.from_pretrained(name_or_path, local_files_only=local)
@@ -136,4 +117,5 @@ def load_model(
         p.requires_grad_(False)
     arch_for(model)  # fail early on unsupported architectures
     key = hparams_key or default_hparams_key(name_or_path, model.config.model_type)
-    return LoadedModel(model=model, tokenizer=tokenizer, name=name_or_path, hparams_key=key)
+    return LoadedModel(model=model, tokenizer=tokenizer, name=name_or_path, hparams_key=key,
+                       provenance=provenance_of(name_or_path) if local else None)

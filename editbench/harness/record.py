@@ -77,6 +77,7 @@ class ModelInfo(TypedDict):
     model_type: str
     parameters: int
     fingerprint: str  # sha256 of the unedited weights
+    provenance: NotRequired[dict | None]  # a named artifact's origin (e.g. 'dequantized from Q4_1'), else None
 
 
 class RunIdentity(TypedDict):
@@ -123,7 +124,7 @@ class RunRecord(TypedDict, total=False):
     seed: int
     git_sha: str | None
     packages: dict[str, str]  # torch, transformers, ... versions
-    machine: dict  # threads, cpu_capability, device
+    machine: dict  # threads, cpu_capability, device, cpu, arch, kernel_env (harness/machine.py)
     created: str
     evaluation: dict  # scoring mode, generation settings, the score's basis
     plan: RunIdentity
@@ -139,7 +140,7 @@ class RunRecord(TypedDict, total=False):
     # written by the run layer (session.py) from the plan
     benchmark: dict  # name, world, source, records, skipped_records, limit, shuffle, split, exam_limit
     order: int  # the edit order (0: the benchmark's)
-    audit: dict  # command, cwd, device, dtype, threads, data_sha256
+    audit: dict  # command, cwd, device, dtype, threads, data_sha256, already_answered (edits left out)
     hparams: dict | None  # the YAML's source and what its tuning found (floor_passed, floor_em)
     status: str  # running, complete, failed
     error: dict  # a failed run's type, message, traceback tail

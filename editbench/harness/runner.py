@@ -22,6 +22,7 @@ import torch
 from editbench.core import ConfigError, EditRequest, EditbenchError, Editor, ExamQuestion, setting
 from editbench.harness import metrics
 from editbench.harness.generation import GenerationSpec
+from editbench.harness.machine import machine_record
 from editbench.harness.interventions import Applied, BaseWeights  # noqa: F401 (BaseWeights: its old home)
 from editbench.harness.models import LoadedModel
 from editbench.harness.results import (
@@ -282,13 +283,12 @@ class Runner:
             "model": {"name": self.lm.name, "hparams_key": self.lm.hparams_key,
                       "model_type": self.lm.model.config.model_type,
                       "parameters": sum(p.numel() for p in self.lm.model.parameters()),
-                      "fingerprint": fingerprint},
+                      "fingerprint": fingerprint, "provenance": self.lm.provenance},
             "n_edits": len(self.requests),
             "seed": self.seed,
             "git_sha": git_sha(),
             "packages": package_versions(),
-            "machine": {"threads": torch.get_num_threads(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-                        "device": str(self.lm.device)},
+            "machine": machine_record(str(self.lm.device)),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "evaluation": self.suite.evaluation(),
             # what makes two runs the same run: a resume must match it exactly
