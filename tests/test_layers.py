@@ -14,7 +14,7 @@ LAYERS = {
     "editbench.harness": 1,
     "editbench.methods": 2, "editbench.benchmarks": 2, "editbench.tuning": 2,
     "editbench.plan": 3, "editbench.session": 3,
-    "editbench.reports": 4, "editbench.tuning_session": 4,
+    "editbench.reports": 4, "editbench.tuning_session": 4, "editbench.tracing_session": 4,
     "editbench.api": 5, "editbench.cli": 5, "editbench.__main__": 5, "editbench": 5,
 }
 

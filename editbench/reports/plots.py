@@ -181,3 +181,26 @@ def gap_chart(final: list[dict], out_dir: Path) -> list[Path]:
     ax.grid(alpha=0.3, axis="y")
     ax.legend(frameon=False, fontsize=8)
     return save_figure(fig, out_dir, "gap")
+
+
+def trace_figure(record: dict, out_dir: Path) -> list[Path]:
+    """Causal tracing (editbench trace): per kind of restored state, the average indirect effect of each
+    layer at the last subject token and at the last token (ROME's Figure 2 in one row)."""
+    aie = record["average_indirect_effect"]
+    plt = pyplot()
+    fig, axes = plt.subplots(1, len(aie), figsize=(3.4 * len(aie), 2.8), sharey=True)
+    titles = {"hidden": "hidden state (one layer)", "mlp": "MLP output (window)", "attn": "attention output (window)"}
+    for ax, (kind, by_position) in zip(axes if len(aie) > 1 else [axes], aie.items()):
+        for k, (position, label) in enumerate((("last_subject", "last subject token"), ("last", "last token"))):
+            values = by_position[position]
+            ax.plot(range(len(values)), values, label=label, linewidth=1.4, markersize=3, **style(k))
+        ax.set_title(titles.get(kind, kind), fontsize=9)
+        ax.set_xlabel("layer")
+        ax.grid(alpha=0.3)
+    first = axes[0] if len(aie) > 1 else axes
+    first.set_ylabel("average indirect effect")
+    first.legend(frameon=False, fontsize=7)
+    settings = record["settings"]
+    fig.suptitle(f"{Path(record['model']['name']).name}: {record['facts_known']} known facts, {settings['samples']} corrupted "
+                 f"runs each, noise {settings['noise']:.3g}, window {settings['window']}", fontsize=9, y=1.04)
+    return save_figure(fig, out_dir, "trace")
