@@ -59,6 +59,24 @@ def test_memit_solve_zeroes_the_gradient_of_its_objective():
     assert worse > objective
 
 
+def test_memit_with_one_request_is_rome_shrunk_by_its_lambda():
+    """The EMMET relation (arXiv 2403.14236) for one request at one layer: MEMIT's least-squares update
+    writes the share s / (1 + s) of the residual at its key, s = k^T (lam C)^{-1} k, along ROME's
+    direction C^{-1} k; as lam -> 0 it is ROME's rank-one update with its equality constraint."""
+    torch.manual_seed(0)
+    d, out = 12, 5
+    a = torch.randn(d, 3 * d, dtype=torch.float64)
+    cov = a @ a.T / (3 * d)  # a second moment: symmetric positive definite
+    k, r = torch.randn(d, 1, dtype=torch.float64), torch.randn(out, 1, dtype=torch.float64)
+    rome = rome_rank_one(r[:, 0], torch.zeros(out, dtype=torch.float64), k[:, 0], rome_direction(k[:, 0], cov))
+    for lam in (15000.0, 80.0, 1.0):
+        update = memit_solve(r, k, cov, lam)
+        s = (k.T @ torch.linalg.solve(lam * cov, k)).item()
+        assert torch.allclose(update @ k, r * s / (1 + s), atol=1e-10)
+        assert torch.allclose(update, rome * s / (1 + s), atol=1e-10)  # the same direction, shrunk
+    assert torch.allclose(memit_solve(r, k, cov, 1e-9), rome, atol=1e-6)
+
+
 def test_positive_definite_check():
     assert is_positive_definite(_spd(4, 0))
     assert not is_positive_definite(torch.zeros(4, 4, dtype=torch.float64))
