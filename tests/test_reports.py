@@ -262,3 +262,55 @@ def test_a_step_size_names_the_protocol_in_every_row_and_ranks(tmp_path):
     write_fake_run(tmp_path / "mixed", mixed)
     with pytest.raises(DataError, match="protocol"):
         write_report(tmp_path / "mixed", formats=("md",))
+
+
+FOURTEEN = ("wise", "rome", "ft_l", "rsft_merge", "grace", "rsft", "alphaedit", "memit", "encore", "lora", "ft",
+            "ultraedit", "retrieve", "noedit")
+
+
+def test_fourteen_methods_never_share_a_colour_or_a_marker_and_sit_on_their_checkpoints(tmp_path):
+    import matplotlib
+
+    from editbench.reports import plots
+
+    rows = [{"method": m} for m in FOURTEEN]
+    styles = plots.method_styles(rows)
+    assert len({s["color"] for s in styles.values()}) == len({s["marker"] for s in styles.values()}) == 14
+    assert len({tuple(sorted(plots.style(i).items())) for i in range(72)}) == 72
+    run = write_fake_run(tmp_path, [fake_result(m, 0.8) for m in FOURTEEN])  # identical numbers everywhere
+    write_report(run, formats=("md",), metrics=("reliability",))
+    assert plots.family("grace") == plots.family("retrieve") == "patch and context editors"
+    assert plots.family("rome") == plots.family("rsft_merge density=0.2") == "weight editors"
+    # the figure: two panels, every point at its own checkpoint (no sideways dodge on the T axis)
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    opened = []
+    real = plots.save_figure
+    plots.save_figure = lambda fig, out_dir, stem: opened.append(fig) or real(fig, out_dir, stem)
+    try:
+        from editbench.reports import tables
+
+        plots.metric_curves(tables.all_rows([fake_result(m, 0.8) for m in FOURTEEN]), tmp_path, ("reliability",))
+    finally:
+        plots.save_figure = real
+    [fig] = opened
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles == ["weight editors", "patch and context editors"]
+    checkpoints = {cp["edits"] for cp in fake_result("ft", 0.8)["checkpoints"]}
+    for ax in fig.axes:
+        for line in ax.get_lines():
+            assert set(line.get_xdata()) <= checkpoints
+    assert {t.get_text() for t in fig.axes[1].get_legend().get_texts()} == {"grace", "wise", "retrieve", "noedit"}
+    plt.close("all")
+
+
+def test_the_html_curves_are_interactive_and_offline(tmp_path):
+    import re
+
+    run = write_fake_run(tmp_path, [fake_result("rome", 0.8), fake_result("grace", 0.6), fake_result("noedit", 0.0)])
+    write_report(run, formats=("html",), metrics=("reliability", "locality"))
+    page = (run / "leaderboard.html").read_text()
+    assert not re.search(r"""<script[^>]+src=["']?https?:""", page)  # nothing fetched: the JavaScript is inline
+    assert page.count("Plotly.newPlot(") == 2 and "plotly.js v" in page  # one chart per figure, one bundle
+    assert "T=%{x}" in page and "itemclick" in page  # hover with the value and interval; legend toggles

@@ -105,7 +105,7 @@ GROUPS_EXPLAIN = (
 
 
 def _html_page(facts: dict, final: list[dict], every: list[dict], figures: list[Path], drill: str = "",
-               groups: str = "", basis: str = "token") -> str:
+               groups: str = "", basis: str = "token", interactive: str = "") -> str:
     images = "".join(
         f'<figure><img alt="{html.escape(p.stem)}" src="data:image/png;base64,'
         f'{base64.b64encode(p.read_bytes()).decode()}"><figcaption>{html.escape(p.stem)}</figcaption></figure>'
@@ -122,7 +122,10 @@ def _html_page(facts: dict, final: list[dict], every: list[dict], figures: list[
         f"<style>{style}</style></head><body><h1>editbench leaderboard</h1><ul>{items}</ul>"
         f"<p>{html.escape(explain(basis))}</p><h2>Final checkpoint</h2>{tables.html_table(final)}"
         + (f"<h2>Locality and portability by group</h2>{_md_table_html(groups)}" if groups else "") +
-        f"<h2>Every checkpoint</h2>{tables.html_table(every)}<h2>Figures</h2>{images}{drill}</body></html>\n"
+        f"<h2>Every checkpoint</h2>{tables.html_table(every)}"
+        + (f"<h2>Curves (interactive: hover for the value and its interval, click a legend entry to hide "
+           f"a method)</h2>{interactive}" if interactive else "")
+        + f"<h2>Figures</h2>{images}{drill}</body></html>\n"
     )
 
 
@@ -200,7 +203,8 @@ def write_report(run_dir: Path, log=None, formats: tuple[str, ...] = FORMATS, me
                         (("Rank intervals", ranks), ("Comparison", comparison), ("Exam by category (final checkpoint; pre-edit in brackets)",
                                                       categories)) if text)
         outputs.append(run_dir / "leaderboard.html")
-        atomic_write_text(outputs[-1], _html_page(facts, final, every, figures, extra + drill, groups, basis))
+        atomic_write_text(outputs[-1], _html_page(facts, final, every, figures, extra + drill, groups, basis,
+                                                  plots.interactive_curves(every, chosen)))
     return outputs + figures
 
 

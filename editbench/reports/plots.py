@@ -1,13 +1,16 @@
-"""Figures for a paper (matplotlib; 300 dpi PNG and SVG): each metric against the number of edits,
-and one radar figure comparing every method at the final checkpoint.
+"""Figures for a paper (matplotlib; 300 dpi PNG and SVG) and for the HTML report (plotly, offline):
+each metric against the number of edits, a radar per method at the final checkpoint.
 
-- Colour-blind-safe colours (Okabe & Ito) with a distinct marker and line style per method, so
-  methods stay apart in print and in grey; methods with the same numbers are drawn side by side
-  (a small horizontal dodge) instead of on top of each other.
+- A colour, a marker and (past 18 methods) a line style per method that never repeat within a
+  figure: Okabe & Ito's colour-blind-safe palette, then Tol's muted one; the same in every figure.
+- Curves are faceted by family (weight editors; patch and context editors), with `noedit` drawn in
+  each panel as the reference, so fourteen methods stay readable; no sideways jitter on the T axis.
 - The x axis is logarithmic when the checkpoints span two decades or more, else linear; its ticks
   are the checkpoints themselves (1, 10, 100, 1000, not 10⁰, 10¹).
-- Uncertainty (95 % CI over edits, or ± std over edit orders) as error bars, which do not blur
-  into each other the way eight shaded bands do. The legend sits outside the data.
+- Uncertainty (95 % CI over edits, or ± std over edit orders) as error bars. The legend sits
+  outside the data.
+- The HTML report has each curve again as an interactive plotly chart (hover: value and interval;
+  click a legend entry to hide a method), its JavaScript inlined once: it works offline.
 """
 from __future__ import annotations
 
@@ -23,12 +26,17 @@ CURVE_METRICS = ("score", "reliability_gen", "generalization_gen", "locality_gen
 RADAR_AXES = {"generation": ("reliability_gen", "generalization_gen", "locality_gen", "portability_gen", "fluency",
                              "exam_accuracy"),
               "token": ("reliability", "generalization", "locality", "portability", "fluency", "exam_accuracy")}
-# Okabe & Ito's palette (colour-blind safe), black last, then Tol's wine and grey so ten methods get
-# ten colours; beyond that the same colours with other line styles
-PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000", "#882255",
-           "#999999")
-MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "h", "<")
+# Okabe & Ito's palette (colour-blind safe), then Paul Tol's muted one: 18 colours, so fourteen methods
+# never share one; past 18 the colours come again with another line style
+PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000",
+           "#332288", "#88CCEE", "#44AA99", "#117733", "#999933", "#DDCC77", "#CC6677", "#882255", "#AA4499",
+           "#777777")
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "h", "<", ">", "p", "H", "d", "8", "1", "2", "3")
 LINESTYLES = ("-", "--", "-.", ":")
+# the curves' panels: weight editors, and the editors that patch modules or put a context before the
+# question; noedit is the reference line of every panel
+FAMILIES = ("weight editors", "patch and context editors")
+REFERENCE_METHOD = "noedit"
 DPI = 300
 # fluency on the radar: 1 at the pre-edit entropy, 0 at half of it (repetitive, collapsed text)
 FLUENCY_FLOOR_SHARE = 0.5
@@ -57,9 +65,22 @@ def save_figure(fig, out_dir: Path, stem: str) -> list[Path]:
 
 
 def style(index: int) -> dict:
-    """Colour, marker and line style of the index-th method (distinct for the first 40)."""
+    """Colour, marker and line style of the index-th method: the colour and the marker distinct for the
+    first 18, the (colour, line style) pair for the first 72."""
     return {"color": PALETTE[index % len(PALETTE)], "marker": MARKERS[index % len(MARKERS)],
             "linestyle": LINESTYLES[(index // len(PALETTE)) % len(LINESTYLES)]}
+
+
+def family(method: str) -> str:
+    """The panel of a method (a sweep cell 'rsft_merge density=0.2' goes by its method): by how its
+    editor writes an edit; a name no editor has (an old run's) counts as a weight editor."""
+    from editbench.core import WeightDelta, get_editor_class
+
+    try:
+        kind = get_editor_class(method.split()[0]).intervention
+    except Exception:  # noqa: BLE001 - unknown or unloadable editor: drawn with the weight editors
+        return FAMILIES[0]
+    return FAMILIES[0] if kind == WeightDelta.kind else FAMILIES[1]
 
 
 def method_styles(rows: list[dict]) -> dict[str, dict]:
@@ -78,47 +99,93 @@ def use_log_axis(checkpoints: list[int]) -> bool:
     return min(checkpoints) > 0 and max(checkpoints) / min(checkpoints) >= 100
 
 
-def _dodged(xs: list[float], k: int, n: int, log: bool, span: float) -> list[float]:
-    """Shift the k-th of n methods a little sideways (a constant factor on a log axis)."""
-    offset = (k - (n - 1) / 2) * (0.025 if n > 1 else 0.0)
-    return [x * 10 ** offset if log else x + offset * span * 0.4 for x in xs]
+def _points(rows: list[dict], method: str, metric: str) -> tuple[list, list, list | None]:
+    """T, the metric and its error bar (below, above) of one method's checkpoints."""
+    points = [r for r in rows if r["method"] == method and r.get(metric) is not None]
+    xs, ys = [r["edits"] for r in points], [r[metric] for r in points]
+    bands = [_band(r, metric) for r in points]
+    if not any(bands):
+        return xs, ys, None
+    return xs, ys, [[max(0.0, y - b[0]) if b else 0.0 for y, b in zip(ys, bands)],
+                    [max(0.0, b[1] - y) if b else 0.0 for y, b in zip(ys, bands)]]
+
+
+def _panels(methods: list[str]) -> list[tuple[str, list[str]]]:
+    """(family, its methods) for each family with a method, noedit in every one as the reference."""
+    reference = [m for m in methods if m == REFERENCE_METHOD]
+    groups = [(f, [m for m in methods if m != REFERENCE_METHOD and family(m) == f]) for f in FAMILIES]
+    groups = [(f, members + reference) for f, members in groups if members]
+    return groups or [("methods", methods)]
 
 
 def metric_curves(rows: list[dict], out_dir: Path, metrics: tuple[str, ...] = CURVE_METRICS) -> list[Path]:
-    """One figure per metric: value against T, a line per method, its uncertainty as error bars."""
+    """One figure per metric: value against T, a panel per family, a line per method with its
+    uncertainty as error bars."""
     plt = pyplot()
     paths = []
     methods = sorted({r["method"] for r in rows})
     styles = method_styles(rows)
     checkpoints = sorted({r["edits"] for r in rows})
     log = use_log_axis(checkpoints)
-    span = (max(checkpoints) - min(checkpoints)) / max(1, len(checkpoints)) if checkpoints else 1.0
     for metric in metrics:
-        series = [(k, m, [r for r in rows if r["method"] == m and r.get(metric) is not None])
-                  for k, m in enumerate(methods)]
-        series = [s for s in series if s[2]]
-        if not series:
+        present = [m for m in methods if any(r["method"] == m and r.get(metric) is not None for r in rows)]
+        if not present:
             continue
-        fig, ax = plt.subplots(figsize=(6.5, 3.6))
-        for k, method, points in series:
-            xs = _dodged([r["edits"] for r in points], k, len(methods), log, span)
-            ys = [r[metric] for r in points]
-            bands = [_band(r, metric) for r in points]
-            err = None
-            if any(bands):
-                err = [[max(0.0, y - b[0]) if b else 0.0 for y, b in zip(ys, bands)],
-                       [max(0.0, b[1] - y) if b else 0.0 for y, b in zip(ys, bands)]]
-            ax.errorbar(xs, ys, yerr=err, label=method, markersize=5, linewidth=1.4, capsize=2.5, elinewidth=0.9,
-                        alpha=0.95, **styles[method])
-        ax.set_xscale("log" if log else "linear")
-        ax.set_xticks(checkpoints, [str(t) for t in checkpoints])
-        ax.minorticks_off()
-        ax.set_xlabel("number of edits T")
-        ax.set_ylabel(metric.replace("_", " "))
-        ax.grid(alpha=0.3)
-        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize=8)
+        panels = _panels(present)
+        fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels) + 1.2, 3.6), sharey=True, squeeze=False)
+        for ax, (name, members) in zip(axes[0], panels):
+            for method in members:
+                xs, ys, err = _points(rows, method, metric)
+                reference = method == REFERENCE_METHOD and len(members) > 1
+                ax.errorbar(xs, ys, yerr=err, label=method, markersize=5, linewidth=1.4, capsize=2.5,
+                            elinewidth=0.9, alpha=0.6 if reference else 0.95, **styles[method])
+            ax.set_xscale("log" if log else "linear")
+            ax.set_xticks(checkpoints, [str(t) for t in checkpoints])
+            ax.minorticks_off()
+            ax.set_xlabel("number of edits T")
+            ax.set_title(name, fontsize=9)
+            ax.grid(alpha=0.3)
+            ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize=7)
+        axes[0][0].set_ylabel(metric.replace("_", " "))
+        fig.tight_layout()
         paths += save_figure(fig, out_dir, metric)
     return paths
+
+
+def interactive_curves(rows: list[dict], metrics: tuple[str, ...] = CURVE_METRICS) -> str:
+    """The curves as plotly charts for the HTML page, plotly's JavaScript inlined once (no network):
+    hover shows each point's value and interval, a click on a legend entry hides its method."""
+    import plotly.graph_objects as go
+    from plotly.offline import get_plotlyjs
+
+    methods = sorted({r["method"] for r in rows})
+    styles = method_styles(rows)
+    log = use_log_axis(sorted({r["edits"] for r in rows}))
+    charts = []
+    for metric in metrics:
+        traces = []
+        for method in methods:
+            xs, ys, err = _points(rows, method, metric)
+            if not xs:
+                continue
+            lo = [y - e for y, e in zip(ys, err[0])] if err else ys
+            hi = [y + e for y, e in zip(ys, err[1])] if err else ys
+            traces.append(go.Scatter(
+                x=xs, y=ys, name=method, mode="lines+markers", line={"color": styles[method]["color"]},
+                error_y={"type": "data", "symmetric": False, "array": err[1], "arrayminus": err[0]} if err else None,
+                customdata=list(zip(lo, hi)),
+                hovertemplate=f"{method}<br>T=%{{x}}<br>{metric}=%{{y:.3f}} [%{{customdata[0]:.3f}}, "
+                              "%{customdata[1]:.3f}]<extra></extra>"))
+        if not traces:
+            continue
+        fig = go.Figure(traces)
+        fig.update_layout(title=metric.replace("_", " "), xaxis_title="number of edits T", height=380, width=760,
+                          xaxis_type="log" if log else "linear", margin={"t": 40, "b": 40},
+                          legend={"itemclick": "toggle", "itemdoubleclick": "toggleothers"})
+        charts.append(fig.to_html(full_html=False, include_plotlyjs=False, config={"displaylogo": False}))
+    if not charts:
+        return ""
+    return f"<script>{get_plotlyjs()}</script>" + "".join(f'<div class="chart">{c}</div>' for c in charts)
 
 
 def radar_value(row: dict, axis: str) -> float:
@@ -135,8 +202,8 @@ def radar_value(row: dict, axis: str) -> float:
 
 
 def radar_charts(final: list[dict], out_dir: Path) -> list[Path]:
-    """One radar figure with every method at the final checkpoint, on one 0-1 scale (the headline
-    metrics of the rows' score basis)."""
+    """Small multiples: one radar per method at the final checkpoint on one 0-1 scale (the headline
+    metrics of the rows' score basis), the top-ranked method's polygon in grey behind each."""
     if not final:
         return []
     plt = pyplot()
@@ -144,19 +211,27 @@ def radar_charts(final: list[dict], out_dir: Path) -> list[Path]:
     basis = final[0].get("score_basis", "token")
     axes = [a for a in RADAR_AXES[basis] if any(r.get(a) is not None for r in final)]
     angles = [2 * math.pi * i / len(axes) for i in range(len(axes))]
-    fig = plt.figure(figsize=(6.5, 4.8))
-    ax = fig.add_subplot(polar=True)
-    for row in final:
-        values = [radar_value(row, a) for a in axes]
-        ax.plot(angles + angles[:1], values + values[:1], label=f"{row['method']} (T={row['edits']})",
-                linewidth=1.4, markersize=4, **styles[row["method"]])
-    labels = [a.replace("_accuracy", "").replace("_gen", "\n(gen EM)").replace("fluency", "fluency\n(vs pre-edit)")
+    leader = max(final, key=lambda r: r.get("score") if r.get("score") is not None else -1.0)
+    cols = min(4, len(final))
+    rows_n = math.ceil(len(final) / cols)
+    fig = plt.figure(figsize=(2.6 * cols, 2.7 * rows_n))
+    labels = [a.replace("_accuracy", "").replace("_gen", "\n(gen)").replace("reliability", "rel.")
+              .replace("generalization", "gen.").replace("portability", "port.").replace("locality", "loc.")
               for a in axes]
-    ax.set_xticks(angles, labels, fontsize=8)
-    ax.set_ylim(0, 1)
-    ax.set_yticks([0.25, 0.5, 0.75, 1.0], ["0.25", "0.5", "0.75", "1"], fontsize=7, color="#555555")
-    ax.set_rlabel_position(100)  # the scale between two spokes, clear of their labels
-    ax.legend(loc="upper left", bbox_to_anchor=(1.12, 1.05), frameon=False, fontsize=8)
+    for i, row in enumerate(final):
+        ax = fig.add_subplot(rows_n, cols, i + 1, polar=True)
+        if row is not leader:
+            ref = [radar_value(leader, a) for a in axes]
+            ax.fill(angles + angles[:1], ref + ref[:1], color="#bbbbbb", alpha=0.35, linewidth=0)
+        values = [radar_value(row, a) for a in axes]
+        ax.plot(angles + angles[:1], values + values[:1], linewidth=1.4, markersize=3, **styles[row["method"]])
+        ax.fill(angles + angles[:1], values + values[:1], color=styles[row["method"]]["color"], alpha=0.15)
+        ax.set_xticks(angles, labels, fontsize=6)
+        ax.set_ylim(0, 1)
+        ax.set_yticks([0.5, 1.0], ["", ""])
+        ax.set_title(f"{row['method']} (T={row['edits']})", fontsize=8, pad=10)
+    fig.suptitle(f"final checkpoint, 0-1 per axis; grey: {leader['method']} (top score)", fontsize=9)
+    fig.tight_layout()
     return save_figure(fig, out_dir, "radar")
 
 
