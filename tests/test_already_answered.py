@@ -2,6 +2,8 @@
 it out and counts it, so `noedit` scores exactly 0 on any model by construction."""
 from __future__ import annotations
 
+import pytest
+
 import editbench
 from editbench.benchmarks import registry
 from editbench.benchmarks import world as world_gen
@@ -62,4 +64,26 @@ def test_noedit_scores_zero_on_a_model_that_already_knows_a_drawn_target(micro_w
     ids = [row["case_id"] for row in final["per_edit"]]
     assert plain[0].case_id not in ids and ids[1:] == [r.case_id for r in plain[1:]]
     assert record["audit"]["already_answered"] == [plain[0].case_id]
+    assert final["reliability_gen"] == 0.0
+
+
+@pytest.mark.real_data
+@pytest.mark.parametrize("dataset", ["zsre", "counterfact"])  # not `benchmark`: pytest-benchmark's fixture
+def test_a_dataset_edit_the_model_already_makes_is_left_out_and_noedit_scores_zero(dataset, micro_world, tmp_path):
+    from dataclasses import replace
+
+    from conftest import SHARED_DATA
+    from editbench.benchmarks.editdata import load_edits
+
+    data = str(SHARED_DATA / dataset / f"{dataset}_3k.json")
+    first = load_edits(dataset, data, limit=6).requests
+    lm = editbench.load(micro_world)
+    # this model now already says the second record's target (and stops after it: ZsRE asks questions)
+    editbench.edit(lm, "ft", replace(first[1], target_new=first[1].target_new + "."), steps=150, lr=3e-3)
+    results = editbench.run(["noedit"], model=lm, benchmark=dataset, data=data, edits=5, checkpoints=[5],
+                            exam="world", out=tmp_path / dataset, overwrite=True)
+    [record] = results.results
+    final = record["checkpoints"][-1]
+    assert record["audit"]["already_answered"] == [first[1].case_id]
+    assert [row["case_id"] for row in final["per_edit"]] == [r.case_id for r in first if r is not first[1]][:5]
     assert final["reliability_gen"] == 0.0

@@ -66,7 +66,7 @@ def test_a_damaged_shipped_file_is_refused_with_one_line_naming_it(tmp_path, mon
     assert cli.main(["run", "--method", "noedit", "--world", "micro", "--edits", "1", "--out", str(tmp_path / "r"),
                      "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and str(weights) in err and "world rebuild --world micro" in err
+    assert err.count("\n") == 0 and str(weights) in err and "make world-rebuild WORLD=micro" in err
     assert not (tmp_path / "r" / "noedit").exists() and not (tmp_path / "cache" / "world").exists()
     assert cli.main(["world", "check", "--world", "micro"]) == 2
 

