@@ -77,8 +77,9 @@ world-rebuild: $(VENV)
 # Causal tracing (ROME's): where the model keeps the facts it knows, per layer; runs/trace/trace.{json,png}.
 # e.g. make trace MODEL=smollm2-135m BENCH=counterfact TRACE_N=20
 TRACE_N ?= 20
+TRACE_TOP_K ?= 1
 trace: $(VENV) $(MODEL_DEPS)
-	$(PY) -m editbench trace $(SUBJECT) --edits $(TRACE_N) --seed $(SEED) --threads $(JOBS) --out runs/trace$(if $(MODEL),-$(MODEL)-$(REAL_BENCH),-$(WORLD))
+	$(PY) -m editbench trace $(SUBJECT) --edits $(TRACE_N) --known-top-k $(TRACE_TOP_K) --seed $(SEED) --threads $(JOBS) --out runs/trace$(if $(MODEL),-$(MODEL)-$(REAL_BENCH),-$(WORLD))
 
 # SEEDS=3: three samples of edits (seeds SEED, SEED+1, ...), each in $(OUT)/seed-<s>; the report then gives
 # each method's mean and std across samples and how stable the ranking is (Kendall's tau between samples).

@@ -86,6 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     trace.add_argument("--noise", type=float, help="the noise's standard deviation (default: 3 x the std of the "
                        "subjects' token embeddings, the paper's rule)")
     trace.add_argument("--window", type=int, default=10, help="MLP and attention: modules restored around each layer")
+    trace.add_argument("--known-top-k", type=int, default=1, help="trace a fact when its true answer's first token "
+                       "is among the model's top K next tokens (1: the facts it predicts, as the reference)")
     _add_run_options(trace, defaults={"edits": 20})
 
     report = command("report", help="write leaderboard tables and plots for a run directory")
@@ -307,7 +309,8 @@ def cmd_trace(args: argparse.Namespace) -> int:
     from editbench.tracing_session import trace
 
     settings = TraceSettings(samples=args.samples, noise=args.noise, window=args.window)
-    record = trace(_plan(args, ["noedit"]), settings, log=(lambda msg: None) if args.quiet else log_line)
+    record = trace(_plan(args, ["noedit"]), settings, log=(lambda msg: None) if args.quiet else log_line,
+                   top_k=args.known_top_k)
     peaks = ", ".join(f"{kind} {layer}" for kind, layer in record["peak_layer_last_subject"].items())
     print(f"{record['facts_known']} known facts traced in {record['seconds']} s; largest average indirect effect at "
           f"the last subject token: {peaks}")

@@ -110,14 +110,15 @@ def _answer_probability(logits: torch.Tensor, rows: slice, answer: int) -> float
 
 @torch.no_grad()
 def trace_fact(lm: LoadedModel, prompt: str, subject: str, settings: TraceSettings, noise: float,
-               kinds: Sequence[str] = KINDS) -> FactTrace:
-    """One fact's trace at the last subject token and the last token, every layer, each kind."""
+               kinds: Sequence[str] = KINDS, answer: int | None = None) -> FactTrace:
+    """One fact's trace at the last subject token and the last token, every layer, each kind, of the
+    probability of `answer` (a token id; default the clean run's top-1, as the reference)."""
     model, n_layers = lm.model, num_layers(lm.model)
     ids = lm.tokenizer(prompt).input_ids
     start, end = subject_token_range(lm.tokenizer, ids, subject)
     inputs = torch.tensor([ids], device=lm.device)
     clean = model(input_ids=inputs).logits[0, -1].float().softmax(-1)
-    answer = int(clean.argmax())
+    answer = int(clean.argmax()) if answer is None else answer
     # one noise draw, the same for every corrupted run of this fact (the reference reseeds per call)
     rng = np.random.RandomState(settings.seed)
     draw = torch.from_numpy(rng.randn(settings.samples, end - start, model.config.hidden_size))
