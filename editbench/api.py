@@ -30,15 +30,15 @@ WORLD_PREFIX = "world:"
 
 
 def load(source: str | Path, device: str = "cpu", dtype: str = "float32") -> LoadedModel:
-    """A model to edit: 'world:micro' / 'world:default' / 'world:large' (built and cached on first
-    use), a world folder, a local model folder or a Hugging Face id. World models get the world's
-    YAMLs; others the YAML for their name or architecture (see `get_editor`)."""
+    """A model to edit: 'world:micro' / 'world:default' / 'world:large' (shipped with the package,
+    checked by sha256), a named real model ('smollm2-135m': converted once from its package's GGUF), a
+    world folder, a local model folder or a Hugging Face id. World models get the world's YAMLs; others
+    the YAML for their name or architecture (see `get_editor`)."""
     text = str(source)
     if text.startswith(WORLD_PREFIX):
-        from editbench.benchmarks.world import world_config
-        from editbench.benchmarks.world_model import ensure_world
+        from editbench.benchmarks.world_model import world_path
 
-        path = ensure_world(world_config(text[len(WORLD_PREFIX):] or "default"), log=lambda msg: None)
+        path = world_path(text[len(WORLD_PREFIX):] or "default", log=lambda msg: None)
         return load_model(str(path), device=device, dtype=dtype)
     return load_model(text, device=device, dtype=dtype)  # a world folder gets its world's YAMLs
 
@@ -108,10 +108,9 @@ def _world_folder(model: LoadedModel | str | Path) -> Path:
     if isinstance(model, LoadedModel):
         folder = Path(model.name)
     elif str(model).startswith(WORLD_PREFIX):
-        from editbench.benchmarks.world import world_config
-        from editbench.benchmarks.world_model import ensure_world
+        from editbench.benchmarks.world_model import world_path
 
-        folder = ensure_world(world_config(str(model)[len(WORLD_PREFIX):] or "default"), log=lambda msg: None)
+        folder = world_path(str(model)[len(WORLD_PREFIX):] or "default", log=lambda msg: None)
     else:
         folder = Path(model)
     if not (folder / "world.json").is_file():

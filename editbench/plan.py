@@ -95,7 +95,8 @@ class RunPlan:
     eval_token_budget: int | None = _opt(None, "scoring", "padded tokens per evaluation forward pass (rows are cut "
                                          "to fit; default: no limit)", type=int)
     # --- model and placement
-    model: str | None = _opt(None, "model and placement", "Hugging Face id or local path (default: the world model)")
+    model: str | None = _opt(None, "model and placement", "Hugging Face id, local path or named model (smollm2-135m: "
+                             "make smollm2 installs it) (default: the world model)")
     device: str = _opt("cpu", "model and placement", "cpu, cuda, cuda:1, mps")
     device_map: str | None = _opt(None, "model and placement", "split the model across devices with accelerate: "
                                   f"auto, balanced, or a JSON file {{module: device}}; {setting('device')} is then "
