@@ -160,7 +160,8 @@ def interactive_curves(rows: list[dict], metrics: tuple[str, ...] = CURVE_METRIC
 
     methods = sorted({r["method"] for r in rows})
     styles = method_styles(rows)
-    log = use_log_axis(sorted({r["edits"] for r in rows}))
+    checkpoints = sorted({r["edits"] for r in rows})
+    log = use_log_axis(checkpoints)
     charts = []
     for metric in metrics:
         traces = []
@@ -180,7 +181,8 @@ def interactive_curves(rows: list[dict], metrics: tuple[str, ...] = CURVE_METRIC
             continue
         fig = go.Figure(traces)
         fig.update_layout(title=metric.replace("_", " "), xaxis_title="number of edits T", height=380, width=760,
-                          xaxis_type="log" if log else "linear", margin={"t": 40, "b": 40},
+                          xaxis={"type": "log" if log else "linear", "tickvals": checkpoints,
+                                 "ticktext": [str(t) for t in checkpoints]}, margin={"t": 40, "b": 40},
                           legend={"itemclick": "toggle", "itemdoubleclick": "toggleothers"})
         charts.append(fig.to_html(full_html=False, include_plotlyjs=False, config={"displaylogo": False}))
     if not charts:
