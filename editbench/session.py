@@ -82,8 +82,9 @@ class RunSession:
         p = self.plan
         self.world_path = self._world_path()
         self.model_path = p.model or str(self.world_path)
-        self.lm = self.given_model or self.fresh_model()  # first: the edits leave out what it already says
-        self.data = registry.with_exam(self._benchmark(), registry.exam_for_run(
+        data = self._benchmark()  # read and checked before the model loads: bad data costs no model load
+        self.lm = self.given_model or self.fresh_model()
+        self.data = registry.with_exam(self._without_answered(data), registry.exam_for_run(
             p.exam_name, p.exam_dir, self.world_path, p.exam_shots, p.exam_limit, p.seed, p.exam_mode, p.exam_split))
         if self.data.already_answered:
             self.log(f"{len(self.data.already_answered)} drawn edit(s) left out: the unedited model already makes "
@@ -124,15 +125,29 @@ class RunSession:
                 if n_edits < DEFAULT_WORLD_EDITS:
                     self.log(f"world '{p.world}': its {p.split} pool holds {n_edits} facts, so {n_edits} edits "
                              f"(not {DEFAULT_WORLD_EDITS}); {setting('edits')} chooses")
-            return registry.world_benchmark(self.world_path, n_edits, p.seed, p.split, self._already_answered)
+            return registry.world_benchmark(self.world_path, n_edits, p.seed, p.split)
         data = registry.dataset_benchmark(p.benchmark, p.data, p.limit, p.shuffle, p.seed, p.on_bad_record)
         if data.skipped:
             self.log(f"{len(data.skipped)} record(s) skipped, first: {data.skipped[0]}")
+        if p.edits is not None and p.edits > len(data.requests):
+            raise ConfigError(f"{setting('edits')} {p.edits} exceeds the {len(data.requests)} edits loaded from "
+                              f"{data.source}")
+        return data
+
+    def _without_answered(self, data):
+        """The benchmark's edits less those the loaded (unedited) model already makes: the world draws
+        them again, a dataset leaves them out in file order (then its first `edits` are kept); edits a
+        caller handed in are used as given."""
+        from editbench.benchmarks import registry
+
+        p = self.plan
+        if self.given_requests is not None:
+            return data
+        if p.benchmark == "world":
+            return registry.world_benchmark(self.world_path, len(data.requests), p.seed, p.split,
+                                            self._already_answered)
         registry.drop_answered(data, p.edits, self._already_answered)
         if p.edits is not None:
-            if p.edits > len(data.requests):
-                raise ConfigError(f"{setting('edits')} {p.edits} exceeds the {len(data.requests)} edits loaded from "
-                                  f"{data.source}")
             data.requests = data.requests[: p.edits]
         return data
 
