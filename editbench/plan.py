@@ -57,8 +57,9 @@ class RunPlan:
     shuffle: bool = _opt(False, "data", f"shuffle records with {setting('seed')} before {setting('limit')}")
     on_bad_record: str = _opt("fail", "data", "a record that cannot become an edit: stop (default) or skip and "
                               "count it", choices=("fail", "skip"))
-    split: str = _opt("edit", "data", "world edits: 'edit' (the leaderboard's pool) or 'dev' (the disjoint "
-                      "tuning pool, the only one tune reads)", choices=("edit", "dev"))
+    split: str = _opt("edit", "data", "'edit' (the leaderboard's pool), 'dev' (the disjoint tuning pool, the only "
+                      "one tune reads) or 'all' (a dataset's every record); a dataset's records are split by a "
+                      "salted hash of their content, one in five dev", choices=("edit", "dev", "all"))
     world: str = _opt("default", "data", "world size when the world model or data is used (editbench benchmarks "
                       "lists them)", choices=tuple(WORLD_SIZES))
     edits: int | None = _opt(None, "data", "number of edits (default: 100 on the world, every fact of its pool when "
@@ -84,6 +85,9 @@ class RunPlan:
                            type=int)
     wild_context: str = _opt("question", "scoring", "wild: the question alone, the paper's QA instruction, or the "
                              "chat template", choices=("question", "qa_inst", "chat"))
+    prompt_format: str = _opt("bare", "scoring", "how every prompt is put to the model, for editing and scoring "
+                              "alike: as the benchmark writes it (bare) or as one user turn of the tokenizer's chat "
+                              "template (chat; an instruct model's own format)", choices=("bare", "chat"))
     eval_batch_size: int = _opt(64, "scoring", "rows per evaluation forward pass", type=int)
     eval_sample: int | None = _opt(None, "scoring", "retention at each checkpoint but the last scored on a seeded "
                                    "sample of this many earlier edits (the last scores all): the evaluation cost "
@@ -346,6 +350,11 @@ class RunPlan:
             name = "limit" if self.limit is not None else "shuffle" if self.shuffle else "data"
             raise ConfigError(f"{setting(name)} applies to dataset benchmarks; the world draws its edits with "
                               f"{setting('edits')} and {setting('seed')}")
+        if self.prompt_format == "chat" and self.eval_mode == "wild" and self.wild_context != "question":
+            raise ConfigError(f"{setting('prompt_format')} chat already puts every question in the chat template; "
+                              f"{setting('wild_context')} {self.wild_context} would wrap it again (use question)")
+        if self.benchmark == "world" and self.split == "all":
+            raise ConfigError(f"{setting('split')} all applies to dataset benchmarks; the world's pools are edit and dev")
 
     def _check_numbers(self) -> None:
         if self.edits is not None and self.edits < 1:

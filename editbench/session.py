@@ -16,6 +16,7 @@ from typing import Callable, Sequence
 
 from editbench.core import ConfigError, EditbenchError, EditRequest, WeightDelta, setting
 from editbench.harness.executors import Cell
+from editbench.harness.prompts import PromptFormat
 from editbench.harness.record import RunRecord
 from editbench.plan import DEFAULT_WORLD_EDITS, RunPlan
 
@@ -64,6 +65,7 @@ class RunSession:
         self.device_map, self.max_memory = plan.placement()
         self.guard = plan.guard()
         self.generation = plan.generation()
+        self.prompt_format = PromptFormat(plan.prompt_format)
         self.given_model, self.given_requests = model, None if requests is None else list(requests)
         self.failures: list[str] = []
         self.results: list[RunRecord] = []  # this process's complete runs, in the order they ran
@@ -84,6 +86,7 @@ class RunSession:
         self.model_path = p.model or str(self.world_path)
         data = self._benchmark()  # read and checked before the model loads: bad data costs no model load
         self.lm = self.given_model or self.fresh_model()
+        self.prompt_format.check(self.lm.tokenizer, self.model_path)
         self.data = registry.with_exam(self._without_answered(data), registry.exam_for_run(
             p.exam_name, p.exam_dir, self.world_path, p.exam_shots, p.exam_limit, p.seed, p.exam_mode, p.exam_split))
         if self.data.already_answered:
@@ -91,13 +94,15 @@ class RunSession:
                      f"them (first: {self.data.already_answered[0]})")
         if p.perplexity_text is not None:
             self.data.heldout_texts = registry.text_lines(p.perplexity_text)
+        self.data.requests = self.prompt_format.requests(self.lm.tokenizer, self.data.requests)
+        self.data.fluency_prompts = [self.prompt_format.render(self.lm.tokenizer, t) for t in self.data.fluency_prompts]
         self.checkpoints = resolve_checkpoints(p.checkpoints, len(self.data.requests))
         self.save_model_at = p.save_points(self.checkpoints)
         self.data.requests = fit_to_context(self.lm, self.data.requests, "error" if p.truncate == "none" else "left")
         self.n_edits = len(self.data.requests)
         self.suite = EvalSuite(self.data.fluency_prompts, self.data.fluency_tokens, self.data.exam_name,
                                self.data.exam, self.data.exam_mode, self.data.exam_shots, self.generation,
-                               self.data.heldout_texts)
+                               self.data.heldout_texts, p.prompt_format)
         self.audit = self._audit()
 
     def _world_path(self) -> Path | None:
@@ -126,7 +131,7 @@ class RunSession:
                     self.log(f"world '{p.world}': its {p.split} pool holds {n_edits} facts, so {n_edits} edits "
                              f"(not {DEFAULT_WORLD_EDITS}); {setting('edits')} chooses")
             return registry.world_benchmark(self.world_path, n_edits, p.seed, p.split)
-        data = registry.dataset_benchmark(p.benchmark, p.data, p.limit, p.shuffle, p.seed, p.on_bad_record)
+        data = registry.dataset_benchmark(p.benchmark, p.data, p.limit, p.shuffle, p.seed, p.on_bad_record, p.split)
         if data.skipped:
             self.log(f"{len(data.skipped)} record(s) skipped, first: {data.skipped[0]}")
         if p.edits is not None and p.edits > len(data.requests):
@@ -155,7 +160,7 @@ class RunSession:
         """The unedited model's verdict per edit, as the run's score basis compares answers."""
         from editbench.harness.metrics import already_answered
 
-        return already_answered(self.lm, requests, self.generation)
+        return already_answered(self.lm, self.prompt_format.requests(self.lm.tokenizer, requests), self.generation)
 
     def fresh_model(self):
         from editbench.harness.models import load_model

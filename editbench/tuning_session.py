@@ -39,8 +39,9 @@ def tune_methods(names: list[str]) -> list[str]:
 
 
 def check_tune(plan: RunPlan) -> None:
-    if plan.model is not None or plan.benchmark != "world":
-        raise ConfigError(f"tune runs on the world's dev split (benchmark world, no {setting('model')})")
+    if (plan.model is None) != (plan.benchmark == "world"):
+        raise ConfigError(f"tune runs on the world's dev split with the world model, or on a dataset's dev split "
+                          f"with a {setting('model')}")
     if plan.split != "dev":
         raise ConfigError(f"tune draws its edits from the dev split only ({setting('split')} dev); the "
                           "leaderboard's edits are never used for tuning")
@@ -104,7 +105,7 @@ class TuneEvaluator:
         suite = session.suite
         self.floor_requests = session.data.requests[:FLOOR_EDITS]
         self.floor_suite = EvalSuite([], suite.fluency_tokens, suite.exam_name, [], suite.exam_mode, 0,
-                                     suite.generation)
+                                     suite.generation, prompt_format=suite.prompt_format)
         n = session.n_edits
         self.checkpoints = [n] if session.protocol.name == "batch" else [t for t in (10, 30) if t < n] + [n]
 
@@ -173,16 +174,17 @@ def tune_method(plan: RunPlan, settings: TuneSettings, write: str | None = None)
         base_file = hparams_file(method, session.lm.hparams_key, session.lm.model.config.model_type, plan.protocol)
         base = load_yaml(base_file) if base_file else {}
         space, n_layers = session.classes[method].search_space, session.lm.model.config.num_hidden_layers
+        subject = {"world": plan.world} if plan.benchmark == "world" else {
+            "benchmark": plan.benchmark, "data": Path(str(plan.data)).name, "split": plan.split}
         run = {"protocol": plan.protocol, "n_edits": session.n_edits, "checkpoints": evaluator.checkpoints,
-               "world": plan.world, "fingerprint": session.lm.fingerprint(), "git_sha": git_sha(),
-               "n_layers": n_layers}
+               **subject, "fingerprint": session.lm.fingerprint(), "git_sha": git_sha(), "n_layers": n_layers}
         incumbent = _config_of(session.classes[method], base, base_file) if base_file else None
         source = base_file.name if base_file else None
         prior, start = _prior(plan, out, base.get("provenance"), space, settings, run, session.log)
         if prior is not None:  # the rebuilt study's incumbent is the one it started from, not its outcome
             started_from = prior.get("incumbent") or {}
             incumbent, source = started_from.get("config"), started_from.get("source")
-        tuned = tuning.search(space, n_layers, evaluator, out, f"{method}-{plan.world}-{plan.protocol}", settings,
+        tuned = tuning.search(space, n_layers, evaluator, out, f"{method}-{subject.get('world') or plan.benchmark}-{plan.protocol}", settings,
                               log=session.log, incumbent=incumbent, prior=prior)
         if "incumbent" in tuned:
             tuned["incumbent"] = {"source": source, **tuned["incumbent"]}
@@ -202,7 +204,7 @@ def _outcome(method: str, yaml_path: Path, tuned: dict, plan: RunPlan, settings:
     if not tuned["floor_passed"]:  # the method, not the input, failed: exit 1, like a failed run
         best = max((t for t in tuned["trials"] if t["floor_em"] is not None),
                    key=lambda t: (t["floor_em"], -t["trial"]))
-        return TuneOutcome(method, yaml_path, f"{method} on world '{plan.world}' ({plan.protocol}): no point of its "
+        return TuneOutcome(method, yaml_path, f"{method} on {_subject(plan)} ({plan.protocol}): no point of its "
                            f"space passed the single-edit floor (generated-answer EM >= {settings.floor_em} on "
                            f"{settings.floor_edits} independent dev edits) in {settings.budget} trials; best floor "
                            f"EM {best['floor_em']} (trial {best['trial']}, {best['state']}); kept trial "
@@ -213,6 +215,10 @@ def _outcome(method: str, yaml_path: Path, tuned: dict, plan: RunPlan, settings:
                        f"{tuned['trials_complete']} complete, {tuned['trials_pruned']} pruned, "
                        f"{tuned['trials_under_floor']} under the floor of {settings.budget} trials, "
                        f"{tuned['seconds']:.0f}s){start}", passed=True)
+
+
+def _subject(plan: RunPlan) -> str:
+    return f"world '{plan.world}'" if plan.benchmark == "world" else f"{plan.benchmark} (dev split)"
 
 
 def _prior(plan: RunPlan, out: Path, provenance: dict | None, space, settings: TuneSettings, run: dict,

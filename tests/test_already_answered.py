@@ -76,7 +76,7 @@ def test_a_dataset_edit_the_model_already_makes_is_left_out_and_noedit_scores_ze
     from editbench.benchmarks.editdata import load_edits
 
     data = str(SHARED_DATA / dataset / f"{dataset}_3k.json")
-    first = load_edits(dataset, data, limit=6).requests
+    first = load_edits(dataset, data, limit=6, split="edit").requests  # what a run reads by default
     lm = editbench.load(micro_world)
     # this model now already says the second record's target (and stops after it: ZsRE asks questions)
     editbench.edit(lm, "ft", replace(first[1], target_new=first[1].target_new + "."), steps=150, lr=3e-3)

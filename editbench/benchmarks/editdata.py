@@ -8,10 +8,12 @@ that cannot become an edit (e.g. its subject is not in its prompt) is fatal by d
 from __future__ import annotations
 
 import codecs
+import hashlib
 import json
 import re
 import random
 from collections.abc import Callable
+from typing import Any
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -355,22 +357,40 @@ LOADERS: dict[str, Callable[[_Record], EditRequest | list[EditRequest]]] = {
 }
 
 
+# A dataset's records fall into the leaderboard's edits or the dev pool that tuning alone reads by a
+# salted hash of each record's content: the same records on every machine and in any file order, and a
+# record keeps its side when others are added or removed. One in DEV_SHARE records is dev.
+SPLITS = ("edit", "dev", "all")
+SPLIT_SALT = "editbench-split-v1"
+DEV_SHARE = 5
+
+
+def record_split(record: Any) -> str:
+    """'dev' or 'edit': which side of the fixed split a dataset record is on."""
+    text = json.dumps(record, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    digest = hashlib.sha256(f"{SPLIT_SALT}\n{text}".encode()).digest()
+    return "dev" if int.from_bytes(digest[:8], "big") % DEV_SHARE == 0 else "edit"
+
+
 def load_edits(name: str, path_or_id: str, limit: int | None = None, shuffle: bool = False, seed: int = 0,
-               on_bad_record: str = "fail") -> LoadedEdits:
-    """Records -> requests. `shuffle` reorders records with `seed` before `limit` takes the first N."""
+               on_bad_record: str = "fail", split: str = "all") -> LoadedEdits:
+    """Records -> requests. Only the records of `split` ('edit', 'dev' or 'all': see `record_split`) are
+    read; `shuffle` reorders them with `seed` before `limit` takes the first N."""
     if name not in LOADERS:
         raise ConfigError(f"unknown benchmark '{name}' (valid: world, {', '.join(LOADERS)})")
     if on_bad_record not in BAD_RECORD_POLICIES:
         raise ConfigError(f"{setting('on_bad_record')} {on_bad_record!r} (valid: {', '.join(BAD_RECORD_POLICIES)})")
     if limit is not None and limit < 1:
         raise ConfigError(f"{setting('limit')} must be >= 1, got {limit}")
+    if split not in SPLITS:
+        raise ConfigError(f"{setting('split')} {split!r} (valid: {', '.join(SPLITS)})")
     records, source = iter_records(path_or_id)
+    # each record keeps its index in the file (its default case_id and its name in errors)
+    numbered = ((i, record) for i, record in enumerate(records) if split == "all" or record_split(record) == split)
     if shuffle:  # a shuffle needs every record; otherwise reading stops at `limit`
-        records = list(records)
-        random.Random(seed).shuffle(order := list(range(len(records))))
-        numbered = ((i, records[i]) for i in order)
-    else:
-        numbered = enumerate(records)
+        listed = list(numbered)
+        random.Random(seed).shuffle(listed)
+        numbered = iter(listed)
     requests, skipped, fluency = [], [], []
     first_seen: dict[str, int] = {}
     total = 0
@@ -399,4 +419,4 @@ def load_edits(name: str, path_or_id: str, limit: int | None = None, shuffle: bo
     if not requests:
         raise DataError(f"{source}: no usable records ({len(skipped)} skipped)")
     return LoadedEdits(name=name, source=source, requests=requests, fluency_prompts=fluency[:8], skipped=skipped,
-                       total_records=len(records) if shuffle else total)
+                       total_records=len(listed) if shuffle else total)

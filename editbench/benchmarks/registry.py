@@ -108,8 +108,8 @@ def drop_answered(data: BenchmarkData, wanted: int | None, already_answered: Ans
 
 
 def dataset_benchmark(name: str, data: str, limit: int | None, shuffle: bool, seed: int,
-                      on_bad_record: str) -> BenchmarkData:
-    loaded = load_edits(name, data, limit=limit, shuffle=shuffle, seed=seed, on_bad_record=on_bad_record)
+                      on_bad_record: str, split: str = "all") -> BenchmarkData:
+    loaded = load_edits(name, data, limit=limit, shuffle=shuffle, seed=seed, on_bad_record=on_bad_record, split=split)
     # CounterFact's original layout brings generation prompts; otherwise the model continues edit prompts
     fluency = loaded.fluency_prompts or [r.prompt for r in loaded.requests[:8]]
     return BenchmarkData(name=name, requests=loaded.requests, fluency_prompts=fluency, fluency_tokens=FLUENCY_TOKENS,

@@ -56,14 +56,18 @@ class EvalSuite:
     generation: GenerationSpec | None = None
     # held-out text (never trained on, never edited) whose perplexity is a collapse signal; none: skipped
     perplexity_texts: list[str] = dataclasses.field(default_factory=list)
+    # how every prompt was put to the model ('bare' or 'chat': harness/prompts.py); the edits and the
+    # fluency prompts arrive rendered, so this records what was done, it does not do it
+    prompt_format: str = "bare"
 
     def evaluation(self) -> dict:
         """The evaluation mode as results record it; its score basis is what reports rank by."""
         spec = self.generation
         if spec is None:
-            return {"mode": "teacher-forced", "score_basis": "token"}
+            return {"mode": "teacher-forced", "score_basis": "token", "prompt_format": self.prompt_format}
         return {**dataclasses.asdict(spec), "score_basis": "generation", "stop_strings": list(spec.stop_strings),
-                "max_new_tokens": "50" if spec.mode == "wild" else f"answer tokens + {spec.margin}"}
+                "max_new_tokens": "50" if spec.mode == "wild" else f"answer tokens + {spec.margin}",
+                "prompt_format": self.prompt_format}
 
 
 @dataclass(frozen=True)
@@ -541,6 +545,8 @@ def suite_sha256(suite: EvalSuite) -> str:
         blob["generation"] = dataclasses.asdict(suite.generation)
     if suite.perplexity_texts:  # likewise suites without held-out text
         blob["perplexity_texts"] = suite.perplexity_texts
+    if suite.prompt_format != "bare":  # likewise bare prompts
+        blob["prompt_format"] = suite.prompt_format
     return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()
 
 

@@ -67,7 +67,8 @@ def _evaluation_line(facts: dict) -> str:
            f" (greedy answers, stop at {', '.join(repr(s) for s in ev.get('stop_strings', []))} or EOS, at most "
            f"{ev.get('max_new_tokens')} new tokens" + (f", context {ev.get('context')}" if mode == "wild" else "")
            + ", SQuAD-normalised exact match)")
-    return (f"evaluation: {mode}{how}; score basis: {basis} "
+    asked = f"; prompts {ev['prompt_format']}" if ev.get("prompt_format") else ""
+    return (f"evaluation: {mode}{how}{asked}; score basis: {basis} "
             f"({'generated exact match' if basis == 'generation' else 'teacher-forced token accuracy'})")
 
 
