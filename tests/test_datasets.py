@@ -165,3 +165,29 @@ def test_hub_ids_fail_clearly_when_offline():
     lines = out.strip().splitlines()
     assert lines[0].startswith("ConfigError cannot load 'someorg/zsre'") and "pass a local JSON/JSONL file" in lines[0]
     assert lines[1].startswith("ConfigError cannot load corpus 'hf:wikitext'") and "local .txt/.jsonl" in lines[1]
+
+
+def test_a_corpus_of_records_through_templates(tmp_path, monkeypatch):
+    """Key statistics over a dataset's own text: records become documents through field templates,
+    a `data:` path is read under the data folder, and the templates are part of the corpus identity."""
+    from editbench.harness.corpus import check_corpus, corpus_identity, load_corpus
+
+    records = [{"prompt": f"Where is town {i}?", "target_new": f"Land {i}", "locality_prompt": f"Who is {i}?",
+                "locality_ground_truth": f"Person {i}"} for i in range(4)]
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "r.json").write_text(json.dumps(records))
+    (tmp_path / "sub" / "r.jsonl").write_text("\n".join(json.dumps(r) for r in records))
+    monkeypatch.setenv("EDITBENCH_DATA", str(tmp_path))
+    both = "{prompt} {target_new}|{locality_prompt} {locality_ground_truth}"
+    for name in ("r.json", "r.jsonl"):
+        texts = load_corpus(f"data:sub/{name}#{both}", None, 100)
+        assert sorted(texts) == sorted([f"Where is town {i}? Land {i}" for i in range(4)] +
+                                       [f"Who is {i}? Person {i}" for i in range(4)])
+    one = corpus_identity("data:sub/r.json#{prompt} {target_new}", None)
+    assert one != corpus_identity(f"data:sub/r.json#{both}", None) and one.startswith("r.json-")
+    with pytest.raises(DataError, match=r"r.json: record 0: field 'answer' \(named by the corpus template"):
+        load_corpus("data:sub/r.json#{prompt} {answer}", None, 100)
+    with pytest.raises(ConfigError, match=r"does not exist \(the data folder"):
+        check_corpus("data:nope.json#{prompt}", None)
+    with pytest.raises(ConfigError, match="nothing after '#'"):
+        load_corpus("data:sub/r.json#", None, 100)

@@ -1,9 +1,16 @@
 """Text corpora for key statistics: the world's own text, a local text/JSON/JSONL file, or a
-Hugging Face dataset (`hf:NAME[:CONFIG]`, only when a hub is reachable)."""
+Hugging Face dataset (`hf:NAME[:CONFIG]`, only when a hub is reachable).
+
+A file may be named relative to the data folder (`data:wikibigedit/wikibigedit_3k.json`: under
+$EDITBENCH_DATA, else ../shared/data), and records without a `text` field become documents through
+templates after a `#`: `FILE#{prompt} {target_new}|{locality_prompt} {locality_ground_truth}` makes
+two documents of every record (its fields filled in; a record lacking a field is an error naming it).
+That is how a model with no Wikipedia here gets real text of fixed bits (docs/real-model.md)."""
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
 from pathlib import Path
 
@@ -12,13 +19,49 @@ from editbench.core import ConfigError, DataError
 WORLD_CORPUS_FILE = "corpus.txt"  # written next to a world model by its build
 
 
-def _file_texts(path: Path) -> list[str]:
+DATA_PREFIX = "data:"
+DEFAULT_DATA_DIR = Path("../shared/data")
+
+
+def data_dir() -> Path:
+    """Where `data:` corpora are read from: $EDITBENCH_DATA, else ../shared/data (from the current folder)."""
+    return Path(os.environ.get("EDITBENCH_DATA") or DEFAULT_DATA_DIR)
+
+
+def _split_templates(spec: str) -> tuple[str, list[str]]:
+    path, sep, templates = spec.partition("#")
+    if sep and not templates.strip():
+        raise ConfigError(f"corpus '{spec}': nothing after '#' (write FILE#{{field}} {{field}}|...)")
+    return path, [t for t in templates.split("|")] if sep else []
+
+
+def _templated(path: Path, records, templates: list[str]) -> list[str]:
+    texts = []
+    for i, record in enumerate(records):
+        if not isinstance(record, dict):
+            raise DataError(f"{path}: record {i}: a corpus template needs JSON objects")
+        for template in templates:
+            try:
+                texts.append(template.format(**record))
+            except KeyError as exc:
+                raise DataError(f"{path}: record {i}: field {exc.args[0]!r} (named by the corpus template "
+                                f"{template!r}) is missing") from None
+            except (IndexError, ValueError) as exc:
+                raise ConfigError(f"corpus template {template!r}: {exc}") from None
+    return texts
+
+
+def _file_texts(path: Path, templates: list[str] | None = None) -> list[str]:
     if not path.is_file():
         raise ConfigError(f"corpus file '{path}' does not exist")
     raw = path.read_text(encoding="utf-8")
+    if templates and path.suffix not in (".json", ".jsonl"):
+        raise ConfigError(f"corpus '{path}': templates after '#' need a .json or .jsonl file of records")
     if path.suffix == ".jsonl":
         from editbench.harness.results import read_jsonl
 
+        if templates:
+            return _templated(path, (record for _, record in read_jsonl(path)), templates)
         texts = []
         for line_no, record in read_jsonl(path):
             if not isinstance(record.get("text"), str):
@@ -32,6 +75,8 @@ def _file_texts(path: Path) -> list[str]:
             raise DataError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
         if not isinstance(records, list):
             raise DataError(f"{path}: expected a list of strings or of {{'text': ...}} records")
+        if templates:
+            return _templated(path, records, templates)
         texts = []
         for i, record in enumerate(records):
             text = record.get("text") if isinstance(record, dict) else record
@@ -66,29 +111,38 @@ def corpus_source(spec: str, model_dir: str | None) -> str | Path:
                 "for other models set the corpus to a text/JSONL file or hf:DATASET"
             )
         return path
-    return spec if spec.startswith("hf:") else Path(spec)
+    if spec.startswith("hf:"):
+        return spec
+    path = _split_templates(spec)[0]
+    return data_dir() / path[len(DATA_PREFIX):] if path.startswith(DATA_PREFIX) else Path(path)
 
 
 def check_corpus(spec: str, model_dir: str | None) -> None:
     """Fail before a run starts when a corpus file named by `spec` is missing (hub corpora load lazily)."""
     source = corpus_source(spec, model_dir)
     if isinstance(source, Path) and not source.is_file():
-        raise ConfigError(f"corpus file '{source}' does not exist")
+        where = f" (the data folder: $EDITBENCH_DATA or {DEFAULT_DATA_DIR})" if spec.startswith(DATA_PREFIX) else ""
+        raise ConfigError(f"corpus file '{source}' does not exist{where}")
 
 
 def corpus_identity(spec: str, model_dir: str | None) -> str:
-    """A name for cache keys that changes with a file's content (hub corpora: their id)."""
+    """A name for cache keys that changes with a file's content and its templates (hub corpora: their id)."""
     source = corpus_source(spec, model_dir)
     if isinstance(source, Path):
         check_corpus(spec, model_dir)
-        return f"{source.name}-{hashlib.sha256(source.read_bytes()).hexdigest()[:12]}"
+        digest = hashlib.sha256(source.read_bytes())
+        templates = _split_templates(spec)[1] if not spec.startswith("hf:") and spec != "world" else []
+        if templates:
+            digest.update("\0".join(templates).encode())
+        return f"{source.name}-{digest.hexdigest()[:12]}"
     return source.replace("/", "_").replace(":", "_")
 
 
 def load_corpus(spec: str, model_dir: str | None, n_samples: int, seed: int = 0) -> list[str]:
     """Up to n_samples documents of the corpus, a seeded sample."""
     source = corpus_source(spec, model_dir)
-    texts = _file_texts(source) if isinstance(source, Path) else _hub_texts(source)
+    templates = _split_templates(spec)[1] if isinstance(source, Path) and spec != "world" else []
+    texts = _file_texts(source, templates) if isinstance(source, Path) else _hub_texts(source)
     if not texts:
         raise DataError(f"corpus '{spec}' holds no text")
     order = list(range(len(texts)))
