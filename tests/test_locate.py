@@ -287,3 +287,36 @@ def test_locate_editors_flip_micro_world_facts_one_at_a_time(name, over, least, 
         localities.append(row["locality"])
     assert flipped >= least, f"{name} flipped only {flipped} of 6"
     assert min(localities) >= 0.9
+
+
+def test_key_statistics_stop_the_pass_after_the_highest_layer_with_the_same_numbers(micro_lm):
+    """The pass ends after the highest layer's MLP (nothing above changes a key); each layer's second
+    moment equals one taken over a full forward pass, bit for bit."""
+    from editbench.harness.arch import get_module, mlp_proj_path
+    from editbench.harness.hooks import capture
+    from editbench.harness.scoring import pad_right
+    from editbench.methods.key_stats import StatsSpec, accumulate
+    from editbench.methods.locate import second_moment
+
+    texts = ["the river of the north runs to the sea", "a town", "people of the hill speak their tongue"]
+    spec = StatsSpec(mom2_batch_size=2)
+    top = micro_lm.model.config.num_hidden_layers - 2
+    last_module = get_module(micro_lm.model, "lm_head") if hasattr(micro_lm.model, "lm_head") else None
+    calls = []
+    handle = last_module.register_forward_hook(lambda *a: calls.append(1)) if last_module is not None else None
+    try:
+        got = accumulate(micro_lm, [0, top], texts, spec)
+    finally:
+        if handle is not None:
+            handle.remove()
+    assert last_module is None or not calls  # the output layer never ran
+    tok = micro_lm.tokenizer
+    for L in (0, top):
+        total, n = None, 0
+        for start in range(0, len(texts), 2):
+            ids, mask = pad_right(tok(texts[start:start + 2]).input_ids, tok.pad_token_id, micro_lm.device)
+            with capture(get_module(micro_lm.model, mlp_proj_path(micro_lm.model, L, "down"))) as seen:
+                micro_lm.model(input_ids=ids, attention_mask=mask)
+            moment, count = second_moment(seen.input[mask.bool()], torch.float64)
+            total, n = (moment if total is None else total + moment), n + count
+        assert got[L][1] == n and torch.equal(got[L][0], total)

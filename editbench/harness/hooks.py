@@ -48,6 +48,25 @@ def capture(module: nn.Module, detach: bool = True) -> Iterator[Captured]:
         handle.remove()
 
 
+class StopForward(Exception):
+    """Raised by `stop_after` to end a forward pass whose later layers nobody reads."""
+
+
+@contextmanager
+def stop_after(module: nn.Module) -> Iterator[None]:
+    """Forward passes inside the block end (with StopForward) as soon as `module` has run: hooks
+    registered on it earlier have seen its input and output by then."""
+
+    def hook(_module, _args, _output):
+        raise StopForward
+
+    handle = module.register_forward_hook(hook)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
 @contextmanager
 def edit_output(module: nn.Module, change: Callable[[torch.Tensor], torch.Tensor]) -> Iterator[None]:
     """Replace the module's output hidden states h by change(h) for forward passes inside the block."""

@@ -21,7 +21,7 @@ from editbench.core import ConfigError
 from editbench.harness.arch import get_module, mlp_proj_path
 from editbench.harness.cache import build_lock, cache_root
 from editbench.harness.corpus import corpus_identity, load_corpus
-from editbench.harness.hooks import capture
+from editbench.harness.hooks import StopForward, capture, stop_after
 from editbench.harness.models import LoadedModel
 from editbench.harness.results import atomic_path
 from editbench.harness.scoring import pad_right
@@ -83,15 +83,20 @@ def accumulate(lm: LoadedModel, layers: list[int], texts: list[str], spec: Stats
     counts = dict.fromkeys(layers, 0)
     tok = lm.tokenizer
     with ExitStack() as stack, tqdm(total=None, unit="tok", desc="key statistics", disable=None) as bar:
-        seen = {L: stack.enter_context(capture(get_module(lm.model, mlp_proj_path(lm.model, L, "down"))))
-                for L in layers}
+        modules = {L: get_module(lm.model, mlp_proj_path(lm.model, L, "down")) for L in layers}
+        seen = {L: stack.enter_context(capture(modules[L])) for L in layers}
+        # the layers above the highest one, and the output layer, change no key: the pass ends there
+        stack.enter_context(stop_after(modules[max(layers)]))
         for start in range(0, len(texts), spec.mom2_batch_size):
             chunk = texts[start : start + spec.mom2_batch_size]
             seqs = [ids for ids in tok(chunk, truncation=True, max_length=stats_length(lm, spec)).input_ids if ids]
             if not seqs:
                 continue
             ids, mask = pad_right(seqs, tok.pad_token_id, lm.device)
-            lm.model(input_ids=ids, attention_mask=mask)
+            try:
+                lm.model(input_ids=ids, attention_mask=mask)
+            except StopForward:
+                pass
             keep = mask.bool()
             for L in layers:
                 moment, n = second_moment(seen[L].input[keep], dtype)
