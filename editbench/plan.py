@@ -95,7 +95,8 @@ class RunPlan:
     perplexity_text: Path | None = _opt(None, "scoring", "a UTF-8 text file whose non-empty lines are held-out texts "
                                        "(never trained on, never edited): their perplexity is measured before the "
                                        "first edit and at every checkpoint (default: the world's held-out sentences "
-                                       "on the world, none otherwise)", type=Path)
+                                       "on the world, none otherwise); or a corpus named as key statistics name one "
+                                       "(data:PATH#TEMPLATE: 200 of its documents, a seeded sample)", type=Path)
     eval_token_budget: int | None = _opt(None, "scoring", "padded tokens per evaluation forward pass (rows are cut "
                                          "to fit; default: no limit)", type=int)
     # --- model and placement
@@ -340,8 +341,13 @@ class RunPlan:
         if self.exam in ("ceval", "mmlu") and self.exam_dir is None:
             raise ConfigError(f"exam '{self.exam}' needs {setting('exam_dir')} (the folder with dev/ val/ and "
                               "subject_mapping.json)")
-        if self.perplexity_text is not None and not self.perplexity_text.is_file():
-            raise ConfigError(f"{setting('perplexity_text')} {self.perplexity_text}: no such file")
+        if self.perplexity_text is not None:
+            from editbench.harness.corpus import check_corpus, is_corpus_spec
+
+            if is_corpus_spec(str(self.perplexity_text)):
+                check_corpus(str(self.perplexity_text), None)
+            elif not self.perplexity_text.is_file():
+                raise ConfigError(f"{setting('perplexity_text')} {self.perplexity_text}: no such file")
         if self.exam_dir is not None and not self.exam_dir.is_dir():
             raise ConfigError(f"{setting('exam_dir')} {self.exam_dir}: no such directory")
         if self.out is not None and self.out.exists() and not self.out.is_dir():

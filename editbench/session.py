@@ -93,7 +93,7 @@ class RunSession:
             self.log(f"{len(self.data.already_answered)} drawn edit(s) left out: the unedited model already makes "
                      f"them (first: {self.data.already_answered[0]})")
         if p.perplexity_text is not None:
-            self.data.heldout_texts = registry.text_lines(p.perplexity_text)
+            self.data.heldout_texts = registry.heldout_texts(p.perplexity_text)
         self.data.requests = self.prompt_format.requests(self.lm.tokenizer, self.data.requests)
         self.data.fluency_prompts = [self.prompt_format.render(self.lm.tokenizer, t) for t in self.data.fluency_prompts]
         self.checkpoints = resolve_checkpoints(p.checkpoints, len(self.data.requests))

@@ -191,3 +191,16 @@ def test_a_corpus_of_records_through_templates(tmp_path, monkeypatch):
         check_corpus("data:nope.json#{prompt}", None)
     with pytest.raises(ConfigError, match="nothing after '#'"):
         load_corpus("data:sub/r.json#", None, 100)
+
+
+def test_held_out_text_may_be_a_corpus_of_records(micro_world, tmp_path, monkeypatch):
+    import editbench
+
+    records = [{"prompt": f"Where is the town of Ash {i}?", "answer": f"North {i}"} for i in range(300)]
+    (tmp_path / "held.json").write_text(json.dumps(records))
+    monkeypatch.setenv("EDITBENCH_DATA", str(tmp_path))
+    result = editbench.run(["noedit"], world="micro", edits=2, checkpoints=[2],
+                           perplexity_text="data:held.json#{prompt} {answer}").results[0]
+    assert result["pre"]["perplexity_texts"] == 200 and result["pre"]["perplexity"] > 1
+    with pytest.raises(ConfigError, match="does not exist"):
+        editbench.run(["noedit"], world="micro", edits=2, perplexity_text="data:gone.json#{prompt}")

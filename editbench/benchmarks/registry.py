@@ -127,6 +127,19 @@ def requests_benchmark(requests: list[EditRequest], world_path: Path | None) -> 
                          total_records=len(requests), heldout_texts=world_gen.heldout_text(world) if world else [])
 
 
+HELDOUT_DOCUMENTS = 200  # a corpus given as held-out text: this many of its documents (seeded)
+
+
+def heldout_texts(spec: Path) -> list[str]:
+    """Held-out texts for perplexity: a text file's non-empty lines, or a seeded sample of a corpus
+    (`data:PATH#TEMPLATE`, as key statistics name theirs)."""
+    from editbench.harness.corpus import is_corpus_spec, load_corpus
+
+    if is_corpus_spec(str(spec)):
+        return [t for t in load_corpus(str(spec), None, HELDOUT_DOCUMENTS) if t.strip()]
+    return text_lines(spec)
+
+
 def text_lines(path: Path) -> list[str]:
     """The non-empty lines of a UTF-8 text file (held-out text for perplexity)."""
     try:

@@ -117,6 +117,11 @@ def corpus_source(spec: str, model_dir: str | None) -> str | Path:
     return data_dir() / path[len(DATA_PREFIX):] if path.startswith(DATA_PREFIX) else Path(path)
 
 
+def is_corpus_spec(text: str) -> bool:
+    """Whether a file setting names a corpus (a `data:` path or records through templates), not a text file."""
+    return text.startswith(DATA_PREFIX) or "#" in text
+
+
 def check_corpus(spec: str, model_dir: str | None) -> None:
     """Fail before a run starts when a corpus file named by `spec` is missing (hub corpora load lazily)."""
     source = corpus_source(spec, model_dir)
