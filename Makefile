@@ -5,7 +5,8 @@ PY      := .venv/bin/python
 VENV    := .venv/.installed
 DEV     := .venv/.installed-dev
 OUT     ?= runs/leaderboard$(if $(MODEL),-$(MODEL)-$(REAL_BENCH))
-N       ?= 100
+# edits: 100 on the world; on a real model (MODEL=...) what two cores finish in about an hour
+N       ?= $(if $(MODEL),$(REAL_N),100)
 SEED    ?= 0
 SEEDS   ?= 1
 SEED_LIST = $(shell seq $(SEED) $$(($(SEED) + $(SEEDS) - 1)))
@@ -63,6 +64,16 @@ MODEL    ?=
 DATA_DIR ?= $(or $(EDITBENCH_DATA),../shared/data)
 REAL_BENCH = $(if $(filter world,$(BENCH)),zsre,$(BENCH))
 SUBJECT  = $(if $(MODEL),--model $(MODEL) --benchmark $(REAL_BENCH) --data $(DATA_DIR)/$(REAL_BENCH)/$(REAL_BENCH)_3k.json,--benchmark world --world $(WORLD))
+# a real model's leaderboard: N edits of the dataset's edit split; every prompt asked as PROMPT_FORMAT
+# (chat: the tokenizer's chat template, an instruct model's own format; bare: as the dataset writes it);
+# capability as MMLU (MMLU_PER_SUBJECT seeded questions of each of its 57 subjects, zero-shot letters) and
+# the perplexity of 200 held-out sentences (WikiBigEdit's locality questions and answers)
+REAL_N        ?= 20
+PROMPT_FORMAT ?= chat
+MMLU_PER_SUBJECT ?= 1
+HELDOUT  = data:wikibigedit/wikibigedit_3k.json\#{locality_prompt} {locality_ground_truth}
+REAL_OPTS = $(if $(MODEL),--split edit --prompt-format $(PROMPT_FORMAT) --exam mmlu --exam-dir $(DATA_DIR)/mmlu \
+	--exam-limit $(MMLU_PER_SUBJECT) --exam-shots 0 --perplexity-text "$(HELDOUT)")
 MODEL_DEPS = $(if $(filter smollm2-135m,$(MODEL)),$(SMOLLM2))
 
 # The worlds ship with the package (editbench/worlds/): `make world` checks the shipped files' sha256;
@@ -85,7 +96,7 @@ trace: $(VENV) $(MODEL_DEPS)
 # each method's mean and std across samples and how stable the ranking is (Kendall's tau between samples).
 leaderboard: $(VENV) $(MODEL_DEPS)
 	@set -e; for s in $(SEED_LIST); do \
-	  $(PY) -m editbench run $(foreach m,$(METHODS),--method $(m)) $(SUBJECT) \
+	  EDITBENCH_DATA=$(DATA_DIR) $(PY) -m editbench run $(foreach m,$(METHODS),--method $(m)) $(SUBJECT) $(REAL_OPTS) \
 		--edits $(N) $(CKPT) --seed $$s --orders $(ORDERS) --protocol $(PROTOCOL) \
 		--out $(OUT)$(if $(filter 1,$(SEEDS)),,/seed-$$s) $(AGAIN) --jobs $(JOBS); done
 	$(PY) -m editbench report $(OUT)
