@@ -88,6 +88,9 @@ class RunPlan:
     prompt_format: str = _opt("bare", "scoring", "how every prompt is put to the model, for editing and scoring "
                               "alike: as the benchmark writes it (bare) or as one user turn of the tokenizer's chat "
                               "template (chat; an instruct model's own format)", choices=("bare", "chat"))
+    answer_end: str = _opt("none", "scoring", "eos: every edit's target ends with the model's end-of-sequence token "
+                           "(an instruct model's end of turn), so editors write a complete answer; free answers are "
+                           "compared without it, teacher-forced scores include it", choices=("none", "eos"))
     eval_batch_size: int = _opt(64, "scoring", "rows per evaluation forward pass", type=int)
     eval_sample: int | None = _opt(None, "scoring", "retention at each checkpoint but the last scored on a seeded "
                                    "sample of this many earlier edits (the last scores all): the evaluation cost "

@@ -65,7 +65,7 @@ class RunSession:
         self.device_map, self.max_memory = plan.placement()
         self.guard = plan.guard()
         self.generation = plan.generation()
-        self.prompt_format = PromptFormat(plan.prompt_format)
+        self.prompt_format = PromptFormat(plan.prompt_format, plan.answer_end)
         self.given_model, self.given_requests = model, None if requests is None else list(requests)
         self.failures: list[str] = []
         self.results: list[RunRecord] = []  # this process's complete runs, in the order they ran
@@ -102,7 +102,7 @@ class RunSession:
         self.n_edits = len(self.data.requests)
         self.suite = EvalSuite(self.data.fluency_prompts, self.data.fluency_tokens, self.data.exam_name,
                                self.data.exam, self.data.exam_mode, self.data.exam_shots, self.generation,
-                               self.data.heldout_texts, p.prompt_format)
+                               self.data.heldout_texts, self.prompt_format.label)
         self.audit = self._audit()
 
     def _world_path(self) -> Path | None:

@@ -118,3 +118,50 @@ def test_a_chat_run_edits_and_scores_the_rendered_prompts(micro_lm, tmp_path):
 def test_a_chat_run_on_a_model_without_a_template_is_one_line(micro_world):
     with pytest.raises(ConfigError, match="has no chat template"):
         editbench.run(["noedit"], world="micro", edits=2, prompt_format="chat")
+
+
+def test_answers_may_end_with_the_end_of_sequence_token(micro_lm):
+    from editbench.harness.metrics import already_answered, spoken
+    from editbench.harness.generation import GenerationSpec
+
+    tok = micro_lm.tokenizer
+    request = EditRequest("1", "Where is Oslo?", "Oslo", "Norway", "Sweden", rephrase_prompts=("Oslo lies in?",),
+                          portability=(("Oslo's capital?", "Oslo"),))
+    ended = PromptFormat("bare", "eos").request(tok, request)
+    assert (ended.target_new, ended.target_true) == ("Norway" + tok.eos_token, "Sweden" + tok.eos_token)
+    assert ended.portability == request.portability and ended.prompt == request.prompt
+    assert spoken(ended.target_new, tok) == "Norway" and spoken("Norway", tok) == "Norway"
+    assert PromptFormat("chat", "eos").label == "chat, answers end with eos" and PromptFormat().label == "bare"
+    with pytest.raises(ConfigError, match="answer_end"):
+        PromptFormat("bare", "period")
+    # the unedited model's verdict compares its answer with the spoken target, not with the token text
+    [fact] = editbench.world_edits(micro_lm, 1, seed=0)
+    known = dataclasses_replace(fact, target_new=_greedy(micro_lm, fact.prompt))
+    assert already_answered(micro_lm, [known], GenerationSpec()) == [True]
+    assert already_answered(micro_lm, [PromptFormat("bare", "eos").request(tok, known)], GenerationSpec()) == [True]
+
+
+def dataclasses_replace(request, **changes):
+    import dataclasses
+
+    return dataclasses.replace(request, **changes)
+
+
+def _greedy(lm, prompt: str) -> str:
+    from editbench.harness.generation import GenerationSpec, greedy_answers
+
+    return greedy_answers(lm, [prompt], [6], GenerationSpec())[0].answer
+
+
+def test_a_run_with_ended_answers_writes_and_scores_them(micro_lm, tmp_path):
+    result = editbench.run(["ft"], model=micro_lm, world="micro", edits=3, checkpoints=[3], seed=0,
+                           answer_end="eos", out=tmp_path / "eos", overwrite=True).results[0]
+    assert result["evaluation"]["prompt_format"] == "bare, answers end with eos"
+    rows = [row for _, row in read_jsonl(tmp_path / "eos" / "ft" / "edits.jsonl")]
+    eos = micro_lm.tokenizer.eos_token
+    assert all(r["target_new"].endswith(eos) for r in rows)
+    # a written answer that stops where the target ends scores as the spoken target
+    for r in rows:
+        if r["answer_after"] == r["target_new"][: -len(eos)]:
+            assert r["immediate_reliability_gen"] == 1.0
+    assert any(r["immediate_reliability_gen"] == 1.0 for r in rows)

@@ -150,10 +150,18 @@ def _shown(shown: dict[str, list[str]], request: EditRequest) -> dict:
             "portability": [shown.get(p) for p, _ in request.portability]}
 
 
-def _questions(request: EditRequest, with_locality: bool) -> list[tuple[str, str, str]]:
+def spoken(target: str, tokenizer) -> str:
+    """The gold answer as a free answer is compared with it: without the end-of-sequence text a target
+    may end with (answer_end eos writes complete answers; the generated answer is cut there)."""
+    eos = getattr(tokenizer, "eos_token", None)
+    return target[: -len(eos)] if eos and target.endswith(eos) else target
+
+
+def _questions(request: EditRequest, with_locality: bool, tokenizer) -> list[tuple[str, str, str]]:
     """(kind, question, gold answer) of every prompt of an edit that is answered freely."""
-    out = [("reliability", request.prompt, request.target_new)]
-    out += [("generalization", p, request.target_new) for p in request.rephrase_prompts]
+    target = spoken(request.target_new, tokenizer)
+    out = [("reliability", request.prompt, target)]
+    out += [("generalization", p, target) for p in request.rephrase_prompts]
     out += [("portability", p, a) for p, a in request.portability]
     if with_locality:
         out += [("locality", p, a) for p, a in request.locality]
@@ -182,8 +190,9 @@ def already_answered(lm: LoadedModel, requests: Sequence[EditRequest], spec: Gen
         return []
     if spec is None:
         return [s.exact for s in score_targets(lm, [(r.prompt, r.target_new) for r in requests])]
-    answers = _answers(lm, [("reliability", r.prompt, r.target_new) for r in requests], spec)
-    return [exact_match(a.answer, r.target_new) for a, r in zip(answers, requests)]
+    golds = [spoken(r.target_new, lm.tokenizer) for r in requests]
+    answers = _answers(lm, [("reliability", r.prompt, gold) for r, gold in zip(requests, golds)], spec)
+    return [exact_match(a.answer, gold) for a, gold in zip(answers, golds)]
 
 
 def _generation_scores(lm: LoadedModel, requests: Sequence[EditRequest], spec: GenerationSpec,
@@ -198,7 +207,7 @@ def _generation_scores(lm: LoadedModel, requests: Sequence[EditRequest], spec: G
       (`locality_pre`), averaged; locality_<group>_gen per group.
     - generated: the answer to the edit prompt as generated (raw text) and as compared (answer).
     """
-    per_request = [_questions(r, locality_pre is not None) for r in requests]
+    per_request = [_questions(r, locality_pre is not None, lm.tokenizer) for r in requests]
     flat = [(kind, shown(q), gold) for qs in per_request for kind, q, gold in qs]
     answers = iter(_answers(lm, flat, spec)) if flat else iter(())
     rows = []
