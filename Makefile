@@ -12,7 +12,8 @@ SEEDS   ?= 1
 SEED_LIST = $(shell seq $(SEED) $$(($(SEED) + $(SEEDS) - 1)))
 WORLD   ?= default
 # the slowest first, so that JOBS workers finish together
-METHODS ?= wise rome ft_l rsft_merge grace rsft alphaedit memit encore lora ft ultraedit retrieve noedit
+METHODS ?= $(if $(MODEL),rome alphaedit memit encore lora wise ft_l rsft_merge rsft grace ft ultraedit retrieve noedit,\
+	wise rome ft_l rsft_merge grace rsft alphaedit memit encore lora ft ultraedit retrieve noedit)
 # empty: powers of ten up to N, and N (1,10,100 for N = 100; 1,10,20 for N = 20)
 CHECKPOINTS ?=
 CKPT    = $(if $(CHECKPOINTS),--checkpoints $(CHECKPOINTS),)
@@ -65,14 +66,16 @@ DATA_DIR ?= $(or $(EDITBENCH_DATA),../shared/data)
 REAL_BENCH = $(if $(filter world,$(BENCH)),zsre,$(BENCH))
 SUBJECT  = $(if $(MODEL),--model $(MODEL) --benchmark $(REAL_BENCH) --data $(DATA_DIR)/$(REAL_BENCH)/$(REAL_BENCH)_3k.json,--benchmark world --world $(WORLD))
 # a real model's leaderboard: N edits of the dataset's edit split; every prompt asked as PROMPT_FORMAT
-# (chat: the tokenizer's chat template, an instruct model's own format; bare: as the dataset writes it);
+# (chat: the tokenizer's chat template, an instruct model's own format; bare: as the dataset writes it),
+# every target ended by the model's end-of-sequence token (ANSWER_END=eos: editors write a whole answer);
 # capability as MMLU (MMLU_PER_SUBJECT seeded questions of each of its 57 subjects, zero-shot letters) and
 # the perplexity of 200 held-out sentences (WikiBigEdit's locality questions and answers)
-REAL_N        ?= 20
+REAL_N        ?= 10
 PROMPT_FORMAT ?= chat
+ANSWER_END    ?= eos
 MMLU_PER_SUBJECT ?= 1
 HELDOUT  = data:wikibigedit/wikibigedit_3k.json\#{locality_prompt} {locality_ground_truth}
-REAL_OPTS = $(if $(MODEL),--split edit --prompt-format $(PROMPT_FORMAT) --exam mmlu --exam-dir $(DATA_DIR)/mmlu \
+REAL_OPTS = $(if $(MODEL),--split edit --prompt-format $(PROMPT_FORMAT) --answer-end $(ANSWER_END) --exam mmlu --exam-dir $(DATA_DIR)/mmlu \
 	--exam-limit $(MMLU_PER_SUBJECT) --exam-shots 0 --perplexity-text "$(HELDOUT)")
 MODEL_DEPS = $(if $(filter smollm2-135m,$(MODEL)),$(SMOLLM2))
 
