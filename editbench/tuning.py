@@ -322,8 +322,12 @@ def tuned_yaml(method: str, base_values: dict, chosen: dict, provenance: dict) -
     """The YAML text: base values with the chosen config on top, and the provenance block first."""
     values = {k: v for k, v in base_values.items() if k != "provenance"}
     values.update(chosen)
-    header = (f"# {method} on the world model, chosen by `editbench tune` on the dev split "
-              f"(people disjoint from the leaderboard's edits). Provenance below; `make tune` refreshes it.\n")
+    if provenance.get("benchmark"):  # a real model on a dataset's dev split
+        header = (f"# {method} on this model, chosen by `editbench tune` on the dev split of {provenance['data']} "
+                  f"(records disjoint from the leaderboard's edits). Provenance below.\n")
+    else:
+        header = (f"# {method} on the world model, chosen by `editbench tune` on the dev split "
+                  f"(people disjoint from the leaderboard's edits). Provenance below; `make tune` refreshes it.\n")
     body = yaml.dump({"provenance": provenance}, Dumper=_NoAliases, sort_keys=False, default_flow_style=None,
                      width=110)
 
@@ -338,6 +342,7 @@ def tuned_yaml(method: str, base_values: dict, chosen: dict, provenance: dict) -
 def provenance_block(tuned: dict, run: dict) -> dict:
     """The YAML's provenance: where the tune ran and everything `record` says."""
     return {"tool": "editbench tune", "split": "dev", "protocol": run["protocol"], "n_edits": run["n_edits"],
-            "checkpoints": run["checkpoints"], "world": run["world"], "world_fingerprint": run["fingerprint"],
+            "checkpoints": run["checkpoints"], **{k: run[k] for k in ("world", "benchmark", "data") if k in run},
+            "world_fingerprint": run["fingerprint"],
             "criterion": "ranking score (generation basis) at the final checkpoint, among trials that passed "
                          "the floor", **tuned, "date": datetime.date.today().isoformat(), "git_sha": run["git_sha"]}

@@ -165,3 +165,24 @@ def test_a_run_with_ended_answers_writes_and_scores_them(micro_lm, tmp_path):
         if r["answer_after"] == r["target_new"][: -len(eos)]:
             assert r["immediate_reliability_gen"] == 1.0
     assert any(r["immediate_reliability_gen"] == 1.0 for r in rows)
+
+
+def test_tune_reads_a_datasets_dev_split_with_a_model(micro_world, tmp_path):
+    """A tune of a real model on a dataset: only dev records, provenance naming the data, not a world."""
+    import yaml
+
+    from editbench.tuning import TuneSettings
+    from editbench.tuning_session import tune_method
+
+    path = tmp_path / "z.json"
+    records = _zsre_records(60)
+    path.write_text(json.dumps(records))
+    dev_subjects = {r["subject"] for r in records if record_split(r) == "dev"}
+    plan = RunPlan(methods=("ft",), model=str(micro_world), benchmark="zsre", data=path, split="dev", edits=3,
+                   out=tmp_path / "tune", quiet=True)
+    outcome = tune_method(plan, TuneSettings(budget=1))
+    values = yaml.safe_load(outcome.yaml.read_text())
+    assert values["provenance"]["benchmark"] == "zsre" and values["provenance"]["data"] == "z.json"
+    assert "world" not in values["provenance"] and outcome.yaml.read_text().startswith("# ft on this model")
+    rows = [row for _, row in read_jsonl(tmp_path / "tune" / "ft" / "trial-000" / "edits.jsonl")]
+    assert rows and {r["subject"] for r in rows} <= dev_subjects
