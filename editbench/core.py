@@ -9,32 +9,19 @@ import abc
 import dataclasses
 import importlib
 import math
+import pkgutil
 import re
 from dataclasses import dataclass, field
 from importlib import metadata
-from typing import Any, Callable, ClassVar, Sequence
+from typing import Any, Callable, ClassVar, Generic, Sequence, TypeVar
 
 import torch
 
 ENTRY_POINT_GROUP = "editbench.editors"
 
-# Built-in editors, named by module so the registry never imports a method at import time.
-BUILTIN_EDITOR_MODULES = {
-    "noedit": "editbench.methods.noedit",
-    "ft": "editbench.methods.ft",
-    "ft_l": "editbench.methods.ft",
-    "rsft": "editbench.methods.rsft",
-    "rsft_merge": "editbench.methods.rsft",
-    "lora": "editbench.methods.lora",
-    "rome": "editbench.methods.rome",
-    "memit": "editbench.methods.memit",
-    "alphaedit": "editbench.methods.alphaedit",
-    "ultraedit": "editbench.methods.ultraedit",
-    "encore": "editbench.methods.encore",
-    "grace": "editbench.methods.grace",
-    "retrieve": "editbench.methods.retrieve",
-    "wise": "editbench.methods.wise",
-}
+# The built-in editors: nothing is imported at import time; every module of this package's `methods` folder is imported once, before the
+# first lookup, and registers its editors itself (@register_editor); a new editor is one new file.
+BUILTIN_EDITOR_PACKAGE = "editbench.methods"
 # Families of editors named FAMILY:MEMBER, made on first use by the module's editor_class(MEMBER):
 # easyedit:ROME runs EasyEdit's own ROME (methods/easyedit_bridge.py).
 EDITOR_FAMILIES = {"easyedit": "editbench.methods.easyedit_bridge"}
@@ -284,15 +271,52 @@ class ContextAdaptor(_Rebuilt, abc.ABC):
         """Each question as the model sees it (with whatever this adaptor puts before it)."""
 
 
-_ADAPTORS: dict[str, type] = {}
+T = TypeVar("T")
+
+
+class Registry(Generic[T]):
+    """Names to objects, each registered once: the one registry behind every extension point (editors,
+    module-patch adaptors, metrics). Registering a second, different object under a name is an error;
+    the same object again is a no-op (a module imported twice)."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self._items: dict[str, T] = {}
+
+    def add(self, name: str, obj: T) -> T:
+        if name in self._items and self._items[name] is not obj:
+            raise ConfigError(f"{self.what} '{name}' is registered twice "
+                              f"({_origin(self._items[name])}, {_origin(obj)})")
+        self._items[name] = obj
+        return obj
+
+    def get(self, name: str) -> T:
+        if name not in self._items:
+            raise ConfigError(f"unknown {self.what} '{name}' (known: {', '.join(sorted(self._items)) or 'none'})")
+        return self._items[name]
+
+    def remove(self, name: str) -> None:
+        self._items.pop(name, None)
+
+    def names(self) -> list[str]:
+        """In registration order."""
+        return list(self._items)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._items
+
+
+def _origin(obj: object) -> str:
+    return getattr(obj, "__module__", None) or type(obj).__module__
+
+
+ADAPTORS: Registry[type] = Registry("module-patch adaptor")
 
 
 def register_adaptor(kind: str):
     def decorate(cls: type) -> type:
-        if kind in _ADAPTORS and _ADAPTORS[kind] is not cls:
-            raise ConfigError(f"adaptor kind '{kind}' is registered twice ({_ADAPTORS[kind].__module__}, {cls.__module__})")
+        ADAPTORS.add(kind, cls)
         cls.kind = kind
-        _ADAPTORS[kind] = cls
         return cls
 
     return decorate
@@ -300,9 +324,7 @@ def register_adaptor(kind: str):
 
 def adaptor_class(kind: str) -> type:
     _load_plugins()  # a resumed run may rebuild a patch before its editor's module was imported
-    if kind not in _ADAPTORS:
-        raise ConfigError(f"unknown module-patch adaptor '{kind}' (known: {', '.join(sorted(_ADAPTORS)) or 'none'})")
-    return _ADAPTORS[kind]
+    return ADAPTORS.get(kind)
 
 
 @dataclass
@@ -491,16 +513,14 @@ class Editor(abc.ABC):
         """
 
 
-_REGISTRY: dict[str, type[Editor]] = {}
+EDITORS: Registry[type[Editor]] = Registry("editor")
 _plugins_loaded = False
 
 
 def register_editor(name: str):
     def decorate(cls: type[Editor]) -> type[Editor]:
-        if name in _REGISTRY and _REGISTRY[name] is not cls:
-            raise ConfigError(f"editor name '{name}' is registered twice ({_REGISTRY[name].__module__}, {cls.__module__})")
+        EDITORS.add(name, cls)
         cls.name = name
-        _REGISTRY[name] = cls
         return cls
 
     return decorate
@@ -511,32 +531,35 @@ def _load_plugins() -> None:
     if _plugins_loaded:
         return
     _plugins_loaded = True
-    for module in sorted(set(BUILTIN_EDITOR_MODULES.values())):
-        importlib.import_module(module)
+    package = importlib.import_module(BUILTIN_EDITOR_PACKAGE)
+    families = set(EDITOR_FAMILIES.values())  # made on first use of FAMILY:MEMBER, not here
+    for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
+        if f"{BUILTIN_EDITOR_PACKAGE}.{info.name}" not in families:
+            importlib.import_module(f"{BUILTIN_EDITOR_PACKAGE}.{info.name}")
     for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
         obj = ep.load()  # importing the module runs its @register_editor
-        if isinstance(obj, type) and issubclass(obj, Editor) and ep.name not in _REGISTRY:
+        if isinstance(obj, type) and issubclass(obj, Editor) and ep.name not in EDITORS:
             register_editor(ep.name)(obj)
 
 
 def editor_names() -> list[str]:
     """The registered editors (family members made on demand, such as easyedit:ROME, left out)."""
     _load_plugins()
-    return sorted(n for n in _REGISTRY if ":" not in n)
+    return sorted(n for n in EDITORS.names() if ":" not in n)
 
 
 def registered_names() -> set[str]:
     """Every name registered so far (family members such as easyedit:ROME appear once first used)."""
-    return set(_REGISTRY)
+    return set(EDITORS.names())
 
 
 def get_editor_class(name: str) -> type[Editor]:
     _load_plugins()
     family, sep, member = name.partition(":")
-    if sep and name not in _REGISTRY:
+    if sep and name not in EDITORS:
         if family not in EDITOR_FAMILIES:
             raise ConfigError(f"unknown method family '{family}' in '{name}' (valid: {', '.join(EDITOR_FAMILIES)})")
         return importlib.import_module(EDITOR_FAMILIES[family]).editor_class(member)
-    if name not in _REGISTRY:
-        raise ConfigError(f"unknown method '{name}' (valid: {', '.join(sorted(_REGISTRY))}, or easyedit:ALGO)")
-    return _REGISTRY[name]
+    if name not in EDITORS:
+        raise ConfigError(f"unknown method '{name}' (valid: {', '.join(sorted(EDITORS.names()))}, or easyedit:ALGO)")
+    return EDITORS.get(name)

@@ -107,3 +107,21 @@ def test_output_hooks_come_off_for_a_block_and_back_in_order():
     with pytest.raises(RuntimeError), without_output_hooks(layer):
         raise RuntimeError("inside")
     assert torch.equal(layer(x), hooked) and torch.equal(hooked, (layer.forward(x) + 1) * 2)
+
+
+def test_one_registry_for_every_extension_point():
+    from editbench.core import ADAPTORS, EDITORS, Registry
+    from editbench.harness.metric_registry import METRICS, MetricSpec, register_metric
+
+    assert all(isinstance(r, Registry) for r in (EDITORS, ADAPTORS, METRICS))
+    registry: Registry[object] = Registry("widget")
+    first = object()
+    assert registry.add("a", first) is first and registry.add("a", first) is first  # again: a no-op
+    with pytest.raises(ConfigError, match="widget 'a' is registered twice"):
+        registry.add("a", object())
+    with pytest.raises(ConfigError, match=r"unknown widget 'b' \(known: a\)"):
+        registry.get("b")
+    with pytest.raises(ConfigError, match="metric 'reliability' is registered twice"):
+        register_metric(MetricSpec("reliability", "token", "another reliability"))
+    with pytest.raises(ValueError, match="family"):
+        MetricSpec("x", "vibes", "no such family")

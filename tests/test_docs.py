@@ -48,3 +48,21 @@ def test_every_run_setting_is_documented_for_the_python_api():
     for field in plan_fields():
         assert f"`{field.name}`" in rows[field.metadata["group"]], field.name
     assert set(GROUPS) <= set(rows)
+
+
+def test_the_metrics_table_lists_exactly_the_registered_metrics():
+    from editbench.harness.metric_registry import METRICS
+
+    page = (ROOT / "docs" / "metrics.md").read_text()
+    table = page.split("| metric | definition | reference |", 1)[1].split("\n\n", 1)[0]
+    documented = {name.strip().strip("`") for line in table.splitlines()[2:] if line.startswith("| ")
+                  for name in line.split("|")[1].split(",")}
+    documented = {n for n in documented if "⟨" not in n}  # per-group rows (locality_<group>, ...)
+    assert documented == set(METRICS.names())
+
+
+def test_the_typed_record_holds_every_per_edit_metric():
+    from editbench.harness.metric_registry import PER_EDIT_FAMILIES, metric_names
+    from editbench.harness.record import Scores
+
+    assert set(Scores.__annotations__) == set(metric_names(*PER_EDIT_FAMILIES))

@@ -12,7 +12,7 @@ import torch
 
 from conftest import strip_volatile
 from editbench import cli
-from editbench.core import _REGISTRY, Editor, EditorConfig, WeightDelta, register_editor
+from editbench.core import EDITORS, Editor, EditorConfig, WeightDelta, register_editor
 from editbench.harness.store import RunStore, Snapshot, rng_states, set_rng_states
 
 # fields that are about the clock, the process or the command line, not the numbers
@@ -149,7 +149,7 @@ class Boom(Editor):
 def boom_editor():
     register_editor("boom")(Boom)
     yield "boom"
-    _REGISTRY.pop("boom", None)
+    EDITORS.remove("boom")
 
 
 def test_one_method_failing_leaves_the_others_complete(micro_world, tmp_path, capsys, boom_editor):

@@ -13,19 +13,18 @@ from dataclasses import dataclass, field
 import torch
 
 from editbench.core import ConfigError, EditRequest, ExamQuestion, setting
+from editbench.harness.metric_registry import metric_names
 from editbench.harness.generation import Answer, GenerationSpec, contains, exact_match, greedy_answers
 from editbench.harness.models import LoadedModel, in_context
 from editbench.harness.scoring import (
     TargetScore, encode_prompt_target, last_logits_after_prefix, length_batches, pad_right, score_targets,
 )
 
-# Teacher-forced metrics (the model is fed the gold answer and scored token by token).
-TOKEN_METRICS = ("reliability", "reliability_em", "efficacy", "generalization", "locality", "portability",
-                 "reliability_gain", "generalization_gain")
-# What the model says (greedy answers, harness/generation.py), when an evaluation mode generates.
-GENERATION_METRICS = ("reliability_gen", "generalization_gen", "locality_gen", "portability_gen",
-                      "reliability_gen_contains", "generalization_gen_contains",
-                      "reliability_gen_gain", "generalization_gen_gain")
+# Teacher-forced metrics (the model is fed the gold answer and scored token by token), and what the
+# model says (greedy answers, harness/generation.py) when an evaluation mode generates: declared in
+# harness/metric_registry.py
+TOKEN_METRICS = metric_names("token")
+GENERATION_METRICS = metric_names("generation")
 EDIT_METRICS = TOKEN_METRICS + GENERATION_METRICS
 
 

@@ -17,12 +17,11 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from editbench.harness.metric_registry import curve_names
 from editbench.harness.results import atomic_path
 
-CURVE_METRICS = ("score", "reliability_gen", "generalization_gen", "locality_gen", "portability_gen",
-                 "reliability", "generalization", "locality", "portability", "reliability_gap", "fluency",
-                 "exam_accuracy", "perplexity", "max_norm_ratio",  # collapse signals
-                 "seconds_per_edit", "eval_seconds")  # cost: editing per edit so far, this checkpoint's scoring
+# the curves over T, in the order harness/metric_registry.py gives them (edit scores, collapse signals, cost)
+CURVE_METRICS = curve_names()
 RADAR_AXES = {"generation": ("reliability_gen", "generalization_gen", "locality_gen", "portability_gen", "fluency",
                              "exam_accuracy"),
               "token": ("reliability", "generalization", "locality", "portability", "fluency", "exam_accuracy")}

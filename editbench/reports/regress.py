@@ -27,6 +27,7 @@ import yaml
 
 from editbench.core import ConfigError, DataError
 from editbench.harness.cache import cache_root
+from editbench.harness.metric_registry import PER_EDIT_FAMILIES, default_tolerances, metric_names
 from editbench.harness.results import (
     READABLE_SCHEMAS, SCHEMA_VERSION, atomic_write_json, find_results, load_results, protocol_label, read_json,
 )
@@ -35,11 +36,10 @@ from editbench.reports.stats import paired_diff_ci
 
 BASELINE_KIND = "editbench-baseline"
 BASELINE_VERSION = 2  # 2: fingerprint, protocol, machine and per-edit values
-PER_EDIT = ("reliability", "reliability_em", "efficacy", "generalization", "locality", "portability",
-            "reliability_gen", "generalization_gen", "locality_gen", "portability_gen")
-WHOLE_MODEL = ("exam_accuracy", "fluency")
+# what is gated, and its default tolerances: the metrics harness/metric_registry.py gives a tolerance
+PER_EDIT = metric_names(*PER_EDIT_FAMILIES, gated=True)  # compared edit by edit
+WHOLE_MODEL = metric_names("model", gated=True)  # compared as one number
 GATED = PER_EDIT + WHOLE_MODEL
-DEFAULT_TOLERANCES = Path(__file__).resolve().parent / "tolerances.yaml"
 # The suite `make regress` runs: every registered editor on the micro world, 20 edits, seed 0.
 # Only the final checkpoint is gated, so the suite scores only that one.
 DEFAULT_SUITE = ("--method", "all", "--world", "micro", "--edits", "20", "--checkpoints", "20", "--seed", "0")
@@ -49,11 +49,14 @@ SUITE_THREADS = "1"
 
 
 def load_tolerances(path: Path | None = None, overrides: dict[str, float] | None = None) -> dict[str, float]:
-    path = Path(path or DEFAULT_TOLERANCES)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such tolerances file") from None
+    """The registry's default tolerances, then a YAML file's (METRIC: VALUE), then `overrides`."""
+    raw: dict = dict(default_tolerances())
+    if path is not None:
+        try:
+            raw.update(yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {})
+        except FileNotFoundError:
+            raise DataError(f"{path}: no such tolerances file") from None
+    path = path or "the metric registry's tolerances"
     unknown = [k for k in {**raw, **(overrides or {})} if k not in GATED]
     if unknown:
         raise DataError(f"{path}: unknown metric(s) {', '.join(unknown)} (valid: {', '.join(GATED)})")

@@ -11,14 +11,14 @@ import html
 from collections.abc import Sequence
 
 from editbench.core import DataError
+from editbench.harness.metric_registry import metric_names
 from editbench.harness.metrics import EDIT_METRICS, is_group_metric
 from editbench.harness.results import protocol_label
 from editbench.reports.stats import SCORE_BASES, bootstrap_ci, exam_retention, mean_std, overall_score
 
 METRIC_COLUMNS = EDIT_METRICS
-# Metrics shown with their uncertainty (CI over edits, or std over orders), and what `regress` gates.
-UNCERTAIN = ("score", "reliability", "generalization", "locality", "portability", "reliability_gen",
-             "generalization_gen", "locality_gen", "portability_gen", "fluency", "exam_accuracy")
+# Metrics shown with their uncertainty (CI over edits, or std over orders): harness/metric_registry.py
+UNCERTAIN = frozenset(metric_names(interval=True))
 # The headline columns of each score basis: (reliability, generalization, locality, portability)
 HEADLINE = {"generation": ("reliability_gen", "generalization_gen", "locality_gen", "portability_gen"),
             "token": ("reliability", "generalization", "locality", "portability")}
