@@ -91,6 +91,9 @@ class RunPlan:
     answer_end: str = _opt("none", "scoring", "eos: every edit's target ends with the model's end-of-sequence token "
                            "(an instruct model's end of turn), so editors write a complete answer; free answers are "
                            "compared without it, teacher-forced scores include it", choices=("none", "eos"))
+    count_flops: int = _opt(3, "scoring", "editor calls per run whose FLOPs are counted (the first and a seeded "
+                            "sample of the rest, each replayed under torch's FlopCounterMode before the real call, "
+                            "which is never counted: counting changes float paths); 0: none", type=int)
     eval_batch_size: int = _opt(64, "scoring", "rows per evaluation forward pass", type=int)
     eval_sample: int | None = _opt(None, "scoring", "retention at each checkpoint but the last scored on a seeded "
                                    "sample of this many earlier edits (the last scores all): the evaluation cost "

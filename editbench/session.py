@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from editbench.core import ConfigError, EditbenchError, EditRequest, WeightDelta, setting
+from editbench.harness.compute import FlopMeter
 from editbench.harness.executors import Cell
 from editbench.harness.prompts import PromptFormat
 from editbench.harness.record import RunRecord
@@ -321,7 +322,8 @@ class RunSession:
                 self.lm, self.dirty = self.fresh_model(), False
             runner = Runner(self.lm, editor, edit_order(self.data.requests, p.seed, order), self.suite,
                             self.checkpoints, p.seed, log=self.log, protocol=self.protocol, label=name,
-                            progress=self._bar(name), guard=self.guard, eval_sample=p.eval_sample)
+                            progress=self._bar(name), guard=self.guard, eval_sample=p.eval_sample,
+                            flops=FlopMeter(p.count_flops, p.seed))
             results, _ = runner.run(store)
             runner.restore_base()  # θ₀ again, bit for bit: the next method shares this loaded model
             self.results.append(store.record(results))

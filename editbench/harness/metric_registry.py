@@ -117,5 +117,7 @@ for _spec in (
     # -- cost
     MetricSpec("seconds_per_edit", "cost", "editing wall time per edit so far", higher_is_better=False, curve=15),
     MetricSpec("eval_seconds", "cost", "this checkpoint's scoring wall time", higher_is_better=False, curve=16),
+    MetricSpec("flops_per_edit", "cost", "FLOPs of the editor's calls per edit, counted on a seeded sample of calls",
+               "torch.utils.flop_counter.FlopCounterMode", higher_is_better=False),
 ):
     register_metric(_spec)

@@ -65,6 +65,8 @@ class CheckpointRow(Scores, total=False):
     general: ExamAtCheckpoint
     edit_seconds: float  # editing time up to T (excluding scoring)
     eval_seconds: float  # this checkpoint's scoring time
+    flops_per_edit: int  # mean FLOPs per edit over the counted calls so far (harness/compute.py; absent: none)
+    flops_counted_edits: int  # the edits those counted calls made
     weights: WeightDrift
     per_edit: list[PerEdit]  # what bootstrap intervals and the paired tests resample
     groups: dict[str, float]  # locality / portability per named group of pairs (e.g. locality_neighbourhood)
@@ -165,4 +167,5 @@ class EditRow(TypedDict, total=False):
     generated_after: str | None
     answer_after: str | None  # the generated answer as scored (cut at the sentence end)
     truncated_tokens: int  # tokens cut from the left to fit the context (truncate = left)
+    flops: int  # a counted call's FLOPs over its requests (counted calls only)
     # and every Scores key prefixed `immediate_`: this edit scored right after its own call

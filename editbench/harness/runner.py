@@ -34,6 +34,7 @@ from editbench.harness.results import (
     git_sha,
     package_versions,
 )
+from editbench.harness.compute import NO_METER, FlopMeter
 from editbench.harness.protocols import Protocol, Sequential
 from editbench.harness.record import CheckpointRow, EditRow, RunRecord
 from editbench.harness.store import NullStore, Snapshot, set_rng_states
@@ -204,6 +205,7 @@ class Runner:
         guard: UpdateGuard | None = None,
         on_checkpoint: Callable[[dict, dict], None] | None = None,
         eval_sample: int | None = None,
+        flops: FlopMeter | None = None,
     ) -> None:
         self.lm = lm
         self.editor = editor
@@ -225,6 +227,9 @@ class Runner:
         if eval_sample is not None and eval_sample < 1:
             raise ConfigError(f"{setting('eval_sample')} must be >= 1, got {eval_sample}")
         self.eval_sample = eval_sample
+        # which editor calls are replayed to count their FLOPs (harness/compute.py); none by default
+        self.flops = flops or NO_METER
+        self._counted_steps: set[int] = set()
         # Caches belong to the run (key statistics, context templates), never to a module.
         self.cache: dict = {}
         # what differs from θ₀ (touched parameters, installed patches): the batch protocol's resets,
@@ -352,6 +357,7 @@ class Runner:
             # (a run killed between its last checkpoint and its final write)
             _tally(results, checkpoint_rows, edit_rows)
             self.log(f"{self.label}: resumed after checkpoint T={checkpoint_rows[-1]['edits']}")
+        self._counted_steps = self.flops.counted_steps(len(steps))
         bar = self.progress(sum(len(s.indices) for s in steps), sum(len(s.indices) for s in steps[:first_step]))
         try:
             for step_no in range(first_step, len(steps)):
@@ -372,7 +378,7 @@ class Runner:
                     scored = immediate
                 else:
                     scored = None
-                row, line = self._checkpoint(step.checkpoint, pre, edit_seconds, scored)
+                row, line = self._checkpoint(step.checkpoint, pre, edit_seconds, scored, edit_rows)
                 checkpoint_rows.append(row)
                 _tally(results, checkpoint_rows, edit_rows)
                 results["memory"] = peak_memory_mb(self.lm.device, since_reset=peak_reset)
@@ -396,6 +402,7 @@ class Runner:
         and those scores."""
         idx = step.indices
         batch = [self.requests[i] for i in idx]
+        flops = self._count_flops(batch) if step_no in self._counted_steps else None
         t_edit = time.perf_counter()
         error, status = None, "ok"
         try:
@@ -430,9 +437,20 @@ class Runner:
                  "generated_after": row.get("generated"), "answer_after": row.get("answer"), **info,
                  **({"truncated_tokens": batch[j].truncated_tokens} if batch[j].truncated_tokens else {}),
                  # a context editor's drill-down: what was put before each of this edit's questions
-                 **({"retrieved": row["retrieved"]} if "retrieved" in row else {})}
+                 **({"retrieved": row["retrieved"]} if "retrieved" in row else {}),
+                 # the call's counted FLOPs, shared by its requests (counted calls only)
+                 **({"flops": round(flops / len(batch))} if flops is not None else {})}
             )
         return seconds, immediate
+
+    def _count_flops(self, batch: list[EditRequest]) -> int | None:
+        """The FLOPs of this call, from a replay (harness/compute.py); None when the replay fails (the
+        real call then fails or succeeds on its own)."""
+        try:
+            return self.flops.count(self.editor, self.lm, batch, self.cache)
+        except Exception as exc:  # noqa: BLE001 - counting never decides a run
+            self.log(f"{self.label}: FLOPs not counted ({type(exc).__name__}: {(str(exc).splitlines() or [''])[0]})")
+            return None
 
     def _snapshot(self, next_step: int, edit_seconds: float, base: Applied) -> Snapshot:
         return Snapshot(next_step=next_step, edit_seconds=edit_seconds, weights=base.weights.current(),
@@ -454,7 +472,7 @@ class Runner:
         self.editor.load_state_dict({k: v.to(self.lm.device) for k, v in point.editor_state.items()})
         set_rng_states(point.rng["plain"], point.rng["tensors"])
 
-    def _checkpoint(self, done, pre, edit_seconds, rows=None) -> tuple[CheckpointRow, str]:
+    def _checkpoint(self, done, pre, edit_seconds, rows=None, edit_rows=()) -> tuple[CheckpointRow, str]:
         t0 = time.perf_counter()
         sampled = None
         if rows is None:
@@ -476,6 +494,7 @@ class Runner:
                         "by_category_pre": pre["exam"]["by_category"]},
             "edit_seconds": round(edit_seconds, 3),
             "eval_seconds": round(eval_seconds, 3),
+            **_flops_summary(edit_rows),
             # collapse signals: each edited matrix's norm against θ₀'s, and its distance from θ₀
             "weights": _drift_summary(self.base.weights.drift()),
             # Per-edit retention scores let reports bootstrap confidence intervals over edits.
@@ -493,6 +512,14 @@ class Runner:
             f"eval_s={eval_seconds:.1f}"
         )
         return row, line
+
+
+def _flops_summary(edit_rows: Sequence[dict]) -> dict:
+    """FLOPs per edit so far: the mean over the edits of the counted calls, and how many were counted."""
+    counted = [r["flops"] for r in edit_rows if r.get("flops") is not None]
+    if not counted:
+        return {}
+    return {"flops_per_edit": round(sum(counted) / len(counted)), "flops_counted_edits": len(counted)}
 
 
 def _drift_summary(matrices: dict) -> dict:

@@ -167,7 +167,7 @@ def write_report(run_dir: Path, log=None, formats: tuple[str, ...] = FORMATS, me
     if bad:
         raise DataError(f"report {setting('metrics')} {','.join(bad)}: unknown (valid: {', '.join(plots.CURVE_METRICS)})")
     figures = plots.metric_curves(every, run_dir, chosen) + plots.radar_charts(final, run_dir) \
-        + plots.gap_chart(final, run_dir)
+        + plots.gap_chart(final, run_dir) + plots.cost_chart(final, run_dir)
     comparison = _comparison(run_dir)
     categories = _exam_categories(results)
     groups = tables.groups_markdown(final)

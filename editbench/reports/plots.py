@@ -259,6 +259,43 @@ def gap_chart(final: list[dict], out_dir: Path) -> list[Path]:
     return save_figure(fig, out_dir, "gap")
 
 
+def pareto_front(points: list[tuple[float, float, str]]) -> list[str]:
+    """The methods no other method beats on both axes: fewer FLOPs per edit (x) and a higher score (y)."""
+    front, best = [], -math.inf
+    for x, y, name in sorted(points, key=lambda p: (p[0], -p[1])):
+        if y > best:
+            front.append(name)
+            best = y
+    return front
+
+
+def cost_chart(final: list[dict], out_dir: Path) -> list[Path]:
+    """Per method at the final checkpoint: the score against the counted FLOPs per edit (log axis), the
+    Pareto front (no method cheaper and better) joined and labelled in bold."""
+    rows = [r for r in final if r.get("flops_per_edit") and r.get("score") is not None]
+    if not rows:
+        return []
+    plt = pyplot()
+    styles = method_styles(final)
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    points = [(float(r["flops_per_edit"]), float(r["score"]), r["method"]) for r in rows]
+    front = pareto_front(points)
+    for x, y, name in points:
+        st = styles[name]
+        ax.scatter([x], [y], color=st["color"], marker=st["marker"], s=36, zorder=3)
+        ax.annotate(name, (x, y), textcoords="offset points", xytext=(4, 3), fontsize=7,
+                    fontweight="bold" if name in front else "normal")
+    line = sorted((p for p in points if p[2] in front), key=lambda p: p[0])
+    ax.plot([p[0] for p in line], [p[1] for p in line], color="#555555", linewidth=0.8, linestyle="--",
+            zorder=2, label="Pareto front")
+    ax.set_xscale("log")
+    ax.set_xlabel("FLOPs per edit (counted, log scale)")
+    ax.set_ylabel(f"score ({rows[0].get('score_basis', 'token')} basis)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(frameon=False, fontsize=8)
+    return save_figure(fig, out_dir, "cost")
+
+
 def trace_figure(record: dict, out_dir: Path) -> list[Path]:
     """Causal tracing (editbench trace): per kind of restored state, the average indirect effect of each
     layer at the last subject token and at the last token (ROME's Figure 2 in one row)."""

@@ -84,6 +84,7 @@ def checkpoint_row(result: dict, cp: dict, basis: str | None = None) -> dict:
         "exam_retention": exam_retention(exam, exam_pre),
         "seconds_per_edit": cp["edit_seconds"] / edits if edits else None,
         "eval_seconds": cp.get("eval_seconds"),
+        "flops_per_edit": cp.get("flops_per_edit"),
         "failed_edits": result.get("failed_edits"),
         "diverged_edits": result.get("diverged_edits"),
         "noop_edits": result.get("noop_edits"),
@@ -151,9 +152,9 @@ def header(basis: str) -> list[str]:
         return ["method", "protocol", "T", "score (gen)", "reliability (gen EM)", "generalization (gen EM)",
                 "locality (gen)", "portability (gen EM)", "rel. tok", "rel. tok EM", "gap (tok − gen)",
                 "gen. tok", "loc. tok", "port. tok", "efficacy", "fluency (Δ pre)", "exam acc. (Δ pre)", "s/edit",
-                "eval s", "peak MB"]
+                "FLOP/edit", "eval s", "peak MB"]
     return ["method", "protocol", "T", "score", "reliability", "rel. EM", "efficacy", "generalization", "locality",
-            "portability", "fluency (Δ pre)", "exam acc. (Δ pre)", "s/edit", "eval s", "peak MB"]
+            "portability", "fluency (Δ pre)", "exam acc. (Δ pre)", "s/edit", "FLOP/edit", "eval s", "peak MB"]
 
 
 def _cells(r: dict) -> list[str]:
@@ -168,10 +169,20 @@ def _cells(r: dict) -> list[str]:
         with_spread(r, "generalization"), with_spread(r, "locality"), with_spread(r, "portability"), *_tail(r)]
 
 
+def flop_text(flops: float | None) -> str:
+    """FLOPs with an SI prefix, 3 significant digits: '8.29 G', '1.20 T'; '-' when not counted."""
+    if flops is None:
+        return "-"
+    for scale, prefix in ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if flops >= scale:
+            return f"{flops / scale:.3g} {prefix}"
+    return f"{flops:.3g}"
+
+
 def _tail(r: dict) -> list[str]:
     return [_num(r["fluency"], 2) + _signed(r["fluency_change"]),
         _num(r["exam_accuracy"]) + _signed(r["exam_change"]), _num(r["seconds_per_edit"], 3),
-        _num(r["eval_seconds"], 1), _num(r.get("cuda_max_allocated_mb") or r.get("peak_rss_mb"), 0),
+        flop_text(r.get("flops_per_edit")), _num(r["eval_seconds"], 1), _num(r.get("cuda_max_allocated_mb") or r.get("peak_rss_mb"), 0),
     ]
 
 

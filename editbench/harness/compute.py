@@ -1,0 +1,59 @@
+"""FLOPs per edit: what an editor call costs in arithmetic, the same on every machine.
+
+Seconds depend on the machine; floating-point operations do not. torch's `FlopCounterMode` counts
+them (matrix products and convolutions, forward and backward, from their shapes). Counting changes the
+numbers, though: under a dispatch mode some operators take another floating-point path (measured on the
+micro world: ROME's update differs by up to 6e-8, FT's by 2e-6). So the run's own calls are never
+counted. A seeded sample of the run's editor calls is *replayed* under the counter just before the real
+call: on the same weights, with a copy of the run's cache and with the editor's state and the random
+number generators put back afterwards, so the real call sees exactly what it would have seen. The
+replay's result is thrown away; its count, divided over the call's requests, is the FLOPs per edit of
+those requests. One-time preparation (`Editor.prepare`: key statistics, context templates) is not in it.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from editbench.core import ConfigError, Editor, EditRequest, setting
+from editbench.harness.store import rng_states, set_rng_states
+
+
+@dataclass(frozen=True)
+class FlopMeter:
+    """Counts the FLOPs of `calls` editor calls per run (a seeded sample of its steps; 0: none)."""
+
+    calls: int = 3
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.calls, int) and self.calls >= 0):
+            raise ConfigError(f"{setting('count_flops')} must be an integer >= 0, got {self.calls!r}")
+
+    def counted_steps(self, n_steps: int) -> set[int]:
+        """The steps whose calls are replayed: the first, then a seeded sample of the rest."""
+        if self.calls == 0 or n_steps == 0:
+            return set()
+        rest = random.Random(self.seed).sample(range(1, n_steps), min(self.calls - 1, n_steps - 1))
+        return {0, *rest}
+
+    def count(self, editor: Editor, lm, batch: Sequence[EditRequest], cache: dict) -> int:
+        """The FLOPs of `editor.edit(lm, batch, cache)`, run once more under the counter and undone."""
+        state = {k: v.detach().clone() for k, v in editor.state_dict().items()}
+        plain, tensors = rng_states()
+        counter = FlopCounterMode(display=False)
+        try:
+            with counter:
+                editor.edit(lm, list(batch), dict(cache))  # new cache entries stay in the copy
+        finally:
+            editor.reset_state()  # the state the replay left goes; the saved one comes back as a resume's would
+            editor.load_state_dict(state)
+            set_rng_states(plain, tensors)
+        return int(counter.get_total_flops())
+
+
+NO_METER = FlopMeter(calls=0)
