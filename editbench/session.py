@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -428,6 +429,28 @@ def quiet_transformers() -> None:
     hf_logging.disable_progress_bar()
     # peft asks transformers' deprecated is_gradient_checkpointing on every LoRA run
     warnings.filterwarnings("ignore", message=r".*is_gradient_checkpointing.* is deprecated", category=FutureWarning)
+
+
+@contextmanager
+def process_state_kept():
+    """What a run sets for the whole process (torch's thread count, editbench's log handler and level,
+    transformers' progress bars, warning filters) put back as it was found when the block ends: a
+    notebook calling the Python API keeps its own settings. The CLI and workers keep the run's."""
+    import warnings
+
+    import torch
+    from transformers.utils import logging as hf_logging
+
+    threads, handlers, level = torch.get_num_threads(), list(LOGGER.handlers), LOGGER.level
+    bars = hf_logging.is_progress_bar_enabled()
+    with warnings.catch_warnings():  # restores the filters on exit
+        try:
+            yield
+        finally:
+            torch.set_num_threads(threads)
+            LOGGER.handlers[:] = handlers
+            LOGGER.setLevel(level)
+            (hf_logging.enable_progress_bar if bars else hf_logging.disable_progress_bar)()
 
 
 def free_accelerator_memory() -> None:

@@ -66,3 +66,30 @@ def test_the_cli_and_the_api_run_one_plan_alike(micro_world, tmp_path):
     memory = editbench.run("noedit", **{**settings, "orders": 1, "overrides": []})
     disk = json.loads((tmp_path / "api" / "noedit" / "order-0" / "results.json").read_text())
     assert strip_volatile(memory.results[0], clock | {"order"}) == strip_volatile(disk, clock | {"order"})
+
+
+def test_run_leaves_the_process_settings_as_it_found_them(micro_world):
+    """A notebook keeps its own thread count, root log handlers, warning filters and editbench logger."""
+    import logging
+    import warnings
+
+    import torch
+
+    import editbench
+
+    # a first run imports what it needs: libraries add warning filters when first imported, which
+    # is theirs to do; what is held here is what a run sets
+    editbench.run(["noedit"], world="micro", edits=2, checkpoints=[2])
+    torch.set_num_threads(2)
+    root_handlers = list(logging.getLogger().handlers)
+    library = logging.getLogger("editbench")
+    library_handlers, library_level = list(library.handlers), library.level
+    filters = list(warnings.filters)
+    try:
+        editbench.run(["noedit"], world="micro", edits=2, checkpoints=[2], threads=1, quiet=False)
+        assert torch.get_num_threads() == 2
+        assert logging.getLogger().handlers == root_handlers
+        assert (library.handlers, library.level) == (library_handlers, library_level)
+        assert warnings.filters == filters
+    finally:
+        torch.set_num_threads(1)

@@ -167,12 +167,6 @@ def iter_records(path_or_id: str) -> tuple[object, str]:
     return iter(rows), f"hf:{path_or_id}"
 
 
-def read_records(path_or_id: str) -> tuple[list[dict], str]:
-    """Every record of a file or hub dataset (see iter_records)."""
-    records, source = iter_records(path_or_id)
-    return list(records), source
-
-
 class _Record:
     """Field access that names the file, record and field in every error."""
 

@@ -105,10 +105,6 @@ def contains(prediction: str, gold: str) -> bool:
 Judge = Callable[[str, str, str], float]
 
 
-def exact_match_judge(question: str, gold: str, answer: str) -> float:
-    return float(exact_match(answer, gold))
-
-
 # --------------------------------------------------------------------------- contexts and stop rules
 
 
