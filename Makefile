@@ -196,16 +196,20 @@ TUNE_SUFFIX   := $(if $(filter batch,$(TUNE_PROTOCOL)),-batch,)
 WORLD_SUFFIX  := $(if $(filter default,$(WORLD)),,-$(WORLD))
 # where the YAMLs go; e.g. TUNE_WRITE='runs/tuned/{method}.yaml' for a long tune in the background that
 # must not leave the tree half re-tuned if it is stopped (the bridge sync then has nothing new to read)
-TUNE_WRITE    ?= editbench/hparams/{method}/world$(WORLD_SUFFIX)$(TUNE_SUFFIX).yaml
+# (MODEL=smollm2-135m BENCH=zsre: the model's own YAMLs, tuned on the dataset's dev split as its leaderboard asks)
+TUNE_WRITE    ?= editbench/hparams/{method}/$(if $(MODEL),$(MODEL),world$(WORLD_SUFFIX))$(TUNE_SUFFIX).yaml
+TUNE_SUBJECT   = $(if $(MODEL),$(SUBJECT) --prompt-format $(PROMPT_FORMAT) --answer-end $(ANSWER_END) --count-flops 0,\
+	--world $(WORLD))
+TUNE_OUT       = runs/tune-$(if $(MODEL),$(MODEL)-$(REAL_BENCH),$(WORLD))-$(TUNE_PROTOCOL)
 # the slowest first, so that JOBS workers finish together
 TUNE_METHODS  ?= $(if $(filter batch,$(TUNE_PROTOCOL)),,rome) wise memit alphaedit encore grace ft ft_l lora rsft rsft_merge ultraedit retrieve
 
 # Then the EasyEdit bridge's YAMLs take the new values (scripts/sync_bridge_yamls.py), also when a method
 # failed its floor (exit 1 all the same).
 tune: $(VENV)
-	$(PY) -m editbench tune $(foreach m,$(TUNE_METHODS),--method $(m)) --budget $(TUNE_BUDGET) \
-		--protocol $(TUNE_PROTOCOL) --world $(WORLD) --split dev $(if $(TUNE_N),--edits $(TUNE_N),) --seed $(SEED) \
-		--out runs/tune-$(WORLD)-$(TUNE_PROTOCOL) $(AGAIN) --jobs $(JOBS) --quiet \
+	EDITBENCH_DATA=$(DATA_DIR) $(PY) -m editbench tune $(foreach m,$(TUNE_METHODS),--method $(m)) --budget $(TUNE_BUDGET) \
+		--protocol $(TUNE_PROTOCOL) $(TUNE_SUBJECT) --split dev $(if $(TUNE_N),--edits $(TUNE_N),) --seed $(SEED) \
+		--out $(TUNE_OUT) $(AGAIN) --jobs $(JOBS) --quiet \
 		--write '$(TUNE_WRITE)'; \
 	status=$$?; $(PY) scripts/sync_bridge_yamls.py; exit $$status
 
