@@ -271,7 +271,7 @@ class RunPlan:
                                self.wild_context if self.eval_mode == "wild" else "question")
 
     def guard(self):
-        from editbench.harness.runner import UpdateGuard
+        from editbench.harness.guard import UpdateGuard
 
         return UpdateGuard(max_update_ratio=self.max_update_ratio, policy=self.on_diverged)
 

@@ -81,7 +81,8 @@ class RunSession:
         """Build the world if needed, load the edits, the exam and the model."""
         from editbench.benchmarks import registry
         from editbench.harness.context import fit_to_context
-        from editbench.harness.runner import EvalSuite, resolve_checkpoints
+        from editbench.harness.protocols import resolve_checkpoints
+        from editbench.harness.suite import EvalSuite
 
         p = self.plan
         self.world_path = self._world_path()

@@ -99,7 +99,7 @@ class TuneEvaluator:
     dev run (the tune's protocol, intermediate checkpoints reported to the pruner), each from θ₀."""
 
     def __init__(self, session: RunSession, method: str, out: Path) -> None:
-        from editbench.harness.runner import EvalSuite
+        from editbench.harness.suite import EvalSuite
 
         self.session, self.method, self.out = session, method, out
         suite = session.suite

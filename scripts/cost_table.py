@@ -164,7 +164,7 @@ def _sync(device: torch.device) -> None:
 def measure(editor, lm, requests, step: int) -> dict:
     """Key statistics (prepare), then the edits one per call and `step` per call, each call's update
     applied and taken back (every call starts from θ₀: cost, not quality, is measured)."""
-    from editbench.harness.runner import BaseWeights
+    from editbench.harness.interventions import BaseWeights
 
     device = lm.device
     cache: dict = {}

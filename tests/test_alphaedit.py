@@ -107,7 +107,8 @@ def test_after_20_sequential_edits_alphaedit_keeps_locality_at_least_memits(micr
     Measured: MEMIT locality 0.59 and exam 0.75 at T = 20, AlphaEdit 1.0 and 1.0."""
     from editbench.benchmarks.registry import world_benchmark
     from editbench.harness.models import load_model
-    from editbench.harness.runner import EvalSuite, SequentialRunner
+    from editbench.harness.runner import Runner
+    from editbench.harness.suite import EvalSuite
 
     shared = {"layers": [1, 2], "v_num_grad_steps": 39, "v_lr": 1.35, "v_weight_decay": 0.000318,
               "clamp_norm_factor": 2.09, "context_template_source": "eos", "context_template_lengths": [[10, 5]]}
@@ -117,7 +118,7 @@ def test_after_20_sequential_edits_alphaedit_keeps_locality_at_least_memits(micr
     for name, own in (("memit", {"mom2_update_weight": 28.5}), ("alphaedit", {"nullspace_threshold": 2e-2, "l2": 10.0})):
         lm = load_model(str(micro_world), hparams_key="world")
         editor = _editor(lm, name, **shared, **own)
-        results, rows = SequentialRunner(lm, editor, data.requests, suite, [20], 0, log=lambda m: None).run()
+        results, rows = Runner(lm, editor, data.requests, suite, [20], 0, log=lambda m: None).run()
         assert all(r["status"] == "ok" for r in rows)
         final[name] = results["checkpoints"][-1]
     assert final["alphaedit"]["reliability"] > 0.3  # AlphaEdit writes: its locality is not a no-op's

@@ -130,14 +130,15 @@ def test_twenty_sequential_edits_through_the_runner_match_editbench(micro_world,
     third of the time (the update itself is held equal by the golden test above)."""
     from editbench.benchmarks.registry import world_benchmark
     from editbench.harness.models import load_model
-    from editbench.harness.runner import EvalSuite, SequentialRunner
+    from editbench.harness.runner import Runner
+    from editbench.harness.suite import EvalSuite
 
     data = world_benchmark(micro_world, 20, seed=0)
     suite = EvalSuite(data.fluency_prompts[:1], 8, data.exam_name, data.exam[:4])
     final = {}
     for name in (native, f"easyedit:{algo}"):
         lm = load_model(str(micro_world), hparams_key="world")
-        results, rows = SequentialRunner(lm, _editor(lm, name, v_num_grad_steps=10), data.requests, suite, [20], 0,
+        results, rows = Runner(lm, _editor(lm, name, v_num_grad_steps=10), data.requests, suite, [20], 0,
                                          log=lambda m: None).run()
         assert all(r["status"] == "ok" for r in rows), name
         final[name] = results["checkpoints"][-1]

@@ -227,7 +227,9 @@ def test_outputs_are_strict_json_and_nan_is_a_regression(tmp_path):
 
 def test_diverging_update_is_rejected_and_counted(micro_lm, micro_world):
     from editbench.benchmarks.registry import world_benchmark
-    from editbench.harness.runner import EvalSuite, Runner, UpdateGuard
+    from editbench.harness.guard import UpdateGuard
+    from editbench.harness.runner import Runner
+    from editbench.harness.suite import EvalSuite
     from editbench.methods.ft import FTM, FTConfig
 
     data = world_benchmark(micro_world, 2, seed=0)
@@ -498,7 +500,7 @@ def test_a_method_has_one_style_in_every_figure():
 def test_guard_judges_a_call_by_its_summed_objective():
     """A call of K requests diverged when the sum of their objectives rose (or one is not finite),
     not when one request of many ended a hair above its start; with K = 1 both agree."""
-    from editbench.harness.runner import UpdateGuard
+    from editbench.harness.guard import UpdateGuard
 
     guard = UpdateGuard()
     one_rose = [{"initial_loss": 3.358, "final_loss": 3.448}] + [{"initial_loss": 3.0, "final_loss": 0.5}] * 99

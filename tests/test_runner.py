@@ -5,13 +5,15 @@ import torch
 
 from editbench.core import ConfigError, Editor, EditorConfig, WeightDelta
 from editbench.harness.results import atomic_write_json
-from editbench.harness.runner import EvalSuite, SequentialRunner, plan_batches, resolve_checkpoints
+from editbench.harness.protocols import Sequential, resolve_checkpoints
+from editbench.harness.runner import Runner
+from editbench.harness.suite import EvalSuite
 from editbench.benchmarks.registry import world_benchmark
 from editbench.methods.noedit import NoEdit
 
 
 def test_batches_are_cut_at_checkpoints():
-    batches = plan_batches(12, 5, [1, 10, 12])
+    batches = [step.indices for step in Sequential().steps([1, 10, 12], 5)]
     assert [(b.start, b.stop) for b in batches] == [(0, 1), (1, 6), (6, 10), (10, 12)]
     assert resolve_checkpoints(None, 250) == [1, 10, 100, 250]
     assert resolve_checkpoints([10, 1], 20) == [1, 10, 20]
@@ -25,7 +27,7 @@ def _suite(data):
 
 def test_noedit_keeps_locality_and_exam(micro_lm, micro_world):
     data = world_benchmark(micro_world, 4, seed=0)
-    results, rows = SequentialRunner(micro_lm, NoEdit(), data.requests, _suite(data), [1, 4], 0,
+    results, rows = Runner(micro_lm, NoEdit(), data.requests, _suite(data), [1, 4], 0,
                                      log=lambda m: None).run()
     assert [cp["edits"] for cp in results["checkpoints"]] == [1, 4]
     for cp in results["checkpoints"]:
@@ -46,7 +48,7 @@ class NaNEditor(Editor):
 def test_non_finite_delta_is_recorded_failed_and_not_applied(micro_lm, micro_world):
     data = world_benchmark(micro_world, 2, seed=0)
     before = {k: v.clone() for k, v in micro_lm.model.state_dict().items()}
-    results, rows = SequentialRunner(micro_lm, NaNEditor(EditorConfig()), data.requests, _suite(data), [2], 0,
+    results, rows = Runner(micro_lm, NaNEditor(EditorConfig()), data.requests, _suite(data), [2], 0,
                                      log=lambda m: None).run()
     assert results["failed_edits"] == 2 and rows[0]["status"] == "failed" and "non-finite" in rows[0]["error"]
     assert all(torch.equal(before[k], v) for k, v in micro_lm.model.state_dict().items())
@@ -60,7 +62,7 @@ def test_same_seed_same_numbers(micro_world):
     runs = []
     for _ in range(2):
         lm = load_model(str(micro_world), hparams_key="world")
-        results, _ = SequentialRunner(lm, FTM(FTConfig(layer=1)), data.requests, _suite(data), [3], 5,
+        results, _ = Runner(lm, FTM(FTConfig(layer=1)), data.requests, _suite(data), [3], 5,
                                       log=lambda m: None).run()
         cp = results["checkpoints"][-1]
         runs.append({k: cp[k] for k in ("reliability", "generalization", "locality", "fluency", "per_edit")})
@@ -99,7 +101,7 @@ def test_restore_base_puts_every_touched_weight_back_bit_for_bit(micro_lm, micro
     cls = get_editor_class(method)
     config, _ = resolve_config(cls.config_class, method, "world", "qwen2")
     data = world_benchmark(micro_world, 3, seed=0)
-    runner = SequentialRunner(micro_lm, cls(config), data.requests, EvalSuite([], 8, "", []), [3], 0,
+    runner = Runner(micro_lm, cls(config), data.requests, EvalSuite([], 8, "", []), [3], 0,
                               log=lambda m: None)
     runner.run()
     assert any(not torch.equal(before[k], v) for k, v in micro_lm.model.state_dict().items())

@@ -134,7 +134,8 @@ def test_nano_world_runs_end_to_end_with_group_columns(cache_dir):
     group, and the report has the group table."""
     from editbench.benchmarks.registry import world_benchmark
     from editbench.harness.models import load_model
-    from editbench.harness.runner import EvalSuite, SequentialRunner
+    from editbench.harness.runner import Runner
+    from editbench.harness.suite import EvalSuite
     from editbench.methods.noedit import NoEdit
     from editbench.reports import tables
 
@@ -142,7 +143,7 @@ def test_nano_world_runs_end_to_end_with_group_columns(cache_dir):
     data = world_benchmark(folder, 4, seed=0)
     lm = load_model(str(folder), hparams_key="world")
     suite = EvalSuite(data.fluency_prompts[:1], 8, data.exam_name, data.exam[:4])
-    results, _ = SequentialRunner(lm, NoEdit(), data.requests, suite, [4], 0, log=lambda m: None).run()
+    results, _ = Runner(lm, NoEdit(), data.requests, suite, [4], 0, log=lambda m: None).run()
     cp = results["checkpoints"][-1]
     assert cp["portability"] is not None and cp["groups"]["locality_unrelated"] == 1.0
     assert "portability_alias" in cp["groups"]

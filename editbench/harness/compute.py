@@ -16,7 +16,6 @@ import random
 from dataclasses import dataclass
 from typing import Sequence
 
-import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from editbench.core import ConfigError, Editor, EditRequest, setting

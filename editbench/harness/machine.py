@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import platform
+import resource
+import sys
 
 import torch
 
@@ -30,3 +32,42 @@ def machine_record(device: str) -> dict:
     return {"threads": torch.get_num_threads(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
             "device": device, "cpu": cpu_model(), "arch": platform.machine(),
             "kernel_env": {k: os.environ[k] for k in KERNEL_SETTINGS if k in os.environ}}
+
+
+# --------------------------------------------------------------------------- peak memory of a run
+
+
+def reset_peak_memory(device: torch.device) -> bool:
+    """Start a fresh peak for this run, so methods run in one process each get their own figure.
+
+    Linux resets the peak resident set size (VmHWM) on writing 5 to /proc/self/clear_refs; elsewhere
+    the process-wide peak (ru_maxrss) is all there is, and the results say so.
+    """
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _vm_hwm_kb() -> int | None:
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def peak_memory_mb(device: torch.device, since_reset: bool = False) -> dict:
+    hwm_kb, scope = (_vm_hwm_kb() if since_reset else None), "run"
+    if hwm_kb is None:
+        rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        hwm_kb, scope = (rss_kb if sys.platform != "darwin" else rss_kb / 1024), "process"
+    cuda = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
+    return {"cpu_rss_mb": round(hwm_kb / 1024, 1), "cuda_max_allocated_mb": cuda, "cpu_rss_scope": scope}

@@ -138,3 +138,21 @@ def resolve_protocol(name: str, step_size: int | None = None) -> tuple[str, int 
 def get_protocol(name: str, step_size: int | None = None) -> Protocol:
     base, k = resolve_protocol(name, step_size)
     return PROTOCOLS[base](k)
+
+
+def default_checkpoints(n_edits: int) -> list[int]:
+    points, t = [], 1
+    while t < n_edits:
+        points.append(t)
+        t *= 10
+    return points + [n_edits]
+
+
+def resolve_checkpoints(checkpoints: Sequence[int] | None, n_edits: int) -> list[int]:
+    if n_edits < 1:
+        raise ConfigError(f"{setting('edits')} must be >= 1, got {n_edits}")
+    points = sorted(set(checkpoints)) if checkpoints else default_checkpoints(n_edits)
+    bad = [t for t in points if not 1 <= t <= n_edits]
+    if bad:
+        raise ConfigError(f"checkpoints {bad} are out of range (valid: 1..{n_edits}, the number of edits)")
+    return points if points[-1] == n_edits else points + [n_edits]

@@ -6,24 +6,18 @@ whether θ₀ is restored before each, and which end at a checkpoint; the editor
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
-import math
 import random
-import resource
-import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
 
-from editbench.core import ConfigError, EditRequest, EditbenchError, Editor, ExamQuestion, setting
+from editbench.core import ConfigError, EditRequest, EditbenchError, Editor, setting
 from editbench.harness import metrics
-from editbench.harness.generation import GenerationSpec
-from editbench.harness.machine import machine_record
-from editbench.harness.interventions import Applied, BaseWeights  # noqa: F401 (BaseWeights: its old home)
+from editbench.harness.guard import UpdateGuard
+from editbench.harness.machine import machine_record, peak_memory_mb, reset_peak_memory
+from editbench.harness.interventions import Applied
 from editbench.harness.models import LoadedModel
 from editbench.harness.results import (
     EDITS_FILE,
@@ -35,94 +29,17 @@ from editbench.harness.results import (
     package_versions,
 )
 from editbench.harness.compute import NO_METER, FlopMeter
-from editbench.harness.protocols import Protocol, Sequential
+from editbench.harness.protocols import Protocol, Sequential, resolve_checkpoints
 from editbench.harness.record import CheckpointRow, EditRow, RunRecord
 from editbench.harness.store import NullStore, Snapshot, set_rng_states
+from editbench.harness.suite import EvalSuite, requests_sha256, suite_sha256
 from editbench.harness.scoring import generate_texts
 
 EDIT_METRICS = metrics.EDIT_METRICS
 
 
-@dataclass
-class EvalSuite:
-    """What is measured besides the edits themselves: fluency prompts and a general-capability exam."""
-
-    fluency_prompts: list[str]
-    fluency_tokens: int  # total length of each scored text, prompt included (ROME: 100)
-    exam_name: str
-    exam: list[ExamQuestion]
-    exam_mode: str = "cloze"  # 'letter' (next-token logits of A-D) or 'cloze' (option log-likelihood)
-    exam_shots: int = 0
-    # free answers scored beside teacher forcing (None: teacher forcing alone, no generation metrics)
-    generation: GenerationSpec | None = None
-    # held-out text (never trained on, never edited) whose perplexity is a collapse signal; none: skipped
-    perplexity_texts: list[str] = dataclasses.field(default_factory=list)
-    # how every prompt was put to the model ('bare' or 'chat': harness/prompts.py); the edits and the
-    # fluency prompts arrive rendered, so this records what was done, it does not do it
-    prompt_format: str = "bare"
-
-    def evaluation(self) -> dict:
-        """The evaluation mode as results record it; its score basis is what reports rank by."""
-        spec = self.generation
-        if spec is None:
-            return {"mode": "teacher-forced", "score_basis": "token", "prompt_format": self.prompt_format}
-        return {**dataclasses.asdict(spec), "score_basis": "generation", "stop_strings": list(spec.stop_strings),
-                "max_new_tokens": "50" if spec.mode == "wild" else f"answer tokens + {spec.margin}",
-                "prompt_format": self.prompt_format}
 
 
-@dataclass(frozen=True)
-class UpdateGuard:
-    """Besides the checks every delta gets (known parameter, shape, finite): an update whose editor
-    reports its own objective ending worse than it started, or whose norm exceeds `max_update_ratio`
-    times the norm of the weight it changes, is `diverged`. Policy `reject` (default): not applied,
-    like a non-finite update; `apply`: applied and still counted.
-
-    The objective of a call is the sum of its requests' objectives (a call of K edits optimises K
-    independent targets, as MEMIT's z search does): the call diverged when that sum rose, or when
-    any request's objective is not finite. One request of a hundred ending a hair above its start is
-    that request's weak target, not a diverged update (judged by its worst request, every call of
-    100 on the default world was rejected). With one request per call both readings agree."""
-
-    max_update_ratio: float = 10.0
-    policy: str = "reject"
-    tolerance: float = 1e-3  # relative slack on the objective (float noise, dropout)
-
-    def __post_init__(self) -> None:
-        if not (math.isfinite(self.max_update_ratio) and self.max_update_ratio > 0):
-            raise ConfigError(f"{setting('max_update_ratio')} must be a finite number > 0, got {self.max_update_ratio}")
-        if self.policy not in ("reject", "apply"):
-            raise ConfigError(f"{setting('on_diverged')} {self.policy!r} (valid: reject, apply)")
-
-    def verdict(self, delta, model: torch.nn.Module) -> str | None:
-        """Why this update diverged, or None."""
-        why = self.objective_verdict(delta.info)
-        if why:
-            return why
-        params = dict(model.named_parameters())
-        for name, tensor in delta.weight_tensors().items():
-            # float64 accumulation without a float64 copy of the weight (a 7B layer's MLP is ~100M values)
-            base = torch.linalg.vector_norm(params[name].detach(), dtype=torch.float64).item()
-            ratio = torch.linalg.vector_norm(tensor, dtype=torch.float64).item() / max(base, 1e-12)
-            if ratio > self.max_update_ratio:
-                return f"its change of '{name}' is {ratio:.3g} times the weight's norm (bound {self.max_update_ratio:g})"
-        return None
-
-    def objective_verdict(self, infos: Sequence[dict]) -> str | None:
-        """Why the call's objective (the sum over its requests) diverged, or None."""
-        pairs = [(i, info["initial_loss"], info["final_loss"]) for i, info in enumerate(infos)
-                 if isinstance(info.get("initial_loss"), (int, float)) and isinstance(info.get("final_loss"), (int, float))]
-        for i, start, end in pairs:
-            if not (math.isfinite(start) and math.isfinite(end)):
-                return f"its objective went from {start:.4g} to {end:.4g} (request {i} of the call)"
-        if not pairs:
-            return None
-        start, end = sum(p[1] for p in pairs), sum(p[2] for p in pairs)
-        if end > start + self.tolerance * max(1.0, abs(start)):
-            rose = sum(p[2] > p[1] for p in pairs)
-            where = "request 0 of the call" if len(pairs) == 1 else f"summed over {len(pairs)} requests, {rose} rose"
-            return f"its objective rose from {start:.4g} to {end:.4g} ({where})"
-        return None
 
 
 def seed_everything(seed: int) -> None:
@@ -130,63 +47,10 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def default_checkpoints(n_edits: int) -> list[int]:
-    points, t = [], 1
-    while t < n_edits:
-        points.append(t)
-        t *= 10
-    return points + [n_edits]
 
 
-def resolve_checkpoints(checkpoints: Sequence[int] | None, n_edits: int) -> list[int]:
-    if n_edits < 1:
-        raise ConfigError(f"{setting('edits')} must be >= 1, got {n_edits}")
-    points = sorted(set(checkpoints)) if checkpoints else default_checkpoints(n_edits)
-    bad = [t for t in points if not 1 <= t <= n_edits]
-    if bad:
-        raise ConfigError(f"checkpoints {bad} are out of range (valid: 1..{n_edits}, the number of edits)")
-    return points if points[-1] == n_edits else points + [n_edits]
 
 
-def plan_batches(n_edits: int, batch_size: int, checkpoints: Sequence[int]) -> list[range]:
-    """The sequential protocol's batches: at most batch_size, cut at checkpoints."""
-    return [step.indices for step in Sequential().steps(checkpoints, batch_size)]
-
-
-def reset_peak_memory(device: torch.device) -> bool:
-    """Start a fresh peak for this run, so methods run in one process each get their own figure.
-
-    Linux resets the peak resident set size (VmHWM) on writing 5 to /proc/self/clear_refs; elsewhere
-    the process-wide peak (ru_maxrss) is all there is, and the results say so.
-    """
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    try:
-        with open("/proc/self/clear_refs", "w") as fh:
-            fh.write("5")
-        return True
-    except OSError:
-        return False
-
-
-def _vm_hwm_kb() -> int | None:
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1])
-    except OSError:
-        return None
-    return None
-
-
-def peak_memory_mb(device: torch.device, since_reset: bool = False) -> dict:
-    hwm_kb, scope = (_vm_hwm_kb() if since_reset else None), "run"
-    if hwm_kb is None:
-        rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        hwm_kb, scope = (rss_kb if sys.platform != "darwin" else rss_kb / 1024), "process"
-    cuda = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
-    return {"cpu_rss_mb": round(hwm_kb / 1024, 1), "cuda_max_allocated_mb": cuda, "cpu_rss_scope": scope}
 
 
 class Runner:
@@ -556,25 +420,6 @@ class _NoBar:
         pass
 
 
-def requests_sha256(requests: Sequence[EditRequest]) -> str:
-    """Identity of the edits in their order (the file they came from is left out: data may move)."""
-    rows = [{k: v for k, v in dataclasses.asdict(r).items()
-             if k != "source" and not (k == "truncated_tokens" and v == 0)} for r in requests]
-    return hashlib.sha256(json.dumps(rows, sort_keys=True).encode()).hexdigest()
-
-
-def suite_sha256(suite: EvalSuite) -> str:
-    """Identity of what is measured besides the edits: fluency prompts and length, exam and its prompts."""
-    exam = [dataclasses.asdict(q) for q in suite.exam]
-    blob = {"fluency": suite.fluency_prompts, "tokens": suite.fluency_tokens, "exam": suite.exam_name,
-            "questions": exam, "mode": suite.exam_mode, "shots": suite.exam_shots}
-    if suite.generation is not None:  # teacher-forced suites keep the identity they had before generation
-        blob["generation"] = dataclasses.asdict(suite.generation)
-    if suite.perplexity_texts:  # likewise suites without held-out text
-        blob["perplexity_texts"] = suite.perplexity_texts
-    if suite.prompt_format != "bare":  # likewise bare prompts
-        blob["prompt_format"] = suite.prompt_format
-    return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()
 
 
 def _fmt(value) -> str:
@@ -588,4 +433,3 @@ def write_run(out_dir: Path, results: dict, edit_rows: list[dict]) -> Path:
     return out_dir / RESULTS_FILE
 
 
-SequentialRunner = Runner  # the name before protocols existed; the protocol now says how edits arrive
