@@ -13,16 +13,16 @@ import torch
 from editbench.core import EditRequest, check_range
 from editbench.harness.hooks import add_at_positions, capture, edit_output
 from editbench.harness.models import LoadedModel
+from editbench.harness.prefix import FrozenPrefix
 from editbench.harness.scoring import (
     FACT_TOKENS, encode_prompt_target, generate_texts, lookup_index, pad_right, sample_continuations,
 )
+from editbench.methods import training
 
 # ROME, MEMIT and EasyEdit start their generated context templates from these words
 # (`get_context_templates`: generate_fast(..., ["The", "Therefore", "Because", "I", "You"], top-k 5)).
 REFERENCE_PREFIXES = ("The", "Therefore", "Because", "I", "You")
 TEMPLATE_SOURCES = ("prefixes", "eos")
-from editbench.harness.prefix import FrozenPrefix
-from editbench.methods import training
 
 
 @dataclass(frozen=True)
