@@ -32,7 +32,12 @@ def _split_templates(spec: str) -> tuple[str, list[str]]:
     path, sep, templates = spec.partition("#")
     if sep and not templates.strip():
         raise ConfigError(f"corpus '{spec}': nothing after '#' (write FILE#{{field}} {{field}}|...)")
-    return path, [t for t in templates.split("|")] if sep else []
+    return path, templates.split("|") if sep else []
+
+
+def _templates(spec: str) -> list[str]:
+    """The record templates a file corpus names after '#' (none for 'world' and hub corpora)."""
+    return [] if spec == "world" or spec.startswith("hf:") else _split_templates(spec)[1]
 
 
 def _templated(path: Path, records, templates: list[str]) -> list[str]:
@@ -136,7 +141,7 @@ def corpus_identity(spec: str, model_dir: str | None) -> str:
     if isinstance(source, Path):
         check_corpus(spec, model_dir)
         digest = hashlib.sha256(source.read_bytes())
-        templates = _split_templates(spec)[1] if not spec.startswith("hf:") and spec != "world" else []
+        templates = _templates(spec)
         if templates:
             digest.update("\0".join(templates).encode())
         return f"{source.name}-{digest.hexdigest()[:12]}"
@@ -146,8 +151,7 @@ def corpus_identity(spec: str, model_dir: str | None) -> str:
 def load_corpus(spec: str, model_dir: str | None, n_samples: int, seed: int = 0) -> list[str]:
     """Up to n_samples documents of the corpus, a seeded sample."""
     source = corpus_source(spec, model_dir)
-    templates = _split_templates(spec)[1] if isinstance(source, Path) and spec != "world" else []
-    texts = _file_texts(source, templates) if isinstance(source, Path) else _hub_texts(source)
+    texts = _file_texts(source, _templates(spec)) if isinstance(source, Path) else _hub_texts(source)
     if not texts:
         raise DataError(f"corpus '{spec}' holds no text")
     order = list(range(len(texts)))
