@@ -224,14 +224,18 @@ sweep-layer: $(VENV)
 
 # One test process per core (pytest-xdist; at most 8: each holds a model), one torch thread each; the
 # worlds are the shipped ones (only a tiny world is trained, from its recipe, by the tests of the build).
+# First the linters, with zero findings: ruff (pyproject [tool.ruff.lint]) and mypy (pyproject
+# [tool.mypy]: default strictness, the pinned version).
 TEST_PROCS ?= auto
 test: $(DEV)
 	.venv/bin/ruff check -q editbench
+	.venv/bin/mypy editbench
 	$(PY) -m pytest -q -n $(TEST_PROCS) --maxprocesses 8 --dist loadgroup --durations 10 tests -m 'not bench'
 
 # The tiers (markers set in tests/conftest.py): no trained world and no ../shared/data, under a minute.
 test-fast: $(DEV)
 	.venv/bin/ruff check -q editbench
+	.venv/bin/mypy editbench
 	$(PY) -m pytest -q -n $(TEST_PROCS) --maxprocesses 8 tests -m 'not bench and not integration and not real_data'
 
 # Speed benchmarks (pytest-benchmark; each run saved under .benchmarks/ and compared with the last

@@ -6,6 +6,7 @@ import importlib
 import re
 import sys
 from pathlib import Path
+from typing import Any
 
 import editbench
 from editbench.core import ConfigError, EditbenchError, editor_names, get_editor_class, render_settings
@@ -128,7 +129,8 @@ def _add_run_options(parser: argparse.ArgumentParser, defaults: dict | None = No
     replaces a field's default for this command (tune's split is dev: the only one it reads)."""
     groups = {name: parser.add_argument_group(name) for name in GROUPS}
     for f in plan_fields():
-        meta, kwargs = f.metadata, {"help": render_settings(f.metadata["help"], flag_of), "dest": f.name}
+        meta = f.metadata
+        kwargs: dict[str, Any] = {"help": render_settings(meta["help"], flag_of), "dest": f.name}
         if meta.get("repeat"):
             kwargs.update(action="append", default=[])
         elif f.default is False:

@@ -316,7 +316,7 @@ ADAPTORS: Registry[type] = Registry("module-patch adaptor")
 def register_adaptor(kind: str):
     def decorate(cls: type) -> type:
         ADAPTORS.add(kind, cls)
-        cls.kind = kind
+        setattr(cls, "kind", kind)  # what its patches are saved under (harness/store.py)
         return cls
 
     return decorate
@@ -457,8 +457,14 @@ def check_range(config: Any, name: str, ok: bool, valid: str) -> None:
         raise ConfigError(f"{type(config).__name__}.{name}={getattr(config, name)!r} is out of range (valid: {valid})")
 
 
-class Editor(abc.ABC):
-    """A knowledge editor. `edit` computes an update; it must leave the model exactly as it found it."""
+ConfigT = TypeVar("ConfigT", bound="EditorConfig")
+
+
+class Editor(abc.ABC, Generic[ConfigT]):
+    """A knowledge editor. `edit` computes an update; it must leave the model exactly as it found it.
+
+    Generic over its config class (`class ROME(LocateEditor[ROMEConfig])`), so `self.config`'s fields
+    are typed where the editor reads them."""
 
     name: ClassVar[str] = ""
     config_class: ClassVar[type[EditorConfig]] = EditorConfig
@@ -474,8 +480,9 @@ class Editor(abc.ABC):
     # beside the config; None: nothing to tune (the no-edit baseline, bridged editors).
     search_space: ClassVar[Any] = None
 
-    def __init__(self, config: EditorConfig | None = None) -> None:
-        self.config = config if config is not None else self.config_class()
+    def __init__(self, config: ConfigT | None = None) -> None:
+        self.config: ConfigT = config if config is not None else self.config_class()  # type: ignore[assignment]
+        self.reset_state()  # an editor with cross-call state starts with none
 
     def check_model(self, lm: Any) -> None:
         """Raise ConfigError if this config cannot work on `lm` (layer out of range, unknown module).

@@ -12,7 +12,7 @@ import hashlib
 import json
 import re
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -145,7 +145,7 @@ def _checked(path: Path, records: list):
         yield record
 
 
-def iter_records(path_or_id: str) -> tuple[object, str]:
+def iter_records(path_or_id: str) -> tuple[Iterable[Any], str]:
     """(an iterator over the records, the source name) of a local .json (list) / .jsonl file, or of a
     hub dataset id (train split)."""
     path = Path(path_or_id)
@@ -181,7 +181,8 @@ class _Record:
     def fail(self, name: str, why: str) -> DataError:
         return DataError(f"{self.where}: field '{name}' {why}")
 
-    def get(self, name: str, kind: type = str, required: bool = True, within: dict | None = None):
+    def get(self, name: str, kind: type | tuple[type, ...] = str, required: bool = True,
+            within: dict | None = None) -> Any:
         data = self.data if within is None else within
         if name not in data or data[name] is None:
             if required:
@@ -281,7 +282,7 @@ def wikibigedit(rec: _Record) -> EditRequest:
     )
 
 
-def _knowedit_pairs(rec: _Record, name: str) -> tuple[tuple[str, str], ...]:
+def _knowedit_pairs(rec: _Record, name: str) -> tuple[tuple[tuple[str, str], ...], tuple[str, ...]]:
     groups = rec.get(name, dict, required=False) or {}
     pairs, names = [], []
     for kind, items in groups.items():
@@ -380,12 +381,15 @@ def load_edits(name: str, path_or_id: str, limit: int | None = None, shuffle: bo
         raise ConfigError(f"{setting('split')} {split!r} (valid: {', '.join(SPLITS)})")
     records, source = iter_records(path_or_id)
     # each record keeps its index in the file (its default case_id and its name in errors)
-    numbered = ((i, record) for i, record in enumerate(records) if split == "all" or record_split(record) == split)
+    numbered: Iterator[tuple[int, Any]] = (
+        (i, record) for i, record in enumerate(records) if split == "all" or record_split(record) == split)
     if shuffle:  # a shuffle needs every record; otherwise reading stops at `limit`
         listed = list(numbered)
         random.Random(seed).shuffle(listed)
         numbered = iter(listed)
-    requests, skipped, fluency = [], [], []
+    requests: list[EditRequest] = []
+    skipped: list[str] = []
+    fluency: list[str] = []
     first_seen: dict[str, int] = {}
     total = 0
     while limit is None or len(requests) < limit:  # without `shuffle` nothing past the limit is read

@@ -76,12 +76,16 @@ def world_benchmark(world_path: Path, n_edits: int, seed: int, split: str = "edi
     world = load_world(world_path)
     left_out: list[str] = []
 
-    def answered(requests: list[EditRequest]) -> list[bool]:
-        verdicts = already_answered(requests)
-        left_out.extend(r.case_id for r, known in zip(requests, verdicts) if known)
-        return verdicts
+    def answered(judge: Answered) -> Answered:
+        def verdicts_noted(requests: list[EditRequest]) -> list[bool]:
+            verdicts = judge(requests)
+            left_out.extend(r.case_id for r, known in zip(requests, verdicts) if known)
+            return verdicts
 
-    requests = world_gen.make_requests(world, n_edits, seed, split, answered if already_answered else None)
+        return verdicts_noted
+
+    requests = world_gen.make_requests(world, n_edits, seed, split,
+                                       answered(already_answered) if already_answered else None)
     exam = world_exam(world_path)
     return BenchmarkData(
         name="world", requests=requests, fluency_prompts=world_gen.fluency_prompts(requests),

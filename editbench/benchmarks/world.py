@@ -13,6 +13,7 @@ import io
 import random
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from editbench.core import ConfigError, EditRequest, ExamQuestion, setting
 
@@ -165,7 +166,8 @@ class WorldConfig:
     @classmethod
     def from_dict(cls, raw: dict) -> "WorldConfig":
         """From its JSON form (lists back to tuples)."""
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
+        fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
+        return cls(**fields)
 
 
 @dataclass(frozen=True)
@@ -252,8 +254,8 @@ class World:
         return {(f.relation, f.subject): f.obj for f in self.facts if f.relation in BRIDGE_RELATIONS}
 
     def to_json(self) -> dict:
-        data = {"config": asdict(self.config), "entities": self.entities, "pools": self.pools,
-                "facts": [asdict(f) for f in self.facts]}
+        data: dict[str, Any] = {"config": asdict(self.config), "entities": self.entities, "pools": self.pools,
+                                "facts": [asdict(f) for f in self.facts]}
         if self.config.features.composition:
             data.update(derived=[asdict(f) for f in self.derived], aliases=self.aliases)
             if self.two_hop_known is not None:
@@ -294,7 +296,7 @@ def generate_world(config: WorldConfig) -> World:
     if unknown:
         raise ConfigError(f"unknown relations {unknown} (valid: {', '.join(RELATIONS)})")
     entities = _entity_names(rng, config.n_entities, unique_surnames=config.features.unique_surnames)
-    facts = []
+    facts: list[Fact] = []
     for subject in entities:
         for relation in config.relations:
             n_templates = len(RELATIONS[relation]["templates"])

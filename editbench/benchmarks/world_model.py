@@ -14,6 +14,7 @@ import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import torch
 from tqdm import tqdm
@@ -151,7 +152,9 @@ def _new_model(config: WorldConfig, vocab_size: int, seed: int):
         vocab_size=vocab_size, hidden_size=config.hidden_size, intermediate_size=config.intermediate_size,
         num_hidden_layers=config.num_layers, num_attention_heads=config.num_heads,
         num_key_value_heads=config.num_kv_heads, max_position_embeddings=256, tie_word_embeddings=True,
-        rope_theta=10000.0, bos_token_id=0, eos_token_id=0, pad_token_id=0,
+        # transformers 5 reads rope_theta from its legacy keywords (into rope_parameters); part of the
+        # world recipe, so it stays as the shipped worlds were built
+        rope_theta=10000.0, bos_token_id=0, eos_token_id=0, pad_token_id=0,  # type: ignore[call-arg]
     )
     cfg._attn_implementation = "eager"  # faster than SDPA for these tiny shapes on CPU
     return Qwen2ForCausalLM(cfg)
@@ -186,7 +189,7 @@ def train_world_model(world: World, tokenizer):
     return model
 
 
-def fact_accuracy(lm: LoadedModel, world: World) -> dict[str, float]:
+def fact_accuracy(lm: LoadedModel, world: World) -> dict[str, Any]:
     """Share of (fact, template) prompts whose object the model gets fully right (teacher forced).
 
     Edition 2 adds, over the people whose such statements were never trained (edit and dev pools):
@@ -200,7 +203,7 @@ def fact_accuracy(lm: LoadedModel, world: World) -> dict[str, float]:
         kinds["two_hop"] = two_hop_pairs(world, untaught)
         kinds["two_hop_train"] = two_hop_pairs(world, teaching_people(world))
         kinds["alias"] = alias_pairs(world, untaught)
-    report: dict[str, float] = {}
+    report: dict[str, Any] = {}  # <kind>_accuracy (None: no prompts of that kind), <kind>_prompts
     for kind, pairs in kinds.items():
         scores = score_targets(lm, pairs)
         report[f"{kind}_accuracy"] = sum(s.exact for s in scores) / len(pairs) if pairs else None
@@ -426,27 +429,27 @@ def fingerprint_table(config: WorldConfig, rebuilt: Path | None) -> list[str]:
     return rows
 
 
-def verify_world(target: Path, record_hashes: bool = True) -> tuple[dict | None, str | None]:
-    """(the build report, None) when every recorded file has its sha256; else (None, what is wrong).
+def verify_world(target: Path, record_hashes: bool = True) -> tuple[dict, str | None]:
+    """(the build report, None) when every recorded file has its sha256; else ({}, what is wrong).
     A world built before hashes were recorded gets them now, once its weights match their sha256
     (with `record_hashes`; a shipped world must carry them)."""
     try:
         report = json.loads((target / REPORT_FILE).read_text(encoding="utf-8"))
         if not isinstance(report, dict) or not isinstance(report.get("heldout_accuracy"), float):
-            return None, f"{REPORT_FILE} lacks its fields"
+            return {}, f"{REPORT_FILE} lacks its fields"
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        return None, f"{REPORT_FILE} unreadable: {type(exc).__name__}"
+        return {}, f"{REPORT_FILE} unreadable: {type(exc).__name__}"
     files = report.get("files")
     if not isinstance(files, dict) and not record_hashes:
-        return None, f"{REPORT_FILE} records no file hashes"
+        return {}, f"{REPORT_FILE} records no file hashes"
     if not isinstance(files, dict):
         try:  # a cache from before file hashes: check the weights, then record every file's hash
             if not (target / WORLD_CORPUS_FILE).exists():
                 write_corpus(target, load_world(target))
             if weights_sha256(load_model(str(target), hparams_key="world").model) != report.get("weights_sha256"):
-                return None, "model weights differ from their recorded sha256"
+                return {}, "model weights differ from their recorded sha256"
         except Exception as exc:  # noqa: BLE001 - any failure to load means the copy cannot be used
-            return None, f"cannot load it ({type(exc).__name__})"
+            return {}, f"cannot load it ({type(exc).__name__})"
         report["files"] = sha256_tree(target, skip=(REPORT_FILE,))
         try:
             atomic_write_json(target / REPORT_FILE, report)
@@ -456,9 +459,9 @@ def verify_world(target: Path, record_hashes: bool = True) -> tuple[dict | None,
     for rel, digest in files.items():
         path = target / rel
         if not path.is_file():
-            return None, f"{path} is missing"
+            return {}, f"{path} is missing"
         if sha256_file(path) != digest:
-            return None, f"{path} differs from its recorded sha256"
+            return {}, f"{path} differs from its recorded sha256"
     return report, None
 
 
@@ -499,10 +502,12 @@ def world_lines() -> list[str]:
     for name, config in WORLD_SIZES.items():
         world = generate_world(config)
         folder = shipped_dir(config)
-        try:
-            built = f"weights sha256 {json.loads((folder / REPORT_FILE).read_text())['weights_sha256'][:16]} (shipped)"
-        except (TypeError, OSError, ValueError, KeyError):
-            built = "not shipped: built from its recipe on first use"
+        built = "not shipped: built from its recipe on first use"
+        if folder is not None:
+            try:
+                built = f"weights sha256 {json.loads((folder / REPORT_FILE).read_text())['weights_sha256'][:16]} (shipped)"
+            except (OSError, ValueError, KeyError):
+                pass
         lines.append(f"{name:12s} edition {config.edition}, {len(world.facts_of('edit'))} edit-pool facts, "
                      f"{len(world.facts_of('dev'))} dev, {config.num_layers} layers x {config.hidden_size}; {built}")
     return lines

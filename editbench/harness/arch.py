@@ -6,11 +6,15 @@ stores [out, in]), never by shape: a square matrix would be ambiguous.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, cast
 
 import torch
 from torch import nn
 
 from editbench.core import ConfigError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 
 @dataclass(frozen=True)
@@ -44,7 +48,7 @@ ARCHITECTURES["phi3"] = ArchSpec("model.layers", "mlp", "down_proj", "gate_up_pr
                                  "qkv_proj", "model.norm", "model.embed_tokens")
 
 
-def arch_for(model: nn.Module) -> ArchSpec:
+def arch_for(model: PreTrainedModel) -> ArchSpec:
     model_type = getattr(getattr(model, "config", None), "model_type", None)
     if model_type not in ARCHITECTURES:
         raise ConfigError(
@@ -55,25 +59,25 @@ def arch_for(model: nn.Module) -> ArchSpec:
     return ARCHITECTURES[model_type]
 
 
-def get_module(model: nn.Module, path: str) -> nn.Module:
+def get_module(model: PreTrainedModel, path: str) -> nn.Module:
     try:
         return model.get_submodule(path)
     except AttributeError:
         raise ConfigError(f"module path '{path}' does not exist in this {model.config.model_type} model") from None
 
 
-def num_layers(model: nn.Module) -> int:
-    return len(get_module(model, arch_for(model).layers))
+def num_layers(model: PreTrainedModel) -> int:
+    return len(cast(nn.ModuleList, get_module(model, arch_for(model).layers)))
 
 
-def layer_path(model: nn.Module, layer: int) -> str:
+def layer_path(model: PreTrainedModel, layer: int) -> str:
     n = num_layers(model)
     if not 0 <= layer < n:
         raise ConfigError(f"layer index {layer} is out of range (valid: 0..{n - 1})")
     return f"{arch_for(model).layers}.{layer}"
 
 
-def mlp_proj_path(model: nn.Module, layer: int, proj: str) -> str:
+def mlp_proj_path(model: PreTrainedModel, layer: int, proj: str) -> str:
     """Path of an MLP projection by role: 'down', 'up' or 'gate'."""
     spec = arch_for(model)
     names = {"down": spec.mlp_down, "up": spec.mlp_up, "gate": spec.mlp_gate}
@@ -91,7 +95,7 @@ def is_conv1d(module: nn.Module) -> bool:
 def weight_out_in(module: nn.Module) -> torch.Tensor:
     """The module's weight as an [out, in] view, whatever its storage orientation."""
     if is_conv1d(module):
-        return module.weight.T
+        return module.get_parameter("weight").T
     if isinstance(module, nn.Linear):
         return module.weight
     raise ConfigError(f"cannot read weight orientation of module type {type(module).__name__}")

@@ -81,6 +81,6 @@ def _with_texts(request: EditRequest, changes: dict[str, str], dropped: int) -> 
         raise DataError(f"{request.source or 'request'}: record {request.case_id!r}: field 'prompt' loses its "
                         f"subject {request.subject!r} when cut to the model's context")
     return dataclasses.replace(request, prompt=prompt, rephrase_prompts=tuple(rephrase),
-                               locality=tuple(tuple(p) for p in groups["locality"]),
-                               portability=tuple(tuple(p) for p in groups["portability"]),
+                               locality=tuple((p[0], p[1]) for p in groups["locality"]),
+                               portability=tuple((p[0], p[1]) for p in groups["portability"]),
                                truncated_tokens=dropped)

@@ -118,8 +118,8 @@ def corpus_source(spec: str, model_dir: str | None) -> str | Path:
         return path
     if spec.startswith("hf:"):
         return spec
-    path = _split_templates(spec)[0]
-    return data_dir() / path[len(DATA_PREFIX):] if path.startswith(DATA_PREFIX) else Path(path)
+    name = _split_templates(spec)[0]
+    return data_dir() / name[len(DATA_PREFIX):] if name.startswith(DATA_PREFIX) else Path(name)
 
 
 def is_corpus_spec(text: str) -> bool:

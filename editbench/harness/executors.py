@@ -60,7 +60,8 @@ class ProgressBoard:
     as the workers report; cleared before a log line is printed."""
 
     def __init__(self, stream) -> None:
-        self.stream, self.running = stream, {}
+        self.stream = stream
+        self.running: dict[str, tuple[int, int | None]] = {}
 
     def drain(self, queue) -> None:
         import queue as queue_module

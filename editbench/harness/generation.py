@@ -26,7 +26,7 @@ import torch
 
 from editbench.core import ConfigError
 from editbench.harness.models import LoadedModel
-from editbench.harness.scoring import cache_argument, length_batches
+from editbench.harness.scoring import cache_argument, eval_batching, length_batches
 
 EVAL_MODES = ("teacher-forced", "generation", "wild")
 WILD_CONTEXTS = ("question", "qa_inst", "chat")
@@ -170,7 +170,7 @@ def greedy_answers(lm: LoadedModel, questions: Sequence[str], answer_tokens: Seq
     order = sorted(range(len(contexts)), key=lambda i: -len(contexts[i]))
     answers: list[Answer | None] = [None] * len(contexts)
     for chunk in length_batches(order, [len(c) + limits[i] for i, c in enumerate(contexts)],
-                                batch_size or getattr(lm, "eval_batch_size", 64), getattr(lm, "eval_token_budget", None)):
+                                *eval_batching(lm, batch_size)):
         new = _decode_batch(lm, [contexts[i] for i in chunk], [limits[i] for i in chunk], spec)
         for i, ids in zip(chunk, new):
             answers[i] = _answer(tok, ids, limits[i], spec)

@@ -23,10 +23,11 @@ def _with_hidden(output, hidden: torch.Tensor):
 
 @dataclass
 class Captured:
-    """The input (first positional argument) and output hidden states of a module's last call."""
+    """The input (first positional argument) and output hidden states of a module's last call
+    (empty tensors until it is called: `calls` says how often it was)."""
 
-    input: torch.Tensor | None = None
-    output: torch.Tensor | None = None
+    input: torch.Tensor = field(default_factory=lambda: torch.empty(0))
+    output: torch.Tensor = field(default_factory=lambda: torch.empty(0))
     calls: int = field(default=0)
 
 
@@ -41,11 +42,8 @@ def capture(module: nn.Module, detach: bool = True) -> Iterator[Captured]:
         seen.output = y.detach() if detach else y
         seen.calls += 1
 
-    handle = module.register_forward_hook(hook)
-    try:
+    with forward_hook(module, hook):
         yield seen
-    finally:
-        handle.remove()
 
 
 class StopForward(Exception):
@@ -53,46 +51,34 @@ class StopForward(Exception):
 
 
 @contextmanager
-def stop_after(module: nn.Module) -> Iterator[None]:
+def forward_hook(module: nn.Module, hook: Callable) -> Iterator[None]:
+    """`hook` registered on `module` for forward passes inside the block, removed after."""
+    handle = module.register_forward_hook(hook)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+def stop_after(module: nn.Module):
     """Forward passes inside the block end (with StopForward) as soon as `module` has run: hooks
     registered on it earlier have seen its input and output by then."""
 
     def hook(_module, _args, _output):
         raise StopForward
 
-    handle = module.register_forward_hook(hook)
-    try:
-        yield
-    finally:
-        handle.remove()
+    return forward_hook(module, hook)
 
 
-@contextmanager
-def edit_output(module: nn.Module, change: Callable[[torch.Tensor], torch.Tensor]) -> Iterator[None]:
-    """Replace the module's output hidden states h by change(h) for forward passes inside the block."""
-
-    def hook(_module, _args, output):
-        return _with_hidden(output, change(_hidden(output)))
-
-    handle = module.register_forward_hook(hook)
-    try:
-        yield
-    finally:
-        handle.remove()
-
-
-@contextmanager
-def rewrite_output(module: nn.Module, change: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> Iterator[None]:
+def rewrite_output(module: nn.Module, change: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]):
     """Replace the module's output hidden states h by change(x, h), x its first input, inside the block."""
+    return forward_hook(module, lambda _module, args, output: _with_hidden(output, change(args[0], _hidden(output))))
 
-    def hook(_module, args, output):
-        return _with_hidden(output, change(args[0], _hidden(output)))
 
-    handle = module.register_forward_hook(hook)
-    try:
-        yield
-    finally:
-        handle.remove()
+def edit_output(module: nn.Module, change: Callable[[torch.Tensor], torch.Tensor]):
+    """Replace the module's output hidden states h by change(h) for forward passes inside the block (the
+    module may be called with keyword arguments only, as attention blocks are: its input is not read)."""
+    return forward_hook(module, lambda _module, _args, output: _with_hidden(output, change(_hidden(output))))
 
 
 @contextmanager

@@ -74,7 +74,7 @@ class InstalledPatches:
         # the attention mask of the model's current forward pass, for adaptors that pool over a
         # sequence's real tokens (WISE's routing): recorded by one pre-hook while any patch is installed
         self._mask: dict[str, torch.Tensor | None] = {"mask": None}
-        self._mask_hook = None
+        self._mask_hook: Any = None  # a RemovableHandle while any patch is installed
 
     def install(self, patch: ModulePatch) -> None:
         self.remove(patch.module)
@@ -89,7 +89,7 @@ class InstalledPatches:
                 mask = None
             return _with_hidden(output, adaptor(args[0], hidden, mask))
 
-        if self._mask_hook is None:
+        if self._mask_hook is None:  # one pre-hook for every patch: it records the attention mask
             self._mask_hook = self.model.register_forward_pre_hook(self._record_mask, with_kwargs=True)
         self._handles[patch.module] = self.model.get_submodule(patch.module).register_forward_hook(hook)
         self.patches[patch.module] = patch

@@ -65,7 +65,8 @@ def _vm_hwm_kb() -> int | None:
 
 
 def peak_memory_mb(device: torch.device, since_reset: bool = False) -> dict:
-    hwm_kb, scope = (_vm_hwm_kb() if since_reset else None), "run"
+    hwm_kb: float | None = _vm_hwm_kb() if since_reset else None
+    scope = "run"
     if hwm_kb is None:
         rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         hwm_kb, scope = (rss_kb if sys.platform != "darwin" else rss_kb / 1024), "process"

@@ -4,10 +4,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Sequence, cast
 
 import torch
-from torch import nn
 
 from editbench.core import ConfigError
 from editbench.harness.arch import ArchSpec, arch_for
@@ -18,8 +17,10 @@ DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.
 
 @dataclass
 class LoadedModel:
-    model: nn.Module
-    tokenizer: object
+    # a transformers causal LM (PreTrainedModel) and its tokenizer; typed Any because nn.Module's
+    # __getattr__ types every attribute `Tensor | Module` and the tokenizer classes differ per model
+    model: Any
+    tokenizer: Any
     name: str  # Hugging Face id or local path, as given
     hparams_key: str  # which hparams file fits this model (e.g. 'world', 'gpt2-xl', 'qwen2')
     # evaluation batches: at most `eval_batch_size` rows, and (when set) at most `eval_token_budget`
@@ -101,9 +102,9 @@ def load_model(
         tokenizer = AutoTokenizer.from_pretrained(name_or_path, local_files_only=local)
         placement = {"device_map": device_map, **({"max_memory": max_memory} if max_memory else {})} \
             if device_map is not None else {}
-        model, info = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=parse_dtype(dtype),
-                                                           local_files_only=local, output_loading_info=True,
-                                                           **placement)
+        # (model, loading info) with output_loading_info
+        model, info = cast(tuple[Any, dict], AutoModelForCausalLM.from_pretrained(
+            name_or_path, dtype=parse_dtype(dtype), local_files_only=local, output_loading_info=True, **placement))
     except Exception as exc:  # noqa: BLE001 - missing, truncated or garbled files (safetensors has its own errors)
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise ConfigError(f"cannot load model '{name_or_path}': {first}") from None

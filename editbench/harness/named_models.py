@@ -15,7 +15,7 @@ import tempfile
 from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, cast
 
 from editbench.core import ConfigError
 from editbench.harness.cache import build_lock, cache_root, sha256_file, sha256_tree
@@ -63,7 +63,7 @@ def gguf_path(spec: NamedModel) -> Path:
     except metadata.PackageNotFoundError:
         raise ConfigError(f"model '{spec.name}' comes from the package {spec.package} {spec.version}, which is not "
                           f"installed: run `{spec.install}`") from None
-    path = Path(dist.locate_file(spec.gguf_file))
+    path = Path(str(dist.locate_file(spec.gguf_file)))
     if dist.version != spec.version or not path.is_file():
         raise ConfigError(f"model '{spec.name}' needs {spec.package} {spec.version} with {spec.gguf_file}; found "
                           f"version {dist.version}{'' if path.is_file() else ' without that file'}: run `{spec.install}`")
@@ -113,8 +113,8 @@ def convert_gguf(gguf: Path, target: Path, provenance: dict) -> Path:
 
     folder, name = str(gguf.parent), gguf.name
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
-    model, info = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32,
-                                                       output_loading_info=True)
+    model, info = cast(tuple[Any, dict], AutoModelForCausalLM.from_pretrained(
+        folder, gguf_file=name, dtype=torch.float32, output_loading_info=True))
     check_loading_info(str(gguf), info)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))

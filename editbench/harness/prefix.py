@@ -93,12 +93,13 @@ class FrozenPrefix:
     @torch.no_grad()
     def add(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> None:
         """Compute and keep the hidden state entering layer L for this input."""
-        if not self.active:
+        if self._layers is None:  # not active
             return
         key = _key(input_ids, attention_mask)
         if key in self.cached:
             return
-        with capture(self._layers[self.first_layer], detach=True) as seen:
+        layers = self._layers
+        with capture(layers[self.first_layer], detach=True) as seen:
             self.current = None
             self.lm.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
         if not isinstance(seen.input, torch.Tensor):  # layers that take tuples: run in full instead

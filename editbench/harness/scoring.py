@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
+from typing import Any, cast
 
 import torch
 
@@ -65,6 +66,13 @@ def length_batches(order: list[int], lengths: list[int], batch_size: int, token_
 
 
 @torch.inference_mode()
+def eval_batching(lm: LoadedModel, batch_size: int | None = None) -> tuple[int, int | None]:
+    """Rows and padded tokens per scoring pass: `batch_size` or the model's own settings (a test's
+    stand-in model may have neither)."""
+    rows = batch_size if batch_size else getattr(lm, "eval_batch_size", 64)
+    return int(rows), getattr(lm, "eval_token_budget", None)
+
+
 def score_targets(lm: LoadedModel, pairs: list[tuple[str, str]], batch_size: int | None = None) -> list[TargetScore]:
     """Teacher-forced top-1 and log-probabilities of each target after its prompt, in padded batches."""
     encoded = [encode_prompt_target(lm.tokenizer, p, t) for p, t in pairs]
@@ -73,8 +81,7 @@ def score_targets(lm: LoadedModel, pairs: list[tuple[str, str]], batch_size: int
     results: list[TargetScore | None] = [None] * len(encoded)
     pad_id = lm.tokenizer.pad_token_id
     lengths = [len(p) + len(t) for p, t in encoded]
-    for chunk in length_batches(order, lengths, batch_size or getattr(lm, "eval_batch_size", 64),
-                                getattr(lm, "eval_token_budget", None)):
+    for chunk in length_batches(order, lengths, *eval_batching(lm, batch_size)):
         seqs = [encoded[i][0] + encoded[i][1] for i in chunk]
         ids, mask = pad_right(seqs, pad_id, lm.device)
         logits = lm.model(input_ids=ids, attention_mask=mask).logits.float()
@@ -225,7 +232,7 @@ def last_logits_after_prefix(lm: LoadedModel, seqs: list[list[int]], batch_size:
         return None
     order = sorted(range(len(seqs)), key=lambda i: -len(seqs[i]))
     result: list[torch.Tensor | None] = [None] * len(seqs)
-    repeated: dict[int, object] = {}  # batch size -> the prefix cache repeated that many times
+    repeated: dict[int, Any] = {}  # batch size -> the prefix cache repeated that many times (a transformers Cache)
     for start in range(0, len(order), batch_size):
         chunk = order[start : start + batch_size]
         ids, mask = pad_right([seqs[i][shared:] for i in chunk], lm.tokenizer.pad_token_id, lm.device)
@@ -240,4 +247,4 @@ def last_logits_after_prefix(lm: LoadedModel, seqs: list[list[int]], batch_size:
         batch_cache.crop(shared - batch_cache.get_seq_length())
         for row, i in enumerate(chunk):
             result[i] = logits[row, len(seqs[i]) - shared - 1]
-    return result
+    return cast(list[torch.Tensor], result)  # every position filled

@@ -23,11 +23,13 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from collections.abc import Mapping, Sequence
+from typing import Any, Iterable, cast
 
 import torch
 
 from editbench.core import ConfigError, DataError, setting
+from editbench.harness.record import RunRecord
 from editbench.harness.results import (
     EDITS_FILE,
     RESULTS_FILE,
@@ -83,7 +85,7 @@ def rng_states() -> tuple[dict, dict[str, torch.Tensor]]:
     import numpy as np
 
     version, internal, gauss = random.getstate()
-    np_state = np.random.get_state()
+    np_state = cast(tuple, np.random.get_state())  # the legacy tuple (name, keys, pos, has_gauss, gauss)
     plain = {"python": [version, list(internal), gauss],
              "numpy": [np_state[0], np_state[1].tolist(), int(np_state[2]), int(np_state[3]), float(np_state[4])]}
     tensors = {"rng.torch": torch.get_rng_state()}
@@ -396,19 +398,19 @@ def existing_results(directories: Iterable[Path]) -> list[Path]:
 
 # --------------------------------------------------------------------------- what may share a report
 
-def _setting(result: dict) -> dict:
+def _setting(result: Mapping[str, Any]) -> dict:
     bench = result.get("benchmark") or {}
     plan = result.get("plan") or {}
     return {
         "benchmark": [bench.get("name"), bench.get("world"), bench.get("source"), bench.get("split")],
         "model fingerprint": (result.get("model") or {}).get("fingerprint"),
         "N": result.get("n_edits"),
-        "protocol": protocol_label(result),
+        "protocol": protocol_label(cast(RunRecord, result)),
         "checkpoints": plan.get("checkpoints") or [cp.get("edits") for cp in result.get("checkpoints", [])],
     }
 
 
-def check_same_setting(results: list[dict], paths: list[Path]) -> None:
+def check_same_setting(results: Sequence[Mapping[str, Any]], paths: list[Path]) -> None:
     """Runs that differ in benchmark, weights, N, protocol or checkpoints cannot share one table."""
     first = _setting(results[0])
     for result, path in zip(results[1:], paths[1:]):
@@ -419,7 +421,7 @@ def check_same_setting(results: list[dict], paths: list[Path]) -> None:
                                 f"{_short(first[key])}); report runs of one setting per folder")
 
 
-def complete_only(results: list[dict], paths: list[Path]) -> tuple[list[dict], list[Path], list[str]]:
+def complete_only(results: list[RunRecord], paths: list[Path]) -> tuple[list[RunRecord], list[Path], list[str]]:
     """The complete runs, and one line for each run left out (running or failed)."""
     keep, keep_paths, left = [], [], []
     for result, path in zip(results, paths):

@@ -84,7 +84,8 @@ def subject_token_range(tokenizer, ids: Sequence[int], subject: str) -> tuple[in
     where = text.find(subject)
     if where < 0:
         raise DataError(f"the subject {subject!r} is not in the prompt as tokenized: {text!r}")
-    start = end = None
+    start: int | None = None
+    end: int | None = None
     seen = 0
     for i, piece in enumerate(pieces):
         seen += len(piece)
@@ -93,6 +94,8 @@ def subject_token_range(tokenizer, ids: Sequence[int], subject: str) -> tuple[in
         if end is None and seen >= where + len(subject):
             end = i + 1
             break
+    if start is None or end is None:  # cannot happen: the subject is in the concatenated text
+        raise DataError(f"the subject {subject!r} has no token range in {text!r}")
     return start, end
 
 
@@ -124,7 +127,7 @@ def trace_fact(lm: LoadedModel, prompt: str, subject: str, settings: TraceSettin
     draw = torch.from_numpy(rng.randn(settings.samples, end - start, model.config.hidden_size))
     low = _corrupted(lm, inputs, (start, end), draw * noise, settings.samples, {}, answer)[0]
     positions = {"last_subject": end - 1, "last": len(ids) - 1}
-    restored = {kind: {} for kind in kinds}
+    restored: dict[str, dict] = {kind: {} for kind in kinds}
     for kind in kinds:
         width = 1 if kind == "hidden" else settings.window
         restore = {module_for(model, j, kind): [layer for layer in range(n_layers)

@@ -44,7 +44,7 @@ ALPHAEDIT_SPACE = SearchSpace("AlphaEdit (jianghoucheng/AlphaEdit hparams/AlphaE
 
 
 @register_editor("alphaedit")
-class AlphaEdit(EarlierKeysEditor):
+class AlphaEdit(EarlierKeysEditor[AlphaEditConfig]):
     config_class = AlphaEditConfig
     search_space = ALPHAEDIT_SPACE
 

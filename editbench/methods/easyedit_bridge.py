@@ -50,6 +50,7 @@ from editbench.core import (
     ConfigError,
     Editor,
     EditorConfig,
+    Intervention,
     InvalidDeltaError,
     ModulePatch,
     WeightDelta,
@@ -84,7 +85,7 @@ class Algorithm:
     returns: str = "weights"
 
 
-_LOCATE = dict(right_padded=True, stats_layers="layers")
+_LOCATE: dict[str, Any] = dict(right_padded=True, stats_layers="layers")
 ALGORITHMS: dict[str, Algorithm] = {
     "ROME": Algorithm("rome", "ROMEHyperParams", "apply_rome_to_model", one_request_per_call=True, **_LOCATE),
     "R-ROME": Algorithm("r_rome", "R_ROMEHyperParams", "apply_r_rome_to_model", one_request_per_call=True, **_LOCATE),
@@ -134,8 +135,10 @@ def easyedit_root() -> Path:
 def offered_algorithms(root: Path | None) -> list[str]:
     """The algorithm names EasyEdit's own dispatch table (util/alg_dict.py) lists, when readable."""
     try:
+        if root is None:
+            return []
         text = (root / "easyeditor" / "util" / "alg_dict.py").read_text(encoding="utf-8")
-    except (OSError, TypeError):
+    except OSError:
         return []
     table = text[text.find("ALG_DICT"):]
     return sorted(set(re.findall(r"['\"]([A-Za-z][\w-]*)['\"]\s*:", table[:table.find("}") + 1])))
@@ -230,7 +233,8 @@ class EasyEditConfig(EditorConfig):
     def from_mapping(cls, values: dict[str, Any], source: str) -> "EasyEditConfig":
         own = {k: values[k] for k in cls.BRIDGE_KEYS if k in values}
         theirs = tuple((k, _freeze(v)) for k, v in values.items() if k not in cls.BRIDGE_KEYS)
-        return cls(algorithm=cls.ALGORITHM, hparams=theirs, source=source, **own)
+        # ALGORITHM: set on each algorithm's config subclass (make_bridge_class)
+        return cls(algorithm=getattr(cls, "ALGORITHM"), hparams=theirs, source=source, **own)
 
     def check(self) -> None:
         check_range(self, "context_templates", self.context_templates in TEMPLATE_CHOICES, ", ".join(TEMPLATE_CHOICES))
@@ -261,7 +265,7 @@ def _thaw(value):
 # --------------------------------------------------------------------------- the editor
 
 
-class EasyEditEditor(Editor):
+class EasyEditEditor(Editor[EasyEditConfig]):
     """Runs one EasyEdit algorithm; concrete classes are made per algorithm by `editor_class`."""
 
     config_class = EasyEditConfig
@@ -271,7 +275,6 @@ class EasyEditEditor(Editor):
         self._loaded: LoadedEasyEdit | None = None
         self._hparams = None
         self._workdir = tempfile.TemporaryDirectory(prefix="editbench-easyedit-")
-        self.reset_state()
 
     @property
     def algorithm(self) -> Algorithm:
@@ -345,13 +348,15 @@ class EasyEditEditor(Editor):
         return values
 
     # ----- key statistics in EasyEdit's cache format
-    def _stats_files(self, lm) -> dict[int, Path]:
+    def _stats_files(self, lm) -> dict[int | tuple[int, str], Path]:
+        """EasyEdit's stats file of each (layer) it reads, or (layer, module) for a module other than the
+        MLP output projection (editbench computes only those)."""
         _, hp = self._easyedit(lm)
         if self.algorithm.stats_layers is None or not getattr(hp, "mom2_adjustment", True):
             return {}
         model_name = str(lm.model.config._name_or_path).rsplit("/")[-1]  # as EasyEdit's layer_stats
         folder = Path(hp.stats_dir) / model_name / f"{hp.mom2_dataset}_stats"
-        files = {}
+        files: dict[int | tuple[int, str], Path] = {}
         templates = getattr(hp, "rewrite_module_tmps", None) or [hp.rewrite_module_tmp]
         for layer in getattr(hp, self.algorithm.stats_layers):
             for template in templates:
@@ -381,8 +386,9 @@ class EasyEditEditor(Editor):
             return
         given = hp.stats_dir
         hp.stats_dir = str(cache_root() / "easyedit-stats" / weight_fingerprint(lm.model)[:16])
-        missing = {L: p for L, p in self._stats_files(lm).items() if not p.exists()}
-        others = [key[1] for key in missing if isinstance(key, tuple)]
+        found = {L: p for L, p in self._stats_files(lm).items() if not p.exists()}
+        others = [key[1] for key in found if isinstance(key, tuple)]
+        missing = {L: p for L, p in found.items() if isinstance(L, int)}
         if others:
             raise ConfigError(f"easyedit:{self.config.algorithm} reads key statistics of {', '.join(others)}, which "
                               f"are not in its stats_dir {given} (EasyEdit computes them from Wikipedia, online) and "
@@ -397,8 +403,9 @@ class EasyEditEditor(Editor):
             path.parent.mkdir(parents=True, exist_ok=True)
             moment = covs[layer].detach().cpu().to(getattr(torch, hp.mom2_dtype)).numpy()
             # SecondMoment's state: mom2 / count is the moment EasyEdit uses; sample_size is checked on load
-            np.savez(path, **{"mom2.constructor": "SecondMoment()", "mom2.count": 1, "mom2.mom2": moment,
-                              "sample_size": int(hp.mom2_n_samples)})
+            arrays: dict[str, Any] = {"mom2.constructor": "SecondMoment()", "mom2.count": 1, "mom2.mom2": moment,
+                                      "sample_size": int(hp.mom2_n_samples)}
+            np.savez(path, **arrays)
 
     def _set_templates(self, lm, cache) -> None:
         """context_templates: editbench -> put editbench's templates into EasyEdit's template cache."""
@@ -423,7 +430,7 @@ class EasyEditEditor(Editor):
         return {"case_id": r.case_id, "prompt": r.prompt, "subject": r.subject, "target_new": r.target_new,
                 "ground_truth": r.target_true or "<|endoftext|>", "portability": {}, "locality": {}}
 
-    def edit(self, lm, requests, cache=None) -> WeightDelta:
+    def edit(self, lm, requests, cache=None) -> Intervention:
         cache = cache if cache is not None else {}
         loaded, hp = self._easyedit(lm)
         if self.algorithm.executor and hasattr(hp, "batch_size"):
@@ -504,7 +511,7 @@ def _is_peft(model) -> bool:
 
 def _lora_deltas(peft_model) -> dict[str, torch.Tensor]:
     """The weight change each LoRA layer stands for (peft's get_delta_weight), by base parameter name."""
-    deltas = {}
+    deltas: dict[str, torch.Tensor] = {}
     for name, module in peft_model.named_modules():
         if hasattr(module, "get_delta_weight") and hasattr(module, "base_layer"):
             base_name = name.removeprefix("base_model.model.") + ".weight"
@@ -762,7 +769,7 @@ class EasyEditWISE(EasyEditEditor):
 EDITOR_BASES = {"weights": EasyEditEditor, "codebook": EasyEditGRACE, "side memory": EasyEditWISE}
 
 
-def editor_class(algorithm: str) -> type[EasyEditEditor]:
+def editor_class(algorithm: str) -> type[Editor]:
     """The editor class for `easyedit:<algorithm>`, registered under that name on first use."""
     algo = canonical_algorithm(algorithm)
     name = f"easyedit:{algo}"

@@ -57,7 +57,7 @@ ENCORE_SPACE = SearchSpace("ENCORE (knowledge-editing-regularization hparams/ENC
 
 
 @register_editor("encore")
-class ENCORE(EarlierKeysEditor):
+class ENCORE(EarlierKeysEditor[ENCOREConfig]):
     config_class = ENCOREConfig
     search_space = ENCORE_SPACE
 

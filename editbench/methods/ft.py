@@ -39,7 +39,7 @@ class FTConfig(EditorConfig):
         check_range(self, "norm_constraint", self.norm_constraint is None or self.norm_constraint > 0, "> 0 or null")
 
 
-class _FineTune(Editor):
+class _FineTune(Editor[FTConfig]):
     config_class = FTConfig
     loss = staticmethod(training.target_nll)
 

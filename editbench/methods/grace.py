@@ -153,26 +153,26 @@ GRACE_SPACE = SearchSpace("EasyEdit GRACE (hparams/GRACE/llama-7b.yaml)", (
 
 
 @register_editor("grace")
-class GRACE(Editor):
+class GRACE(Editor[GRACEConfig]):
     """GRACE: a codebook of keys, values and deferral radii at one MLP output projection."""
 
     config_class = GRACEConfig
     search_space = GRACE_SPACE
     intervention = ModulePatch.kind
 
-    def __init__(self, config: GRACEConfig | None = None) -> None:
-        super().__init__(config)
-        self.reset_state()
-
     def check_model(self, lm) -> None:
         mlp_proj_path(lm.model, self.config.layer, "down")
 
     def reset_state(self) -> None:
-        self.keys = self.values = self.eps = self.labels = None  # made at the first edit (sizes from the model)
+        # the codebook: empty until the first edit, which sizes it from the model
+        self.keys = torch.empty(0, 0)  # [entries, d_in]
+        self.values = torch.empty(0, 0)  # [entries, d_out]
+        self.eps = torch.empty(0)  # [entries]: each key's radius
+        self.labels = torch.empty(0, 0, dtype=torch.long)  # [entries, longest label]: NO_LABEL-padded
         self.key_id = -1
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        if self.keys is None:
+        if self.keys.shape[0] == 0:
             return {}
         return {"codebook/keys": self.keys, "codebook/values": self.values, "codebook/eps": self.eps,
                 "codebook/labels": self.labels, "codebook/key_id": torch.tensor(self.key_id)}
@@ -242,7 +242,7 @@ class GRACE(Editor):
         """GRACE's rules for a new query: add, split or expand. Returns the entry to train and what was done."""
         cfg: GRACEConfig = self.config
         init = own.clone() if cfg.val_init == "warm" else torch.rand(own.shape[0], device=device)
-        if self.keys is None or self.keys.shape[0] == 0:
+        if self.keys.shape[0] == 0:
             self._add(query, init, label, cfg.eps, device)
             return 0, "added"
         dists = torch.cdist(query[None], self.keys.float())[0]
@@ -267,7 +267,7 @@ class GRACE(Editor):
         return stored.shape == label.shape and bool(torch.equal(stored, label))
 
     def _add(self, query, value, label, radius: float, device) -> None:
-        if self.keys is None:
+        if self.keys.shape[0] == 0:
             self.keys = torch.empty(0, query.shape[0], device=device)
             self.values = torch.empty(0, value.shape[0], device=device)
             self.eps = torch.empty(0, device=device)

@@ -138,7 +138,7 @@ def key_statistics(lm: LoadedModel, layers: list[int], spec: StatsSpec, run_cach
 def _moment_sha256(moment: torch.Tensor) -> str:
     t = moment.detach().contiguous().cpu()
     digest = hashlib.sha256(f"{t.dtype}|{tuple(t.shape)}|".encode())
-    digest.update(t.numpy())  # the array's own buffer: no copy of a d x d float64 matrix
+    digest.update(t.numpy().data)  # the array's own buffer: no copy of a d x d float64 matrix
     return digest.hexdigest()
 
 

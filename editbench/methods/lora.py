@@ -9,6 +9,7 @@ Loss: cross-entropy on target tokens (prompt masked). Two sequential modes:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -84,7 +85,7 @@ def _targeted(lm, cfg: LoRAConfig) -> list[str]:
 def _peft_config(lm, cfg: LoRAConfig):
     from peft import AdaLoraConfig, LoraConfig
 
-    common = dict(
+    common: dict[str, Any] = dict(
         r=cfg.rank, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, target_modules=_module_names(lm, cfg),
         layers_to_transform=list(cfg.layers) if cfg.layers is not None else None,
         layers_pattern=lm.arch.layers.rsplit(".", 1)[-1] if cfg.layers is not None else None,
@@ -107,16 +108,12 @@ LORA_SPACE = SearchSpace("EasyEdit LoRA (hparams/LoRA/llama-7b.yaml)", (
 
 
 @register_editor("lora")
-class LoRA(Editor):
+class LoRA(Editor[LoRAConfig]):
     config_class = LoRAConfig
     search_space = LORA_SPACE
 
-    def __init__(self, config: LoRAConfig | None = None) -> None:
-        super().__init__(config)
-        self._continual: dict = {}  # mode continual: the adapter and its weight change so far
-
     def reset_state(self) -> None:
-        self._continual = {}
+        self._continual: dict = {}  # mode continual: the adapter and its weight change so far
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         # continual mode: the adapter's weights and the weight change it stands for so far

@@ -10,6 +10,7 @@ AlphaEdit (methods/alphaedit.py) runs the same loop with its own solve.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 
@@ -69,7 +70,10 @@ class EarlierKeys:
         self.moments = dict(nest_state(state, ("earlier_keys",))["earlier_keys"])
 
 
-class BatchLocateEditor(LocateEditor):
+BatchT = TypeVar("BatchT", bound=BatchLocateConfig)
+
+
+class BatchLocateEditor(LocateEditor[BatchT]):
     """MEMIT's loop over layers; subclasses give the per-layer solve and may keep state across calls."""
 
     def top_one_stop(self) -> TopOneStop | None:
@@ -125,12 +129,8 @@ class BatchLocateEditor(LocateEditor):
         return WeightDelta(tensors=deltas, info=infos)
 
 
-class EarlierKeysEditor(BatchLocateEditor):
+class EarlierKeysEditor(BatchLocateEditor[BatchT]):
     """MEMIT's loop with `EarlierKeys` as the editor's state (AlphaEdit, ENCORE)."""
-
-    def __init__(self, config=None) -> None:
-        super().__init__(config)
-        self.reset_state()
 
     def reset_state(self) -> None:
         self._earlier = EarlierKeys()
@@ -152,7 +152,7 @@ MEMIT_SPACE = SearchSpace("MEMIT (EasyEdit hparams/MEMIT/llama-7b.yaml: layers 4
 
 
 @register_editor("memit")
-class MEMIT(BatchLocateEditor):
+class MEMIT(BatchLocateEditor[MEMITConfig]):
     config_class = MEMITConfig
     search_space = MEMIT_SPACE
 

@@ -5,7 +5,7 @@ from editbench.core import Editor, EditorConfig, WeightDelta, register_editor
 
 
 @register_editor("noedit")
-class NoEdit(Editor):
+class NoEdit(Editor[EditorConfig]):
     config_class = EditorConfig
     writes_weights = False  # returning nothing is what it is for
 

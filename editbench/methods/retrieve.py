@@ -97,7 +97,7 @@ def embed(lm, texts: Sequence[str], layer: int, batch_size: int = 64) -> torch.T
 
 def window(lm) -> int:
     config = lm.model.config
-    return int(getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", 1024))
+    return int(getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None) or 1024)
 
 
 @register_adaptor("retrieval")
@@ -138,16 +138,12 @@ RETRIEVE_SPACE = SearchSpace("IKE (EasyEdit hparams/IKE) demonstrations; WikiBig
 
 
 @register_editor("retrieve")
-class Retrieve(Editor):
+class Retrieve(Editor[RetrieveConfig]):
     """Retrieval baseline: the edited facts as text, the most similar put before each question."""
 
     config_class = RetrieveConfig
     search_space = RETRIEVE_SPACE
     intervention = ContextPatch.kind
-
-    def __init__(self, config: RetrieveConfig | None = None) -> None:
-        super().__init__(config)
-        self.reset_state()
 
     def check_model(self, lm) -> None:
         n = num_layers(lm.model)
@@ -161,7 +157,8 @@ class Retrieve(Editor):
         if not self.facts:
             return {}
         data, ends = texts_to_tensors(self.facts)
-        return {"memory/facts_utf8": data, "memory/facts_ends": ends, "memory/embeddings": self.embeddings}
+        embeddings = self.embeddings if self.embeddings is not None else torch.empty(0, 0)
+        return {"memory/facts_utf8": data, "memory/facts_ends": ends, "memory/embeddings": embeddings}
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         self.reset_state()

@@ -186,7 +186,7 @@ def optimise_target(lm: LoadedModel, module: torch.nn.Module, request: EditReque
         delta = torch.zeros_like(v_init, requires_grad=True)
         opt = torch.optim.Adam([delta], lr=spec.v_lr)
         max_norm = spec.clamp_norm_factor * v_init.norm()
-        info = {"v_steps": 0}
+        info: dict[str, float] = {"v_steps": 0}
         with torch.enable_grad(), edit_output(module, add_at_positions(rows, lookup, delta.expand(len(seqs), -1))):
             for step in range(spec.v_num_grad_steps):
                 logits = lm.model(input_ids=ids, attention_mask=mask).logits.float()
@@ -249,28 +249,33 @@ def optimise_targets(lm: LoadedModel, module: torch.nn.Module, requests: Sequenc
     if templates[0] != "{}":
         raise ValueError("optimise_targets needs the bare prompt '{}' as the first template")
     tok, device, n, t = lm.tokenizer, lm.device, len(requests), len(templates)
-    seqs, lookup, label_pos, labels, kl_rows = [], [], [], [], []
+    seqs: list[list[int]] = []
+    kl_rows: list[int] = []
+    # per row: where the subject's key is read, where each target token is predicted, the target tokens
+    lookup_at: list[int] = []
+    predicted_at: list[list[int]] = []
+    target_rows: list[list[int]] = []
     for request in requests:
         _, target_ids = encode_prompt_target(tok, request.prompt, request.target_new)
         rewrite = locate(lm, request, templates, spec.fact_token)
         for s, pos in zip(rewrite.ids, rewrite.lookup):
             seqs.append(s + target_ids[:-1])
-            lookup.append(pos)
-            label_pos.append([len(s) - 1 + j for j in range(len(target_ids))])
-            labels.append(target_ids)
+            lookup_at.append(pos)
+            predicted_at.append([len(s) - 1 + j for j in range(len(target_ids))])
+            target_rows.append(target_ids)
     for request in requests:  # the KL prompts after every rewrite row: rewrite rows are 0 .. n*t-1
         kl = locate(lm, EditRequest(request.case_id, f"{request.subject} is a", request.subject,
                                     request.target_new), ["{}"], spec.fact_token)
         kl_rows.append(len(seqs))
         seqs.append(kl.ids[0])
-        lookup.append(kl.lookup[0])
+        lookup_at.append(kl.lookup[0])
     ids, mask = pad_right(seqs, tok.pad_token_id, device)
-    width = max(len(x) for x in labels)
-    target_mask = torch.tensor([[1.0] * len(x) + [0.0] * (width - len(x)) for x in labels], device=device)
-    label_pos = torch.tensor([p + [p[-1]] * (width - len(p)) for p in label_pos], device=device)
-    labels = torch.tensor([x + [x[-1]] * (width - len(x)) for x in labels], device=device)
+    width = max(len(x) for x in target_rows)
+    target_mask = torch.tensor([[1.0] * len(x) + [0.0] * (width - len(x)) for x in target_rows], device=device)
+    label_pos = torch.tensor([p + [p[-1]] * (width - len(p)) for p in predicted_at], device=device)
+    labels = torch.tensor([x + [x[-1]] * (width - len(x)) for x in target_rows], device=device)
     rows = torch.arange(len(seqs), device=device)
-    lookup = torch.tensor(lookup, device=device)
+    lookup = torch.tensor(lookup_at, device=device)
     n_rewrite = n * t
     owner = torch.cat([torch.arange(n, device=device).repeat_interleave(t), torch.arange(n, device=device)])
     kl_index = torch.tensor(kl_rows, device=device)
@@ -286,7 +291,7 @@ def optimise_targets(lm: LoadedModel, module: torch.nn.Module, requests: Sequenc
         delta = torch.zeros_like(v_init, requires_grad=True)  # [n, d]: one row per request
         opt = torch.optim.Adam([delta], lr=spec.v_lr)
         max_norm = spec.clamp_norm_factor * v_init.norm(dim=1)
-        infos = [{"v_steps": 0} for _ in requests]
+        infos: list[dict[str, float]] = [{"v_steps": 0} for _ in requests]
         running = torch.ones(n, dtype=torch.bool, device=device)
         top_one_steps = torch.zeros(n, dtype=torch.long, device=device)
 

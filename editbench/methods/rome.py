@@ -8,6 +8,7 @@ Requests of a batch are applied one after another, each seeing the ones before i
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 
@@ -56,7 +57,10 @@ class LocateConfig(EditorConfig, TargetSpec, StatsSpec):
         return StatsSpec(**{f: getattr(self, f) for f in StatsSpec.__dataclass_fields__})
 
 
-class LocateEditor(Editor):
+LocateT = TypeVar("LocateT", bound=LocateConfig)
+
+
+class LocateEditor(Editor[LocateT]):
     config_class = LocateConfig
 
     def check_model(self, lm) -> None:
@@ -108,7 +112,7 @@ ROME_SPACE = SearchSpace("ROME on Llama-3-8B (EasyEdit hparams/ROME/llama3-8b.ya
 
 
 @register_editor("rome")
-class ROME(LocateEditor):
+class ROME(LocateEditor[ROMEConfig]):
     config_class = ROMEConfig
     search_space = ROME_SPACE
 

@@ -118,7 +118,7 @@ RSFT_MERGE_SPACE = SearchSpace("R-SFT+Merge, arXiv 2506.12384", _rsft_knobs() + 
 
 
 @register_editor("rsft")
-class RSFT(Editor):
+class RSFT(Editor[RSFTConfig]):
     """R-SFT (arXiv 2506.12384): robust supervised fine-tuning of one layer's MLP, sample by sample."""
 
     config_class = RSFTConfig
@@ -137,11 +137,8 @@ class RSFTMerge(RSFT):
     """R-SFT+Merge (arXiv 2506.12384): R-SFT, then the pruned, weighted delta merged into the base."""
 
     config_class = RSFTMergeConfig
+    config: RSFTMergeConfig
     search_space = RSFT_MERGE_SPACE
-
-    def __init__(self, config: RSFTMergeConfig | None = None) -> None:
-        super().__init__(config)
-        self.reset_state()
 
     def reset_state(self) -> None:
         self._sft_delta: dict[str, torch.Tensor] = {}  # cumulative scope: theta_sft - theta_base

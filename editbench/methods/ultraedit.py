@@ -100,13 +100,9 @@ ULTRAEDIT_SPACE = SearchSpace("UltraEdit (EasyEdit hparams/UltraEdit/qwen2.5-7b.
 
 
 @register_editor("ultraedit")
-class UltraEdit(Editor):
+class UltraEdit(Editor[UltraEditConfig]):
     config_class = UltraEditConfig
     search_space = ULTRAEDIT_SPACE
-
-    def __init__(self, config: UltraEditConfig | None = None) -> None:
-        super().__init__(config)
-        self.reset_state()
 
     # ----- lifelong state: one normaliser per module shape (in, out)
     def reset_state(self) -> None:
@@ -143,7 +139,7 @@ class UltraEdit(Editor):
             self.reset_state()
         paths = self._modules(lm)
         modules = [get_module(lm.model, p) for p in paths]
-        traced = {p: ([], []) for p in paths}
+        traced: dict[str, tuple[list[torch.Tensor], list[torch.Tensor]]] = {p: ([], []) for p in paths}
         # one sentence at a time (the reference's batch_size_once = 1: no padding), longest first as
         # the reference orders its batches (the order its normalisers see them)
         encoded = [encode_prompt_target(lm.tokenizer, r.prompt, r.target_new) for r in requests]
@@ -154,15 +150,15 @@ class UltraEdit(Editor):
                 shape = (keys.shape[1], grads.shape[1])
                 norm = self.normalisers.setdefault(shape, RunningMeanStd(sum(shape), keys.device))
                 norm.update(torch.cat((keys, grads), -1))
-        tensors, infos = {}, [{} for _ in requests]
+        tensors: dict[str, torch.Tensor] = {}
+        infos: list[dict] = [{} for _ in requests]
         for path, module in zip(paths, modules):
             keys, grads = torch.cat(traced[path][0]), torch.cat(traced[path][1])
             update_in_out = ultraedit_update(keys, grads, self.normalisers[(keys.shape[1], grads.shape[1])],
                                              self.config.lr)
             if not torch.isfinite(update_in_out).all():
                 raise InvalidDeltaError(f"ultraedit at {path}: the update is not finite")
-            weight = module.weight
-            tensors[f"{path}.weight"] = to_storage(module, update_in_out.T).to(weight.dtype)
+            tensors[f"{path}.weight"] = to_storage(module, update_in_out.T).to(module.get_parameter("weight").dtype)
         return WeightDelta(tensors=tensors, info=infos)
 
     def _trace(self, lm, prompt_ids, target_ids, paths, modules) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 
@@ -104,7 +105,7 @@ def activation(name: str):
 
 def hidden_act(model) -> str:
     config = model.config
-    return getattr(config, "hidden_act", None) or getattr(config, "activation_function", "gelu")
+    return str(getattr(config, "hidden_act", None) or getattr(config, "activation_function", None) or "gelu")
 
 
 def distances(act, original: torch.Tensor, other: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
@@ -173,16 +174,12 @@ WISE_SPACE = SearchSpace("EasyEdit WISE (hparams/WISE/llama-7b.yaml)", (
 
 
 @register_editor("wise")
-class WISE(Editor):
+class WISE(Editor[WISEConfig]):
     """WISE: a side memory of one MLP down projection with activation routing and knowledge shards."""
 
     config_class = WISEConfig
     search_space = WISE_SPACE
     intervention = ModulePatch.kind
-
-    def __init__(self, config: WISEConfig | None = None) -> None:
-        super().__init__(config)
-        self.reset_state()
 
     def check_model(self, lm) -> None:
         module = get_module(lm.model, mlp_proj_path(lm.model, self.config.layer, "down"))
@@ -220,7 +217,7 @@ class WISE(Editor):
         cache = {} if cache is None else cache
         path = mlp_proj_path(lm.model, self.config.layer, "down")
         module = get_module(lm.model, path)
-        self._start(module.weight)
+        self._start(module.get_parameter("weight"))
         infos = [self._edit_one(lm, module, request, cache) for request in requests]
         return ModulePatch(module=path, adaptor=WISEMemory.kind, settings=self._settings(lm),
                            tensors=self._patch_tensors(), info=infos)
@@ -237,7 +234,7 @@ class WISE(Editor):
         if int(s["edits"]) % cfg.save_freq == 0:  # a new shard: a new random mask of trainable entries
             s["mask"] = (torch.rand(s["side"].shape, device=s["side"].device) < cfg.mask_ratio).to(s["side"].dtype)
         batch = self._batch(lm, request, cache)
-        original = module.weight.detach()
+        original = module.get_parameter("weight").detach()
         side = torch.nn.Parameter(s["side"].clone())
         opt = torch.optim.SGD([side], lr=cfg.edit_lr, weight_decay=1e-5)
         act = activation(hidden_act(lm.model))
@@ -265,7 +262,7 @@ class WISE(Editor):
                         self._record_activation(d[:-1])  # then the last step is still taken, as the reference
                     opt.zero_grad()
                     loss.backward()
-                    side.grad.mul_(s["mask"])
+                    cast(torch.Tensor, side.grad).mul_(s["mask"])
                     opt.step()
                     steps += 1
                     pre, val = val, loss.item()

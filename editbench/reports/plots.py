@@ -212,7 +212,7 @@ def radar_charts(final: list[dict], out_dir: Path) -> list[Path]:
     basis = final[0].get("score_basis", "token")
     axes = [a for a in RADAR_AXES[basis] if any(r.get(a) is not None for r in final)]
     angles = [2 * math.pi * i / len(axes) for i in range(len(axes))]
-    leader = max(final, key=lambda r: r.get("score") if r.get("score") is not None else -1.0)
+    leader = max(final, key=lambda r: -1.0 if r.get("score") is None else float(r["score"]))
     cols = min(4, len(final))
     rows_n = math.ceil(len(final) / cols)
     fig = plt.figure(figsize=(2.6 * cols, 2.7 * rows_n))

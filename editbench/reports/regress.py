@@ -56,14 +56,14 @@ def load_tolerances(path: Path | None = None, overrides: dict[str, float] | None
             raw.update(yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {})
         except FileNotFoundError:
             raise DataError(f"{path}: no such tolerances file") from None
-    path = path or "the metric registry's tolerances"
+    source = str(path) if path is not None else "the metric registry's tolerances"
     unknown = [k for k in {**raw, **(overrides or {})} if k not in GATED]
     if unknown:
-        raise DataError(f"{path}: unknown metric(s) {', '.join(unknown)} (valid: {', '.join(GATED)})")
+        raise DataError(f"{source}: unknown metric(s) {', '.join(unknown)} (valid: {', '.join(GATED)})")
     merged = {**raw, **(overrides or {})}
     bad = [k for k, v in merged.items() if not isinstance(v, (int, float)) or v < 0]
     if bad:
-        raise DataError(f"{path}: tolerance for {', '.join(bad)} must be a number >= 0")
+        raise DataError(f"{source}: tolerance for {', '.join(bad)} must be a number >= 0")
     return {k: float(merged.get(k, 0.0)) for k in GATED}
 
 
@@ -303,11 +303,10 @@ def _build_world_first(suite: list[str], log=print) -> None:
     """Build the suite's world once before the two suites start, rather than twice side by side."""
     if "--model" in suite:
         return
-    from editbench.benchmarks.world import world_config
-    from editbench.benchmarks.world_model import ensure_world
+    from editbench.benchmarks.world_model import world_path
 
     size = suite[suite.index("--world") + 1] if "--world" in suite[:-1] else "default"
-    ensure_world(world_config(size), log=log)
+    world_path(size, log=log)
 
 
 def against(ref: str, suite: list[str], out: Path, log=print) -> tuple[dict, dict]:

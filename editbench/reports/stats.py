@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 
@@ -42,12 +43,11 @@ def bootstrap_ci(values: Sequence[float | None], n_resamples: int = N_RESAMPLES,
 
 def paired_diff_ci(a: Sequence[float | None], b: Sequence[float | None], n_resamples: int = N_RESAMPLES,
                    level: float = CI_LEVEL, seed: int = 0) -> tuple[float, tuple[float, float]] | None:
-    """Mean of b - a over edits both scored, with a paired bootstrap interval (same edits, same order)."""
-    pairs = [(x, y) for x, y in zip(a, b) if x is not None and y is not None]
-    if not pairs:
-        return None
-    diffs = [y - x for x, y in pairs]
-    return sum(diffs) / len(diffs), bootstrap_ci(diffs, n_resamples, level, seed)
+    """Mean of b - a over edits both scored, with a paired bootstrap interval (same edits, same order;
+    None when no difference is a finite number: a NaN is no score)."""
+    diffs = [y - x for x, y in zip(a, b) if x is not None and y is not None and math.isfinite(y - x)]
+    interval = bootstrap_ci(diffs, n_resamples, level, seed)
+    return None if interval is None else (sum(diffs) / len(diffs), interval)
 
 
 def mean_std(values: Sequence[float | None]) -> tuple[float | None, float | None]:
@@ -102,12 +102,14 @@ def resampled_scores(per_edit: dict[str, Sequence[float | None]], fixed: dict[st
     for keys in SCORE_BASES[basis]:
         parts = [m for m in (_resampled_means(per_edit[k], idx) if k in per_edit else None for k in keys)
                  if m is not None]
-        parts += [torch.full((idx.shape[0],), float(fixed[k]), dtype=torch.float64)
-                  for k in keys if k not in per_edit and fixed.get(k) is not None]
+        parts += [torch.full((idx.shape[0],), float(value), dtype=torch.float64)
+                  for k in keys if k not in per_edit and (value := fixed.get(k)) is not None]
         sides.append(torch.stack(parts).nanmean(dim=0) if parts else None)
     edit, keep = sides
+    if edit is None and keep is None:  # nothing scored on either side: no score in any resample
+        return torch.full((idx.shape[0],), float("nan"), dtype=torch.float64)
     if edit is None or keep is None:
-        return keep if edit is None else edit
+        return cast(torch.Tensor, keep if edit is None else edit)
     total = edit + keep
     return torch.where(total > 0, 2 * edit * keep / total.clamp_min(1e-300), torch.zeros_like(total))
 
