@@ -4,16 +4,19 @@ A metric is a `MetricSpec`: its family, which way is better, whether it is shown
 (and gated by `editbench regress`, with its default tolerance), whether and where it is drawn as a
 curve over T, and a one-line definition with its reference. The lists the rest of the code used to
 spell out by hand come from here: the per-edit metrics the runner aggregates
-(`metrics.TOKEN_METRICS`, `GENERATION_METRICS`), the table columns and intervals (`reports/tables`),
+(`metrics.edit_metrics()`), the table columns and intervals (`reports/tables`),
 the curves (`reports/plots`), the gated metrics and their tolerances (`reports/regress`).
 docs/metrics.md holds the long definitions; a test holds its table to this registry.
 
-Adding a metric: compute it (a per-edit one in `harness/metrics.py`, a checkpoint one in the runner),
-then `register_metric(MetricSpec(...))` below or from your own module.
+Adding a per-edit metric is one declaration: `register_metric(MetricSpec(..., per_edit=fn))`, below or
+from your own module, where `fn(evidence)` reads one edit's teacher-forced scores (`EditEvidence`) and
+returns a number or None; the runner aggregates it, the tables show it, per-edit rows keep it. The
+built-in ones are computed in `harness/metrics.py` (they share one scoring pass with generation).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any, Callable
 
 from editbench.core import Registry
 
@@ -33,6 +36,9 @@ class MetricSpec:
     interval: bool = False  # shown with its uncertainty (bootstrap CI over edits, or std over orders)
     tolerance: float | None = None  # gated by `editbench regress` with this default absolute tolerance
     curve: int | None = None  # drawn over T, in this order among the curves (None: not drawn)
+    # a token metric computed from one edit's evidence (harness/metrics.py EditEvidence) -> float | None;
+    # None: a built-in metric, computed in harness/metrics.py
+    per_edit: Callable[[Any], float | None] | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:
@@ -56,9 +62,14 @@ def metric_names(*families: str, interval: bool | None = None, gated: bool | Non
                  and (gated is None or (s.tolerance is not None) == gated))
 
 
+def computed_per_edit() -> list[MetricSpec]:
+    """The metrics declared with their own per-edit function (e.g. a user's), in registration order."""
+    return [s for s in map(METRICS.get, METRICS.names()) if s.per_edit is not None]
+
+
 def curve_names() -> tuple[str, ...]:
-    specs = [METRICS.get(n) for n in METRICS.names()]
-    return tuple(s.name for s in sorted((s for s in specs if s.curve is not None), key=lambda s: s.curve))
+    curves = {s.name: s.curve for s in map(METRICS.get, METRICS.names()) if s.curve is not None}
+    return tuple(sorted(curves, key=curves.__getitem__))
 
 
 def default_tolerances() -> dict[str, float]:

@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from typing import Sequence
+from typing import Any, Sequence
 
 from dataclasses import dataclass, field
 
 import torch
 
 from editbench.core import ConfigError, EditRequest, ExamQuestion, setting
-from editbench.harness.metric_registry import metric_names
+from editbench.harness.metric_registry import computed_per_edit, metric_names
 from editbench.harness.generation import Answer, GenerationSpec, contains, exact_match, greedy_answers
 from editbench.harness.models import LoadedModel, in_context
 from editbench.harness.scoring import (
@@ -23,13 +23,33 @@ from editbench.harness.scoring import (
 # Teacher-forced metrics (the model is fed the gold answer and scored token by token), and what the
 # model says (greedy answers, harness/generation.py) when an evaluation mode generates: declared in
 # harness/metric_registry.py
-TOKEN_METRICS = metric_names("token")
-GENERATION_METRICS = metric_names("generation")
-EDIT_METRICS = TOKEN_METRICS + GENERATION_METRICS
+
+
+def edit_metrics() -> tuple[str, ...]:
+    """Every per-edit metric registered now (a metric registered after import included)."""
+    return metric_names("token") + metric_names("generation")  # teacher-forced first, as results list them
+
+
+@dataclass(frozen=True)
+class EditEvidence:
+    """One edit's teacher-forced scores, as a registered metric's `per_edit` function reads them."""
+
+    request: EditRequest
+    edit_prompt: TargetScore  # target_new after the edit prompt
+    target_true: TargetScore | None  # target_true after the edit prompt (None without one)
+    paraphrases: list[TargetScore]  # target_new after each rephrased prompt
+    portability: list[TargetScore]  # each portability pair's answer after its question
+    locality: list[float]  # per locality pair: the share of answer positions whose top-1 is unchanged
 
 
 def mean(values: Sequence[float]) -> float | None:
     return sum(values) / len(values) if values else None
+
+
+def _agreement(before: Sequence[int], now: Sequence[int]) -> float:
+    """The share of a locality answer's positions whose top-1 token is unchanged."""
+    same = [a == b for a, b in zip(before, now)]
+    return sum(same) / len(same) if same else 0.0
 
 
 # --------------------------------------------------------------------------- per-edit scores
@@ -99,11 +119,11 @@ def edit_scores(
     rows = []
     for i, r in enumerate(requests):
         loc, per_pair = None, []
-        if locality_pre is not None and r.locality:
-            per_pair = [mean([a == b for a, b in zip(pre, now)]) for pre, now in zip(locality_pre[i], loc_now[i])]
+        if locality_pre is not None and loc_now is not None and r.locality:
+            per_pair = [_agreement(pre, now) for pre, now in zip(locality_pre[i], loc_now[i])]
             loc = mean(per_pair)
         port_pairs = [s.token_accuracy for s in port[i]]
-        row = {
+        row: dict[str, Any] = {
             "case_id": r.case_id,
             "reliability": rel[i][0].token_accuracy,
             "reliability_em": float(rel[i][0].exact),
@@ -115,6 +135,8 @@ def edit_scores(
         }
         row.update(_group_means("locality", r.locality_groups, per_pair))
         row.update(_group_means("portability", r.portability_groups, port_pairs))
+        evidence = EditEvidence(r, rel[i][0], true[i][0] if true[i] else None, gen[i], port[i], per_pair)
+        row.update({spec.name: spec.per_edit(evidence) for spec in computed_per_edit() if spec.per_edit})
         pre = pre_rows[i] if pre_rows is not None else {}
         row["reliability_gain"] = _gain(row["reliability"], pre.get("reliability"))
         row["generalization_gain"] = _gain(row["generalization"], pre.get("generalization"))
@@ -125,8 +147,8 @@ def edit_scores(
             row["retrieved"] = _shown(context.shown, r)
     if generation is not None:
         gen_rows = _generation_scores(lm, requests, generation, locality_pre_answers, shown)
-        for row, gen, pre in zip(rows, gen_rows, pre_rows or [{}] * len(rows)):
-            row.update(gen)
+        for row, gen_row, pre in zip(rows, gen_rows, pre_rows or [{}] * len(rows)):
+            row.update(gen_row)
             row["reliability_gen_gain"] = _gain(row["reliability_gen"], pre.get("reliability_gen"))
             row["generalization_gen_gain"] = _gain(row["generalization_gen"], pre.get("generalization_gen"))
     return rows
@@ -236,7 +258,8 @@ def _decoded(tokenizer, ids: list[int]) -> str | None:
     return decode(ids) if callable(decode) else None
 
 
-def _group_means(metric: str, groups: Sequence[str], values: Sequence[float], suffix: str = "") -> dict[str, float]:
+def _group_means(metric: str, groups: Sequence[str], values: Sequence[float],
+                 suffix: str = "") -> dict[str, float | None]:
     """{metric_group(suffix): mean of the values of that group's pairs}; nothing when values or groups are absent."""
     if not values or not groups:
         return {}
@@ -248,7 +271,7 @@ def _group_means(metric: str, groups: Sequence[str], values: Sequence[float], su
 
 def is_group_metric(key: str) -> bool:
     """locality_<group>, portability_<group> and their _gen forms; not the overall metrics."""
-    return key.startswith(("locality_", "portability_")) and key not in EDIT_METRICS \
+    return key.startswith(("locality_", "portability_")) and key not in edit_metrics() \
         and not key.endswith(("_ci", "_std"))
 
 
