@@ -15,7 +15,7 @@ from pathlib import Path
 from editbench.core import ConfigError, EditbenchError, editor_names, get_editor_class, setting
 from editbench.harness.executors import Cell
 from editbench.plan import RunPlan
-from editbench.session import RunSession
+from editbench.session import RunSession, fan_out
 from editbench.tuning import FLOOR_EDITS, STUDY_FILE, Pruned, TuneSettings
 
 SUMMARY_FILE = "summary.txt"  # a method's outcome line, for the caller of a worker that tuned it
@@ -50,8 +50,7 @@ def check_tune(plan: RunPlan) -> None:
     if plan.step_size is not None:
         raise ConfigError(f"tune chooses configs for the method's own call size; a {setting('step_size')} is not "
                           "tuned for (run the chosen YAML with one)")
-    if plan.out is None:
-        raise ConfigError(f"tune keeps its studies in {setting('out')}: name a folder")
+    plan.out_dir("tune")
     for method in plan.methods:
         if get_editor_class(method).search_space is None:
             raise ConfigError(f"{method} declares no search space: nothing to tune")
@@ -59,20 +58,19 @@ def check_tune(plan: RunPlan) -> None:
 
 def tune(plan: RunPlan, settings: TuneSettings, write: str | None = None, log=None) -> list[TuneOutcome]:
     """Every method of the plan, each its own study in `out/<method>`."""
-    from editbench.harness.executors import get_executor
 
     check_tune(plan)
     if plan.executor == "local" and (plan.jobs == 1 or len(plan.methods) == 1):
         return [tune_method(plan.replace(methods=(m,)), settings, write) for m in plan.methods]
-    executor = get_executor(plan.executor, plan.ray_address, plan.cpus_per_task, plan.gpus_per_task, plan.jobs, log)
     job = json.dumps({"plan": plan.to_json(), "settings": dataclasses.asdict(settings), "write": write})
-    cells = [Cell(m, str(plan.out / m), f"tune {m}") for m in plan.methods]
-    failures = executor.run(cells, tune_cell, job)
+    out = plan.out_dir("tune")
+    cells = [Cell(m, str(out / m), f"tune {m}") for m in plan.methods]
+    failures = fan_out(plan, cells, tune_cell, job, log)
     outcomes = []
     for m in plan.methods:
         failure = next((f for f in failures if f.startswith(f"tune {m}:")), None)
-        line = plan.out / m / SUMMARY_FILE  # a passed method's line, written where it ran
-        written = _target(write, m) or plan.out / m / TUNED_FILE
+        line = out / m / SUMMARY_FILE  # a passed method's line, written where it ran
+        written = _target(write, m) or out / m / TUNED_FILE
         outcomes.append(TuneOutcome(m, written if written.exists() else None,
                                     failure or (line.read_text().strip() if line.exists() else ""), failure is None))
     return outcomes
@@ -138,18 +136,21 @@ class TuneEvaluator:
 
     def run(self, slot: int, values: dict, report) -> float:
         from editbench.harness.runner import write_run
+        from editbench.harness.record import CheckpointRow, RunRecord
+        from editbench.harness.results import upgraded, upgraded_checkpoint
         from editbench.reports.tables import checkpoint_row
 
         n = self.session.n_edits
 
-        def observe(results: dict, row: dict) -> None:
+        def observe(results: RunRecord, row: CheckpointRow) -> None:
             if row["edits"] < n:
-                report(row["edits"], checkpoint_row(results, row)["score"] or 0.0)
+                report(row["edits"], checkpoint_row(upgraded(dict(results)), upgraded_checkpoint(dict(row)))["score"] or 0.0)
 
         results, edit_rows = self._run(values, self.session.data.requests, self.session.suite, self.checkpoints,
                                        self.session.protocol, observe)
         write_run(self.out / f"trial-{slot:03d}", results, edit_rows)
-        return checkpoint_row(results, results["checkpoints"][-1])["score"] or 0.0
+        final = upgraded(dict(results))
+        return checkpoint_row(final, final["checkpoints"][-1])["score"] or 0.0
 
 
 def tune_method(plan: RunPlan, settings: TuneSettings, write: str | None = None) -> TuneOutcome:
@@ -163,7 +164,7 @@ def tune_method(plan: RunPlan, settings: TuneSettings, write: str | None = None)
     method = plan.methods[0]
     check_tune(plan)
     session = RunSession(plan)
-    out = plan.out / method
+    out = plan.out_dir("tune") / method
     target = _target(write, method)
     with RunDirLock(out):
         _claim_study(plan, out)

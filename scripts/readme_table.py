@@ -3,11 +3,13 @@ ranks and intervals, each method's results.json for the numbers):
 
     python scripts/readme_table.py runs/leaderboard
 """
-import json
 import re
 import sys
 from pathlib import Path
+
+from editbench.harness.results import load_results
 from editbench.reports.tables import checkpoint_row
+
 out = Path(sys.argv[1])
 md = (out / "leaderboard.md").read_text()
 ranks = {}
@@ -15,7 +17,8 @@ for m in re.finditer(r"^\| (\d+) \| (\[\d+, \d+\]) \| (\w+)( †)? \|", md, re.M
     ranks[m.group(3)] = (int(m.group(1)), m.group(2), bool(m.group(4)))
 rows = {}
 for f in sorted(out.glob("*/results.json")):
-    r = json.loads(f.read_text()); c = r["checkpoints"][-1]
+    r = load_results(f)
+    c = r["checkpoints"][-1]
     row = checkpoint_row(r, c)
     rows[r["method"]] = (c, row["score_token"], row["score_generation"])
 tok_rank = {m: i + 1 for i, (m, _) in enumerate(sorted(rows.items(), key=lambda kv: (-(kv[1][1] or 0), kv[0])))}

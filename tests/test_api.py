@@ -62,9 +62,11 @@ def test_the_cli_and_the_api_run_one_plan_alike(micro_world, tmp_path):
         assert cli_run["audit"]["command"].startswith("editbench run --method ft")
         assert api_run["audit"]["command"].startswith("editbench.run(['ft', 'noedit']")
         assert strip_volatile(cli_run, clock) == strip_volatile(api_run, clock)
-    # in memory (no out) the same record as on disk
+    # in memory (no out) the same record as load_results reads from disk
+    from editbench.harness.results import load_results
+
     memory = editbench.run("noedit", **{**settings, "orders": 1, "overrides": []})
-    disk = json.loads((tmp_path / "api" / "noedit" / "order-0" / "results.json").read_text())
+    disk = load_results(tmp_path / "api" / "noedit" / "order-0" / "results.json")
     assert strip_volatile(memory.results[0], clock | {"order"}) == strip_volatile(disk, clock | {"order"})
 
 

@@ -6,6 +6,7 @@ import torch
 
 from editbench.core import ConfigError, EditRequest
 from editbench.harness import generation, metrics
+from editbench.harness.results import upgraded
 from editbench.harness.generation import (
     GenerationSpec, contains, cut_at_stop, exact_match, greedy_answers, normalize_answer, parse_eval_mode,
     strip_stop_suffix,
@@ -174,11 +175,13 @@ def test_score_basis_generation_and_token():
     cp = {"edits": 1, "reliability": 0.5, "reliability_gen": 0.0, "reliability_gen_gain": 0.0,
           "generalization_gen_gain": 0.0, "locality_gen": 1.0, "reliability_gain": 0.5, "generalization_gain": 0.5,
           "locality": 1.0, "edit_seconds": 1.0, "per_edit": []}
-    result = {"method": "m", "checkpoints": [cp], "evaluation": {"score_basis": "generation"}}
+    # as load_results reads a file (results.upgraded): the fields a checkpoint row reads are all there
+    result = upgraded({"method": "m", "seed": 0, "checkpoints": [cp], "evaluation": {"score_basis": "generation"}})
+    cp = result["checkpoints"][0]
     gen = tables.checkpoint_row(result, cp)
     assert gen["score_basis"] == "generation" and gen["score"] == 0.0 and gen["reliability_gap"] == 0.5
     assert tables.checkpoint_row(result, cp, "token")["score"] == pytest.approx(2 * 0.5 / 1.5)
-    old = {"method": "old", "checkpoints": [cp]}  # a results file from before generation: token basis
+    old = upgraded({"method": "old", "checkpoints": [cp]})  # a results file from before generation: token basis
     assert tables.choose_basis([old]) == "token"
     with pytest.raises(Exception, match="teacher-forced only"):
         tables.choose_basis([old, result], "generation")
@@ -214,4 +217,5 @@ def test_noedit_scores_zero_on_generation_and_records_what_was_said(micro_lm, mi
     assert cp["reliability_gen"] == 0.0 and cp["locality_gen"] == 1.0 and cp["reliability_gen_gain"] == 0.0
     assert results["evaluation"]["mode"] == "generation" and results["evaluation"]["score_basis"] == "generation"
     assert all(r["generated_before"] == r["generated_after"] and r["generated_after"] for r in rows)
-    assert tables.checkpoint_row(results, cp)["score"] == 0.0
+    record = upgraded(results)  # as load_results reads it
+    assert tables.checkpoint_row(record, record["checkpoints"][0])["score"] == 0.0

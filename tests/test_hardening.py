@@ -14,6 +14,7 @@ import torch
 from editbench import cli
 from editbench.benchmarks.editdata import load_edits
 from editbench.core import ConfigError, DataError, EditRequest
+from editbench.harness.results import upgraded
 
 ZSRE = {"subject": "Charity Creek", "src": "Which river system contains Charity Creek?", "rephrase": "Where?",
         "alt": "Chichester River", "answers": ["Parramatta River"], "loc": "nq question: who", "loc_ans": "12"}
@@ -410,7 +411,7 @@ def test_an_editor_call_that_changes_nothing_is_no_op_not_ok(micro_lm, micro_wor
     results, rows = Runner(micro_lm, Silent(), data.requests, EvalSuite([], 8, "", []), [2], 0,
                            log=lambda m: None).run()
     assert [r["status"] for r in rows] == ["no-op", "no-op"] and results["noop_edits"] == 2
-    assert "2 no-op edit(s) of 2" in summary_table([{**results, "method": "silent"}])
+    assert "2 no-op edit(s) of 2" in summary_table([upgraded({**results, "method": "silent"})])
 
 
 def test_a_diverging_rome_search_is_not_recorded_as_a_successful_edit(micro_world, tmp_path):

@@ -8,7 +8,7 @@ import pytest
 from editbench.core import DataError
 
 from editbench.cli import main
-from editbench.harness.results import SCHEMA_VERSION
+from editbench.harness.results import SCHEMA_VERSION, upgraded
 from editbench.harness.runner import write_run
 from editbench.reports import tables
 from editbench.reports.compare import comparison_rows
@@ -109,7 +109,7 @@ def test_bootstrap_intervals():
 
 def test_orders_are_combined_into_mean_and_std(tmp_path):
     results = [fake_result("alpha", 0.6, order=0), fake_result("alpha", 0.8, order=1)]
-    [row] = tables.final_rows(results)
+    [row] = tables.final_rows([upgraded(r) for r in results])  # as load_results reads them
     assert row["orders"] == 2 and row["reliability"] == pytest.approx(0.7)
     assert row["reliability_std"] == pytest.approx(0.1414, abs=1e-3)
     assert "0.700 ± 0.141" in tables.markdown([row])
@@ -121,7 +121,7 @@ def test_orders_are_combined_into_mean_and_std(tmp_path):
 
 def test_comparison_marks_differences_whose_interval_excludes_zero():
     results = [fake_result("better", 1.0), fake_result("ref", 0.1), fake_result("same", 0.1)]
-    rows = comparison_rows(results, ["ref", "same", "better"])  # the reference is the first method named
+    rows = comparison_rows([upgraded(r) for r in results], ["ref", "same", "better"])  # the reference is the first method named
     same, better = rows
     assert same["reference"] == "ref" and better["method"] == "better"
     assert same["reliability_diff"] == 0 and not same["reliability_significant"]
@@ -291,7 +291,8 @@ def test_fourteen_methods_never_share_a_colour_or_a_marker_and_sit_on_their_chec
     try:
         from editbench.reports import tables
 
-        plots.metric_curves(tables.all_rows([fake_result(m, 0.8) for m in FOURTEEN]), tmp_path, ("reliability",))
+        plots.metric_curves(tables.all_rows([upgraded(fake_result(m, 0.8)) for m in FOURTEEN]), tmp_path,
+                            ("reliability",))
     finally:
         plots.save_figure = real
     [fig] = opened

@@ -14,6 +14,7 @@ from editbench.benchmarks import world as world_gen
 from editbench.benchmarks.world import COMPOSED_RELATIONS, WorldConfig, world_config
 from editbench.benchmarks.world_model import WorldBuildError, build_world, ensure_world, world_hash
 from editbench.core import DataError, EditRequest
+from editbench.harness.results import upgraded
 
 # a world small enough to train in seconds: the tests check the plumbing, not what it learns
 NANO = WorldConfig(name="nano2", n_entities=40, relations=("city", "employer", "profession"), vocab_size=384,
@@ -148,7 +149,7 @@ def test_nano_world_runs_end_to_end_with_group_columns(cache_dir):
     assert cp["portability"] is not None and cp["groups"]["locality_unrelated"] == 1.0
     assert "portability_alias" in cp["groups"]
     assert all("portability_alias" in e for e in cp["per_edit"])
-    md = tables.groups_markdown(tables.final_rows([{**results, "method": "noedit"}]))
+    md = tables.groups_markdown(tables.final_rows([upgraded({**results, "method": "noedit"})]))
     assert "portability_alias" in md and "locality_unrelated" in md
 
 

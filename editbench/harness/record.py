@@ -34,7 +34,7 @@ class Scores(TypedDict, total=False):
 
 
 class ExamAtCheckpoint(TypedDict):
-    exam: str  # the exam's name ('' when none)
+    exam: NotRequired[str]  # the exam's name ('' when none; absent in older files)
     accuracy: float | None  # now
     accuracy_pre: float | None  # before the first edit
     by_category: dict[str, float]
@@ -69,7 +69,7 @@ class CheckpointRow(Scores, total=False):
     flops_counted_edits: int  # the edits those counted calls made
     weights: WeightDrift
     per_edit: list[PerEdit]  # what bootstrap intervals and the paired tests resample
-    groups: dict[str, float]  # locality / portability per named group of pairs (e.g. locality_neighbourhood)
+    groups: dict[str, float | None]  # locality / portability per named group of pairs (e.g. locality_neighbourhood)
     scored_edits: int  # with eval_sample: how many of the first T edits were scored (per_edit holds them)
 
 
@@ -125,7 +125,7 @@ class RunRecord(TypedDict, total=False):
     n_edits: int
     seed: int
     git_sha: str | None
-    packages: dict[str, str]  # torch, transformers, ... versions
+    packages: dict[str, str | None]  # torch, transformers, ... versions (None: not installed)
     machine: dict  # threads, cpu_capability, device, cpu, arch, kernel_env (harness/machine.py)
     created: str
     evaluation: dict  # scoring mode, generation settings, the score's basis

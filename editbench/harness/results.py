@@ -12,10 +12,10 @@ from importlib import metadata
 from pathlib import Path
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
 
 from editbench.core import DataError
-from editbench.harness.record import RunRecord
+from editbench.harness.record import CheckpointRow, PreEdit, RunRecord
 
 # 2 added `status` (running | complete | failed), `plan` (what a resume must match) and `audit`;
 # version 1 files (always complete) are still read.
@@ -49,9 +49,9 @@ def atomic_path(path: Path) -> Iterator[Path]:
         raise
 
 
-def protocol_label(result: dict) -> str:
+def protocol_label(result: RunRecord) -> str:
     """How a run's protocol is named in reports and compared: with its step size when not 1."""
-    return result.get("protocol_label") or result.get("protocol", "sequential")
+    return result.get("protocol_label") or result.get("protocol") or "sequential"
 
 
 def publish_dir(tmp: Path, final: Path) -> Path:
@@ -185,7 +185,38 @@ def load_results(path: Path) -> RunRecord:
             f"{', '.join(map(str, READABLE_SCHEMAS))}"
         )
     check_results_shape(data, path)
-    return data
+    return upgraded(data)
+
+
+def upgraded(data: dict) -> RunRecord:
+    """A record as this editbench writes it, from any readable version, so that readers subscript its
+    fields instead of guessing: a version-1 file (always complete, teacher-forced scores) and keys
+    that runs of some kinds leave out get their meaning spelled out once, here."""
+    record = cast(RunRecord, {**data, "schema_version": SCHEMA_VERSION})
+    record.setdefault("status", "complete")
+    record.setdefault("order", 0)
+    record.setdefault("protocol", "sequential")
+    record.setdefault("protocol_label", record["protocol"])
+    record["evaluation"] = {"score_basis": "token", **(data.get("evaluation") or {})}
+    record["memory"] = dict(data.get("memory") or {})
+    record["hparams"] = dict(data.get("hparams") or {})
+    record["pre"] = cast(PreEdit, dict(data.get("pre") or {}))
+    record["failed_edits"] = data.get("failed_edits") or 0
+    record["diverged_edits"] = data.get("diverged_edits") or 0
+    record["noop_edits"] = data.get("noop_edits") or 0
+    record["checkpoints"] = [upgraded_checkpoint(cp) for cp in data["checkpoints"]]
+    return record
+
+
+def upgraded_checkpoint(cp: dict) -> CheckpointRow:
+    row = cast(CheckpointRow, {"fluency": None, "fluency_pre": None, "perplexity": None, "perplexity_pre": None,
+                               **cp})
+    row["general"] = {"accuracy": None, "accuracy_pre": None, "by_category": {}, "by_category_pre": {},
+                      **(cp.get("general") or {})}
+    row["weights"] = {"max_norm_ratio": None, "max_update_norm": None, "matrices": {}, **(cp.get("weights") or {})}
+    row["per_edit"] = list(cp.get("per_edit") or [])
+    row["groups"] = dict(cp.get("groups") or {})
+    return row
 
 
 # A method or cell name becomes part of file names (figures): letters, digits and . _ : + = , - [ ] only.

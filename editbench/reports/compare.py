@@ -3,17 +3,19 @@ the first method, with paired bootstrap intervals of the per-edit differences.""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from editbench.core import DataError
 from editbench.harness.results import atomic_write_json, atomic_write_text, find_results, load_results
 from editbench.reports import tables
 from editbench.reports.stats import CI_LEVEL, N_RESAMPLES, paired_diff_ci
+from editbench.harness.record import RunRecord
 
 PER_EDIT = ("reliability", "generalization", "locality", "portability")
 WHOLE_MODEL = ("fluency", "exam_accuracy")
 
 
-def comparison_rows(results: list[dict], methods: list[str] | None = None) -> list[dict]:
+def comparison_rows(results: list[RunRecord], methods: list[str] | None = None) -> list[dict]:
     """Rows of every method against the reference: the first of `methods` (default: the first result)."""
     by_method = {r["method"]: r for r in results if r.get("order", 0) == 0}
     names = [m for m in (methods or by_method) if m in by_method]
@@ -26,15 +28,15 @@ def comparison_rows(results: list[dict], methods: list[str] | None = None) -> li
     rows = []
     for other in others:
         cp = other["checkpoints"][-1]
-        ids_ref = [r.get("case_id") for r in ref_cp.get("per_edit", [])]
+        ids_ref = [r.get("case_id") for r in ref_cp["per_edit"]]
         row = tables.checkpoint_row(other, cp)
-        out = {"method": other["method"], "reference": reference["method"], "edits": cp["edits"]}
+        out: dict[str, Any] = {"method": other["method"], "reference": reference["method"], "edits": cp["edits"]}
         for metric in PER_EDIT:
-            a = [e.get(metric) for e in ref_cp.get("per_edit", [])]
-            b = [e.get(metric) for e in cp.get("per_edit", [])]
-            if len(a) != len(b) or ids_ref != [e.get("case_id") for e in cp.get("per_edit", [])]:
+            a = [tables.metric_value(e, metric) for e in ref_cp["per_edit"]]
+            b = [tables.metric_value(e, metric) for e in cp["per_edit"]]
+            if len(a) != len(b) or ids_ref != [e.get("case_id") for e in cp["per_edit"]]:
                 raise DataError(f"{other['method']} and {reference['method']} were not run on the same edits")
-            found = paired_diff_ci(a, b, seed=other.get("seed", 0))
+            found = paired_diff_ci(a, b, seed=other["seed"])
             out[metric] = row.get(metric)
             out[f"{metric}_ref"] = ref_row.get(metric)
             out[f"{metric}_diff"] = found[0] if found else None

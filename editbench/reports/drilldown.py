@@ -6,6 +6,7 @@ import html
 from pathlib import Path
 
 from editbench.harness.results import EDITS_FILE, read_jsonl
+from editbench.harness.record import RunRecord
 
 COLUMNS = ("method", "index", "case_id", "status", "prompt", "target_new", "target_true", "generated_before",
            "generated_after", "prediction_before", "prediction_after", "immediate_reliability_gen",
@@ -16,7 +17,7 @@ RETAINED = ("reliability_gen", "reliability", "generalization_gen", "generalizat
 NUMERIC = {"index", "immediate_reliability_gen", "immediate_reliability", *RETAINED}
 
 
-def edit_rows(result: dict, results_path: Path) -> list[dict]:
+def edit_rows(result: RunRecord, results_path: Path) -> list[dict]:
     """Each edit of a run: what edits.jsonl says about it (asked, predicted, immediate scores) joined
     with its retention scores at the final checkpoint."""
     path = Path(results_path).parent / EDITS_FILE

@@ -3,11 +3,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from editbench.harness.record import RunRecord
+
 
 class Results:
     """Results of one or more runs (one per method, order or cell), as the CLI writes them."""
 
-    def __init__(self, results: list[dict]) -> None:
+    def __init__(self, results: list[RunRecord]) -> None:
         self.results = results
 
     def __len__(self) -> int:

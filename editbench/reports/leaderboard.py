@@ -7,6 +7,7 @@ import html
 from pathlib import Path
 
 from editbench.core import DataError, setting
+from editbench.harness.record import RunRecord
 from editbench.harness.results import (
     protocol_label,
     atomic_write_json, atomic_write_text, find_results, load_results, remove_stale_temps,
@@ -16,7 +17,7 @@ from editbench.reports import drilldown, plots, tables
 from editbench.reports.stats import CI_LEVEL, N_RESAMPLES, SCORE_BASES
 
 
-def header_facts(results: list[dict]) -> dict:
+def header_facts(results: list[RunRecord]) -> dict:
     first = results[0]
     pre = first.get("pre", {})
     return {
@@ -218,15 +219,15 @@ def _comparison(run_dir: Path) -> str:
     return "\n".join(lines) + "\n" if lines else ""
 
 
-def _exam_categories(results: list[dict]) -> str:
+def _exam_categories(results: list[RunRecord]) -> str:
     """Per method, the exam accuracy of each category at the final checkpoint (pre-edit in brackets)."""
-    finals = [(r["method"], (r["checkpoints"][-1].get("general") or {})) for r in results if r["checkpoints"]]
-    cats = sorted({c for _, g in finals for c in (g.get("by_category") or {})})
+    finals = [(r["method"], r["checkpoints"][-1]["general"]) for r in results if r["checkpoints"]]
+    cats = sorted({c for _, g in finals for c in g["by_category"]})
     if not cats:
         return ""
     lines = ["| method | " + " | ".join(cats) + " |", "|" + "---|" * (len(cats) + 1)]
     for method, g in finals:
-        now, pre = g.get("by_category") or {}, g.get("by_category_pre") or {}
+        now, pre = g["by_category"], g["by_category_pre"]
         lines.append(f"| {method} | " + " | ".join(
             f"{tables._num(now.get(c))} [{tables._num(pre.get(c))}]" for c in cats) + " |")
     return "\n".join(lines) + "\n"

@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import math
 import html
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from editbench.core import DataError
 from editbench.harness.metric_registry import metric_names
-from editbench.harness.metrics import EDIT_METRICS, is_group_metric
+from editbench.harness.metrics import edit_metrics, is_group_metric
+from editbench.harness.record import CheckpointRow, RunRecord
 from editbench.harness.results import protocol_label
 from editbench.reports.stats import SCORE_BASES, bootstrap_ci, exam_retention, mean_std, overall_score
 
-METRIC_COLUMNS = EDIT_METRICS
 # Metrics shown with their uncertainty (CI over edits, or std over orders): harness/metric_registry.py
 UNCERTAIN = frozenset(metric_names(interval=True))
 # The headline columns of each score basis: (reliability, generalization, locality, portability)
@@ -24,12 +25,12 @@ HEADLINE = {"generation": ("reliability_gen", "generalization_gen", "locality_ge
             "token": ("reliability", "generalization", "locality", "portability")}
 
 
-def recorded_basis(result: dict) -> str:
+def recorded_basis(result: RunRecord) -> str:
     """The score basis a run recorded (runs from before generation metrics: token)."""
-    return (result.get("evaluation") or {}).get("score_basis", "token")
+    return result["evaluation"]["score_basis"]
 
 
-def choose_basis(results: Sequence[dict], asked: str | None = None) -> str:
+def choose_basis(results: Sequence[RunRecord], asked: str | None = None) -> str:
     """One basis for a whole report: the one asked for, else the one every run recorded, else token.
     Generation asked of a run that generated nothing is an error (it has no such numbers)."""
     recorded = {recorded_basis(r) for r in results}
@@ -55,28 +56,28 @@ def _signed(value) -> str:
     return "" if value is None else f" ({value:+.3f})"
 
 
-def checkpoint_row(result: dict, cp: dict, basis: str | None = None) -> dict:
+def checkpoint_row(result: RunRecord, cp: CheckpointRow, basis: str | None = None) -> dict:
     """One flat row: a method at one checkpoint, with changes from pre-edit, CIs and the overall score
-    on `basis` (default: the run's recorded one); `score_token` and `score_generation` are both kept."""
-    general = cp.get("general") or {}
-    fluency, fluency_pre = cp.get("fluency"), cp.get("fluency_pre")
-    exam, exam_pre = general.get("accuracy"), general.get("accuracy_pre")
+    on `basis` (default: the run's recorded one); `score_token` and `score_generation` are both kept.
+    `result` as results.load_results reads it (results.upgraded: every structural field present)."""
+    general, memory = cp["general"], result["memory"]
+    fluency, fluency_pre = cp["fluency"], cp["fluency_pre"]
+    exam, exam_pre = general["accuracy"], general["accuracy_pre"]
     edits = cp["edits"]
-    memory = result.get("memory") or {}
-    row = {
+    row: dict[str, Any] = {
         "method": result["method"],
         "protocol": protocol_label(result),
         "edits": edits,
-        "order": result.get("order", 0),
+        "order": result["order"],
         "orders": 1,
-        **{k: cp.get(k) for k in METRIC_COLUMNS},
+        **{k: metric_value(cp, k) for k in edit_metrics()},
         "fluency": fluency,
         "fluency_pre": fluency_pre,
         "fluency_change": None if fluency is None or fluency_pre is None else fluency - fluency_pre,
         # collapse signals: held-out perplexity, the largest edited matrix's norm against θ₀'s
-        "perplexity": cp.get("perplexity"),
-        "perplexity_pre": cp.get("perplexity_pre"),
-        "max_norm_ratio": (cp.get("weights") or {}).get("max_norm_ratio"),
+        "perplexity": cp["perplexity"],
+        "perplexity_pre": cp["perplexity_pre"],
+        "max_norm_ratio": cp["weights"]["max_norm_ratio"],
         "exam": general.get("exam"),
         "exam_accuracy": exam,
         "exam_accuracy_pre": exam_pre,
@@ -85,24 +86,28 @@ def checkpoint_row(result: dict, cp: dict, basis: str | None = None) -> dict:
         "seconds_per_edit": cp["edit_seconds"] / edits if edits else None,
         "eval_seconds": cp.get("eval_seconds"),
         "flops_per_edit": cp.get("flops_per_edit"),
-        "failed_edits": result.get("failed_edits"),
-        "diverged_edits": result.get("diverged_edits"),
-        "noop_edits": result.get("noop_edits"),
+        "failed_edits": result["failed_edits"],
+        "diverged_edits": result["diverged_edits"],
+        "noop_edits": result["noop_edits"],
         "peak_rss_mb": memory.get("cpu_rss_mb"),
         "cuda_max_allocated_mb": memory.get("cuda_max_allocated_mb"),
     }
     # per named group of locality / portability pairs (World 2.0, KnowEdit): e.g. locality_neighbourhood
-    row.update(cp.get("groups") or {})
+    row.update(cp["groups"])
     # the gap between what teacher forcing credits and what the model says (a finding in itself)
     row["reliability_gap"] = None if row["reliability_gen"] is None else row["reliability"] - row["reliability_gen"]
     row["score_token"] = overall_score(row, "token")
     row["score_generation"] = overall_score(row, "generation") if row["reliability_gen"] is not None else None
     row["score_basis"] = basis or recorded_basis(result)
     row["score"] = row[f"score_{row['score_basis']}"]
-    per_edit = cp.get("per_edit") or []
-    for k in METRIC_COLUMNS:
-        row[f"{k}_ci"] = list(bootstrap_ci([e.get(k) for e in per_edit], seed=result.get("seed", 0)) or []) or None
+    for k in edit_metrics():
+        row[f"{k}_ci"] = list(bootstrap_ci([metric_value(e, k) for e in cp["per_edit"]], seed=result["seed"]) or []) or None
     return row
+
+
+def metric_value(scores: Mapping[str, Any], metric: str) -> float | None:
+    """A registered metric's value in a checkpoint or per-edit row (record.Scores; None: not scored)."""
+    return scores.get(metric)
 
 
 def combine_orders(rows: Sequence[dict]) -> list[dict]:
@@ -123,17 +128,17 @@ def combine_orders(rows: Sequence[dict]) -> list[dict]:
                 if key in UNCERTAIN:
                     row[f"{key}_std"] = std
         row["orders"], row["order"] = len(group), None
-        for k in METRIC_COLUMNS:
+        for k in edit_metrics():
             row[f"{k}_ci"] = None  # across orders the spread is the std, not a CI over one order's edits
         out.append(row)
     return out
 
 
-def final_rows(results: Sequence[dict], basis: str | None = None) -> list[dict]:
+def final_rows(results: Sequence[RunRecord], basis: str | None = None) -> list[dict]:
     return combine_orders([checkpoint_row(r, r["checkpoints"][-1], basis) for r in results if r["checkpoints"]])
 
 
-def all_rows(results: Sequence[dict], basis: str | None = None) -> list[dict]:
+def all_rows(results: Sequence[RunRecord], basis: str | None = None) -> list[dict]:
     return combine_orders([checkpoint_row(r, cp, basis) for r in results for cp in r["checkpoints"]])
 
 
@@ -248,7 +253,7 @@ def groups_markdown(rows: Sequence[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def summary_table(results: Sequence[dict]) -> str:
+def summary_table(results: Sequence[RunRecord]) -> str:
     """The final rows, and a line per method whose updates failed or diverged."""
     rows = final_rows(results)
     notes = [f"{r['method']}: {r.get('failed_edits') or 0} failed, {r.get('diverged_edits') or 0} diverged and "
@@ -257,14 +262,14 @@ def summary_table(results: Sequence[dict]) -> str:
     return markdown(rows) + "".join(f"{line}\n" for line in notes)
 
 
-def ranking(rows: Sequence[dict], results: Sequence[dict], basis: str) -> list[dict]:
+def ranking(rows: Sequence[dict], results: Sequence[RunRecord], basis: str) -> list[dict]:
     """Rank intervals (reports/stats.rank_intervals) of the final rows, per protocol and T: each
     method's per-edit scores at that checkpoint (its first edit order), on the edits every method
     scored. Rows are ranked best first."""
     from editbench.reports.stats import rank_intervals
 
-    first = min((r["seed"], r.get("order") or 0) for r in results)  # one edit sample: the first seed's
-    results = [r for r in results if (r["seed"], r.get("order") or 0) == first]
+    first = min((r["seed"], r["order"]) for r in results)  # one edit sample: the first seed's
+    results = [r for r in results if (r["seed"], r["order"]) == first]
     out = []
     for protocol, t in dict.fromkeys((r.get("protocol"), r["edits"]) for r in rows):
         group = [r for r in rows if (r.get("protocol"), r["edits"]) == (protocol, t)]
@@ -272,8 +277,8 @@ def ranking(rows: Sequence[dict], results: Sequence[dict], basis: str) -> list[d
         for r in group:
             result = next(x for x in results if x["method"] == r["method"]
                           and protocol_label(x) == protocol)
-            cp = next((c for c in result["checkpoints"] if c["edits"] == t), {})
-            per_edit[r["method"]] = {e["case_id"]: e for e in cp.get("per_edit") or []}
+            cp = next((c for c in result["checkpoints"] if c["edits"] == t), None)
+            per_edit[r["method"]] = {e["case_id"]: e for e in (cp["per_edit"] if cp is not None else [])}
         shared = [c for c in next(iter(per_edit.values()), {}) if all(c in p for p in per_edit.values())]
         if len(group) < 2 or not shared:
             continue
@@ -315,7 +320,7 @@ def ranking_markdown(ranked: Sequence[dict]) -> str:
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
-def rank_stability(results: Sequence[dict], basis: str) -> str:
+def rank_stability(results: Sequence[RunRecord], basis: str) -> str:
     """With runs of several seeds (edit samples: `make leaderboard SEEDS=3`): each method's rank per
     sample, and Kendall's tau between the samples' rankings. Empty for one seed."""
     from editbench.reports.stats import kendall_tau
