@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from editbench.benchmarks.world import WORLD_SIZES
-from editbench.core import ConfigError, editor_names, get_editor_class, setting
+from editbench.core import ConfigError, Editor, editor_names, get_editor_class, setting
 from editbench.harness.protocols import PROTOCOL_NAMES
 
 GROUPS = ("data", "exam", "scoring", "model and placement", "protocol and checkpoints", "editors",
@@ -43,6 +43,19 @@ def _ints(text: str) -> list[int]:
     except ValueError:
         raise ValueError(f"expected comma-separated integers, got {text!r}") from None
 
+
+@dataclass(frozen=True)
+class DerivedSettings:
+    """What a plan's settings parse to, made once when the plan is checked (plan.derived)."""
+
+    classes: dict[str, type[Editor]]  # method -> editor class
+    protocol: Any  # harness.protocols.Protocol
+    overrides: dict[str, dict]  # method -> config field -> value (METHOD.FIELD=VALUE settings)
+    hparams_files: dict[str, Path]  # method -> its YAML named on the command line
+    device_map: str | dict | None
+    max_memory: dict | None
+    generation: Any  # harness.generation.GenerationSpec, or None under teacher-forced scoring
+    guard: Any  # harness.guard.UpdateGuard
 
 @dataclass(frozen=True)
 class RunPlan:
@@ -218,7 +231,13 @@ class RunPlan:
     def uses_world(self) -> bool:
         return self.model is None or self.benchmark == "world" or self.exam_name == "world"
 
-    def editor_classes(self) -> dict[str, type]:
+    def out_dir(self, needed_by: str) -> Path:
+        """The output folder, for what cannot keep its results in memory only (tune, sweeps)."""
+        if self.out is None:
+            raise ConfigError(f"{needed_by} keeps its results in {setting('out')}: name a folder")
+        return self.out
+
+    def editor_classes(self) -> dict[str, type[Editor]]:
         return {m: get_editor_class(m) for m in self.methods}
 
     def parsed_overrides(self) -> dict[str, dict]:
@@ -310,7 +329,7 @@ class RunPlan:
             value, choices = getattr(self, f.name), f.metadata.get("choices")
             if choices and value is not None and value not in choices:
                 raise ConfigError(f"{setting(f.name)} {value!r} is not one of {', '.join(map(str, choices))}")
-        get_protocol(self.protocol, self.step_size)
+        protocol = get_protocol(self.protocol, self.step_size)
         if not 1 <= self.threads <= 1024:
             raise ConfigError(f"{setting('threads')} must be in 1..1024, got {self.threads}")
         if self.jobs < 1:
@@ -328,13 +347,22 @@ class RunPlan:
             raise ConfigError(f"benchmark '{self.benchmark}' needs {setting('data')} FILE (e.g. "
                               "../shared/data/zsre/zsre_3k.json)")
         self._check_paths()
-        self._check_override_keys(self.parsed_overrides())
-        for path in self.hparams_files().values():
+        overrides, files = self.parsed_overrides(), self.hparams_files()
+        self._check_override_keys(overrides)
+        for path in files.values():
             if not path.is_file():
                 raise ConfigError(f"{setting('hparams')} {path}: no such file")
         self._check_numbers()
-        self.placement()
-        self.generation()
+        device_map, max_memory = self.placement()
+        # what the settings parse to, kept: the session reads these, nothing parses them twice
+        object.__setattr__(self, "_derived", DerivedSettings(
+            self.editor_classes(), protocol, overrides, files, device_map, max_memory, self.generation(),
+            self.guard()))
+
+    @property
+    def derived(self) -> DerivedSettings:
+        """The settings as parsed and checked when the plan was made."""
+        return self.__dict__["_derived"]  # set by _check (not a field: no part of the plan's identity)
 
     def _check_paths(self) -> None:
         if self.data:

@@ -53,20 +53,15 @@ class RunSession:
                  log: Callable[[str], None] | None = None) -> None:
         import torch
 
-        from editbench.harness.protocols import get_protocol
-
         self.plan = plan
         self.log = log or ((lambda msg: None) if plan.quiet else log_line)
         torch.set_num_threads(plan.threads)  # fixed before anything is computed: the numbers depend on it
         show_library_log(quiet=plan.quiet)
         quiet_transformers()
-        self.classes = plan.editor_classes()
-        self.protocol = get_protocol(plan.protocol, plan.step_size)
-        self.overrides = plan.parsed_overrides()
-        self.files = plan.hparams_files()
-        self.device_map, self.max_memory = plan.placement()
-        self.guard = plan.guard()
-        self.generation = plan.generation()
+        derived = plan.derived  # parsed once, when the plan was checked
+        self.classes, self.protocol, self.overrides = derived.classes, derived.protocol, derived.overrides
+        self.files, self.device_map, self.max_memory = derived.hparams_files, derived.device_map, derived.max_memory
+        self.guard, self.generation = derived.guard, derived.generation
         self.prompt_format = PromptFormat(plan.prompt_format, plan.answer_end)
         self.given_model, self.given_requests = model, None if requests is None else list(requests)
         self.failures: list[str] = []
@@ -176,15 +171,10 @@ class RunSession:
 
     def editor(self, method: str, extra: dict | None = None, announce: bool = True):
         """The method's editor with its config resolved and checked against the model."""
-        from editbench.harness.hparams import resolve_config, tuning_note
+        from editbench.harness.hparams import make_editor, tuning_note
 
-        cls = self.classes[method]
         overrides = {**self.overrides.get(method, {}), **(extra or {})}
-        config, source = resolve_config(cls.config_class, method, self.lm.hparams_key,
-                                        self.lm.model.config.model_type, self.files.get(method), overrides,
-                                        protocol=self.protocol.name)
-        editor = cls(config)
-        editor.check_model(self.lm)
+        editor, source = make_editor(method, self.lm, self.files.get(method), overrides, self.protocol.name)
         if self.save_model_at and editor.intervention != WeightDelta.kind:
             raise ConfigError(f"{setting('save_model')}: {method} edits through a {editor.intervention} "
                               "intervention, not the weights; save_pretrained would write the unedited model "
@@ -235,11 +225,12 @@ class RunSession:
         method = self.plan.methods[0]
         cells = [dict(zip(grid, combo)) for combo in itertools.product(*grid.values())]
         names = [cell_name(cell) for cell in cells]
-        with _output_lock(self.plan.out):
-            self.claim_outputs([self.plan.out / name for name in names])
+        out = self.plan.out_dir("a sweep")
+        with _output_lock(out):
+            self.claim_outputs([out / name for name in names])
             self.load()
             editors = [self.editor(method, cell) for cell in cells]
-            self.execute([(method, cell, self.plan.out / name, f"{method} {name}")
+            self.execute([(method, cell, out / name, f"{method} {name}")
                           for cell, name in zip(cells, names)], editors)
         outcome = self.outcome([method])
         outcome.cells = list(zip(cells, names))
@@ -275,25 +266,23 @@ class RunSession:
         process's model; in worker processes or Ray tasks each (run, edit order) loads its own."""
         import shutil
 
-        from editbench.harness.executors import ProgressBoard, get_executor
+        from editbench.harness.executors import ProgressBoard
 
         p = self.plan
-        board = None if self.plan.quiet or not sys.stderr.isatty() else ProgressBoard(sys.stderr)
-        executor = get_executor(p.executor, p.ray_address, p.cpus_per_task, p.gpus_per_task, p.jobs, self.log,
-                                board)
-        if executor.name == "local":
+        if p.executor == "local" and p.jobs == 1:  # in this process, on its loaded model
             for (method, extra, folder, label), editor in zip(runs, editors):
                 self.run_method(editor, folder, label)
             return
         cells = []
         for method, extra, folder, label in runs:
+            if folder is None:  # a worker writes its results where this process reads them
+                raise ConfigError(f"runs in worker processes keep their results in {setting('out')}: name a folder")
             if p.overwrite and folder.exists():
                 shutil.rmtree(folder)
             cells += [Cell(method, str(order_folder(folder, k, p.orders)),
                            label + (f" order-{k}" if p.orders > 1 else ""), k, extra) for k in range(p.orders)]
-        if executor.name == "ray":
-            self.log(f"{len(cells)} run(s) as Ray tasks ({p.cpus_per_task:g} CPU, {p.gpus_per_task:g} GPU each)")
-        self.failures += executor.run(cells, run_cell, p.to_json())
+        board = None if p.quiet or not sys.stderr.isatty() else ProgressBoard(sys.stderr)
+        self.failures += fan_out(p, cells, run_cell, p.to_json(), self.log, board)
 
     def run_method(self, editor, out_dir: Path | None, label: str) -> None:
         """One method over every edit order, all on the one loaded model (each run puts θ₀ back)."""
@@ -309,6 +298,7 @@ class RunSession:
     def run_order(self, editor, where: Path | None, name: str, order: int) -> None:
         """One run: one method (config cell) on one edit order, into `where` (none: in memory only)."""
         from editbench.harness.runner import Runner
+        from editbench.harness.results import upgraded
         from editbench.harness.store import NullStore, RunStore
 
         p = self.plan
@@ -328,7 +318,7 @@ class RunSession:
                             flops=FlopMeter(p.count_flops, p.seed))
             results, _ = runner.run(store)
             runner.restore_base()  # θ₀ again, bit for bit: the next method shares this loaded model
-            self.results.append(store.record(results))
+            self.results.append(upgraded(store.record(dict(results))))  # as load_results reads it back
         except KeyboardInterrupt as exc:
             store.fail(exc)
             raise
@@ -452,6 +442,19 @@ def process_state_kept():
             LOGGER.handlers[:] = handlers
             LOGGER.setLevel(level)
             (hf_logging.enable_progress_bar if bars else hf_logging.disable_progress_bar)()
+
+
+def fan_out(plan: RunPlan, cells: list, worker: Callable, job: str, log: Callable[[str], None] | None = None,
+            board=None) -> list[str]:
+    """Every cell in its own worker process (local, `jobs` at a time) or Ray task, each calling
+    `worker(cell, job)`; one line per failed cell. The one fan-out of runs and tunes."""
+    from editbench.harness.executors import get_executor
+
+    executor = get_executor(plan.executor, plan.ray_address, plan.cpus_per_task, plan.gpus_per_task, plan.jobs,
+                            log, board)
+    if executor.name == "ray" and log is not None:
+        log(f"{len(cells)} cell(s) as Ray tasks ({plan.cpus_per_task:g} CPU, {plan.gpus_per_task:g} GPU each)")
+    return executor.run(cells, worker, job)
 
 
 def free_accelerator_memory() -> None:

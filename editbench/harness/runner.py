@@ -9,7 +9,7 @@ import dataclasses
 import random
 import time
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Sequence, cast
 
 import torch
 
@@ -30,12 +30,11 @@ from editbench.harness.results import (
 )
 from editbench.harness.compute import NO_METER, FlopMeter
 from editbench.harness.protocols import Protocol, Sequential, resolve_checkpoints
-from editbench.harness.record import CheckpointRow, EditRow, RunRecord
+from editbench.harness.record import CheckpointRow, RunIdentity, RunRecord
 from editbench.harness.store import NullStore, Snapshot, set_rng_states
 from editbench.harness.suite import EvalSuite, requests_sha256, suite_sha256
 from editbench.harness.scoring import generate_texts
 
-EDIT_METRICS = metrics.EDIT_METRICS
 
 
 
@@ -67,7 +66,7 @@ class Runner:
         label: str | None = None,
         progress: Callable[[int, int], Any] | None = None,
         guard: UpdateGuard | None = None,
-        on_checkpoint: Callable[[dict, dict], None] | None = None,
+        on_checkpoint: Callable[[RunRecord, CheckpointRow], None] | None = None,
         eval_sample: int | None = None,
         flops: FlopMeter | None = None,
     ) -> None:
@@ -99,7 +98,7 @@ class Runner:
         # what differs from θ₀ (touched parameters, installed patches): the batch protocol's resets,
         # `restore_base`, checkpoints and resume
         self.base = Applied(lm.model, lm)
-        self._prepared_exam = None
+        self._prepared_exam: metrics.PreparedExam | None = None
 
     def _fluency(self) -> float | None:
         if not self.suite.fluency_prompts:
@@ -164,15 +163,7 @@ class Runner:
             "machine": machine_record(str(self.lm.device)),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "evaluation": self.suite.evaluation(),
-            # what makes two runs the same run: a resume must match it exactly
-            "plan": {"method": self.editor.name, "config": config, "protocol": self.protocol.name,
-                     "n_edits": len(self.requests), "checkpoints": list(self.checkpoints), "seed": self.seed,
-                     "fingerprint": fingerprint, "requests_sha256": requests_sha256(self.requests),
-                     "guard": dataclasses.asdict(self.guard),
-                     "suite_sha256": suite_sha256(self.suite),
-                     # a step size set for the protocol (not the method's batch_size, which config holds)
-                     **({"step_size": self.protocol.step_size} if self.protocol.step_size is not None else {}),
-                     **({"eval_sample": self.eval_sample} if self.eval_sample is not None else {})},
+            "plan": self._identity(config, fingerprint),
             # which questions the exam used (with exam_limit, a seeded subset per subject)
             "exam_questions": [q.qid for q in self.suite.exam],
             "failed_edits": 0,
@@ -182,9 +173,23 @@ class Runner:
             "checkpoints": [],
         }
 
-    def run(self, store=None) -> tuple[RunRecord, list[EditRow]]:
+    def _identity(self, config: dict, fingerprint: str) -> RunIdentity:
+        """What makes two runs the same run: a resume must match it exactly."""
+        identity: RunIdentity = {
+            "method": self.editor.name, "config": config, "protocol": self.protocol.name,
+            "n_edits": len(self.requests), "checkpoints": list(self.checkpoints), "seed": self.seed,
+            "fingerprint": fingerprint, "requests_sha256": requests_sha256(self.requests),
+            "guard": dataclasses.asdict(self.guard), "suite_sha256": suite_sha256(self.suite)}
+        if self.protocol.step_size is not None:  # set for the protocol (the method's batch_size is in config)
+            identity["step_size"] = self.protocol.step_size
+        if self.eval_sample is not None:
+            identity["eval_sample"] = self.eval_sample
+        return identity
+
+    def run(self, store=None) -> tuple[RunRecord, list[dict]]:
         """Every step of the protocol; with a store (harness/store.py), each checkpoint is saved as it
-        is scored and an interrupted run continues from its last checkpoint (none: in memory only)."""
+        is scored and an interrupted run continues from its last checkpoint (none: in memory only).
+        Returns the record and the edit rows (record.EditRow's keys plus each editor's diagnostics)."""
         store = store if store is not None else NullStore()
         seed_everything(self.seed)
         peak_reset = reset_peak_memory(self.lm.device)
@@ -195,6 +200,26 @@ class Runner:
         if point is not None and point.complete:
             self.log(f"{self.label}: already complete, kept")
             return point.recorded, point.edit_rows
+        pre = self._begin(results, store, point)
+        steps = self.protocol.steps(self.checkpoints, self.editor.config.batch_size)
+        self.editor.prepare(self.lm, self.cache)  # on θ₀, before any edit (and before a resume's weights)
+        done = self._resumed(results, point)
+        self._counted_steps = self.flops.counted_steps(len(steps))
+        bar = self.progress(sum(len(s.indices) for s in steps), sum(len(s.indices) for s in steps[:done.next_step]))
+        try:
+            for step_no in range(done.next_step, len(steps)):
+                step = steps[step_no]
+                immediate = self._take_step(step, step_no, pre, done)
+                bar.update(len(step.indices))
+                if step.checkpoint is not None:
+                    self._keep_checkpoint(step, step_no, pre, done, immediate, results, store, peak_reset)
+        finally:
+            bar.close()
+        store.finish(results, done.edit_rows)
+        return results, done.edit_rows
+
+    def _begin(self, results: RunRecord, store, point) -> dict:
+        """The pre-edit scores (a resumed run's saved ones), recorded and logged before the first step."""
         if self.suite.exam:  # tokenised once; scored pre-edit and at every checkpoint
             self._prepared_exam = metrics.prepare_exam(self.lm, self.suite.exam, self.suite.exam_mode)
         pre = point.pre if point is not None else self._pre_scores()
@@ -206,55 +231,50 @@ class Runner:
         store.start(results, pre, point)
         self.log(f"{self.label} pre-edit: fluency={_fmt(pre['fluency'])} exam={_fmt(pre['exam']['accuracy'])} "
                  f"({pre['seconds']:.1f}s)")
+        return pre
 
-        base = self.base
-        steps = self.protocol.steps(self.checkpoints, self.editor.config.batch_size)
-        edit_rows: list[dict] = []
-        checkpoint_rows: list[dict] = []
-        edit_seconds, first_step = 0.0, 0
-        self.editor.prepare(self.lm, self.cache)  # on θ₀, before any edit (and before a resume's weights)
-        if point is not None:
-            self._restore(base, point)
-            edit_rows, checkpoint_rows = list(point.edit_rows), list(point.checkpoint_rows)
-            edit_seconds, first_step = point.edit_seconds, point.next_step
-            # what the saved checkpoints hold is the results' so far, also when no step is left to run
-            # (a run killed between its last checkpoint and its final write)
-            _tally(results, checkpoint_rows, edit_rows)
-            self.log(f"{self.label}: resumed after checkpoint T={checkpoint_rows[-1]['edits']}")
-        self._counted_steps = self.flops.counted_steps(len(steps))
-        bar = self.progress(sum(len(s.indices) for s in steps), sum(len(s.indices) for s in steps[:first_step]))
-        try:
-            for step_no in range(first_step, len(steps)):
-                step = steps[step_no]
-                if step.reset:  # back to θ₀, and the editor forgets what it kept
-                    base.restore()
-                    self.editor.reset_state()
-                if step.restart_clock:
-                    edit_seconds = 0.0
-                seconds, immediate = self._step(step, step_no, pre, base, edit_rows)
-                edit_seconds += seconds
-                bar.update(len(step.indices))
-                if step.checkpoint is None:
-                    continue
-                if step.scores == "immediate":  # each edit as scored right after its own call
-                    scored = immediate_rows(edit_rows, range(step.checkpoint))
-                elif step.indices == range(0, step.checkpoint):  # one call over the first T edits: scored
-                    scored = immediate
-                else:
-                    scored = None
-                row, line = self._checkpoint(step.checkpoint, pre, edit_seconds, scored, edit_rows)
-                checkpoint_rows.append(row)
-                _tally(results, checkpoint_rows, edit_rows)
-                results["memory"] = peak_memory_mb(self.lm.device, since_reset=peak_reset)
-                # saved before the line is printed: a line seen is a checkpoint kept
-                snapshot = self._snapshot(step_no + 1, edit_seconds, base) if store.saves_state else None
-                store.checkpoint(results, edit_rows, snapshot, self.lm, step.checkpoint)
-                self.log(line)
-                self.on_checkpoint(results, row)
-        finally:
-            bar.close()
-        store.finish(results, edit_rows)
-        return results, edit_rows
+    def _resumed(self, results: RunRecord, point) -> _Progress:
+        """Where the steps start: the first, or after a resumed run's last saved checkpoint (its weights,
+        editor state and rows put back)."""
+        if point is None:
+            return _Progress()
+        self._restore(self.base, point)
+        done = _Progress(list(point.edit_rows), list(point.checkpoint_rows), point.edit_seconds, point.next_step)
+        # what the saved checkpoints hold is the results' so far, also when no step is left to run
+        # (a run killed between its last checkpoint and its final write)
+        _tally(results, done.checkpoint_rows, done.edit_rows)
+        self.log(f"{self.label}: resumed after checkpoint T={done.checkpoint_rows[-1]['edits']}")
+        return done
+
+    def _take_step(self, step, step_no: int, pre: dict, done: _Progress) -> list:
+        """One protocol step (a reset to θ₀ first where the protocol says); its immediate scores."""
+        if step.reset:  # back to θ₀, and the editor forgets what it kept
+            self.base.restore()
+            self.editor.reset_state()
+        if step.restart_clock:
+            done.edit_seconds = 0.0
+        seconds, immediate = self._step(step, step_no, pre, self.base, done.edit_rows)
+        done.edit_seconds += seconds
+        return immediate
+
+    def _keep_checkpoint(self, step, step_no: int, pre: dict, done: _Progress, immediate: list,
+                         results: RunRecord, store, peak_reset: bool) -> None:
+        """Score checkpoint T, add it to the results, save it (with the state to resume from), log it."""
+        if step.scores == "immediate":  # each edit as scored right after its own call
+            scored = immediate_rows(done.edit_rows, range(step.checkpoint))
+        elif step.indices == range(0, step.checkpoint):  # one call over the first T edits: scored
+            scored = immediate
+        else:
+            scored = None
+        row, line = self._checkpoint(step.checkpoint, pre, done.edit_seconds, scored, done.edit_rows)
+        done.checkpoint_rows.append(row)
+        _tally(results, done.checkpoint_rows, done.edit_rows)
+        results["memory"] = peak_memory_mb(self.lm.device, since_reset=peak_reset)
+        # saved before the line is printed: a line seen is a checkpoint kept
+        snapshot = self._snapshot(step_no + 1, done.edit_seconds, self.base) if store.saves_state else None
+        store.checkpoint(results, done.edit_rows, snapshot, self.lm, step.checkpoint)
+        self.log(line)
+        self.on_checkpoint(results, row)
 
     def restore_base(self) -> None:
         """Put every parameter this run's updates touched back to θ₀, bit for bit, so the next run can
@@ -291,7 +311,7 @@ class Runner:
             request, before = batch[j], pre["edits"][idx[j]]
             edit_rows.append(
                 {"index": idx[j], "batch": step_no, "status": status, "error": error,
-                 **{f"{IMMEDIATE}{k}": row.get(k) for k in (*EDIT_METRICS, *metrics.group_metrics([row]))},
+                 **{f"{IMMEDIATE}{k}": row.get(k) for k in (*metrics.edit_metrics(), *metrics.group_metrics([row]))},
                  "case_id": row["case_id"],
                  # what the edit asked and what the model said at the target's positions (teacher forced)
                  # and on its own (generated, raw), before and after
@@ -342,11 +362,12 @@ class Runner:
         if rows is None:
             sampled = self._sample(done)
             rows = self._scores(sampled or range(done), pre)
-        scores = metrics.aggregate(rows, [k for k in EDIT_METRICS if any(k in r for r in rows)])
+        scores = metrics.aggregate(rows, [k for k in metrics.edit_metrics() if any(k in r for r in rows)])
         groups = metrics.group_metrics(rows)
         fluency_now, exam_now, perplexity_now = self._fluency(), self._exam(), self._perplexity()
         eval_seconds = time.perf_counter() - t0
-        row = {
+        # the metric keys come from the registry (record.Scores declares each): a dict, typed after
+        row = cast(CheckpointRow, {
             "edits": done,
             **scores,
             "fluency": fluency_now,
@@ -362,9 +383,9 @@ class Runner:
             # collapse signals: each edited matrix's norm against θ₀'s, and its distance from θ₀
             "weights": _drift_summary(self.base.weights.drift()),
             # Per-edit retention scores let reports bootstrap confidence intervals over edits.
-            "per_edit": [{"case_id": r["case_id"], **{k: r[k] for k in (*EDIT_METRICS, *groups) if k in r}}
+            "per_edit": [{"case_id": r["case_id"], **{k: r[k] for k in (*metrics.edit_metrics(), *groups) if k in r}}
                          for r in rows],
-        }
+        })
         if groups:  # locality and portability per named group of pairs (e.g. neighbourhood, two_hop)
             row["groups"] = metrics.aggregate(rows, groups)
         if sampled is not None:  # retention of a seeded sample of the first T edits (intervals widen)
@@ -405,11 +426,22 @@ def immediate_rows(edit_rows: Sequence[dict], indices: Sequence[int]) -> list[di
              **{k[len(IMMEDIATE):]: v for k, v in latest[i].items() if k.startswith(IMMEDIATE)}} for i in indices]
 
 
-def _tally(results: dict, checkpoint_rows: list[dict], edit_rows: list[dict]) -> None:
+@dataclasses.dataclass
+class _Progress:
+    """How far a run has got: its edit rows, scored checkpoints, editing seconds and next step."""
+
+    edit_rows: list[dict] = dataclasses.field(default_factory=list)  # record.EditRow + editor diagnostics
+    checkpoint_rows: list[CheckpointRow] = dataclasses.field(default_factory=list)
+    edit_seconds: float = 0.0
+    next_step: int = 0
+
+
+def _tally(results: RunRecord, checkpoint_rows: list[CheckpointRow], edit_rows: list[dict]) -> None:
     """The checkpoints scored so far and the count of each kind of unsuccessful editor call."""
-    results.update(checkpoints=checkpoint_rows, failed_edits=sum(r["status"] == "failed" for r in edit_rows),
-                   diverged_edits=sum(r["status"] == "diverged" for r in edit_rows),
-                   noop_edits=sum(r["status"] == "no-op" for r in edit_rows))
+    results["checkpoints"] = checkpoint_rows
+    results["failed_edits"] = sum(r["status"] == "failed" for r in edit_rows)
+    results["diverged_edits"] = sum(r["status"] == "diverged" for r in edit_rows)
+    results["noop_edits"] = sum(r["status"] == "no-op" for r in edit_rows)
 
 
 class _NoBar:
