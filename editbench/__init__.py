@@ -2,11 +2,11 @@
 
 The Python API lives in `editbench.api` and is re-exported here on first use (nothing heavy is
 imported by `import editbench` itself): load, Request, get_editor, edit, world_edits, run,
-load_results. See the README's "Python API".
+load_results, world_path (a world's folder by size: shipped, or built once into the cache). See the README's "Python API".
 """
 
 __all__ = ["load", "Request", "get_editor", "edit", "Edit", "world_edits", "run", "load_results", "Results", "RunPlan",
-           "__version__"]
+           "world_path", "__version__"]
 
 
 def _version() -> str:

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from editbench.core import ConfigError, EditbenchError, EditRequest, Editor, Intervention, get_editor_class
+from editbench.core import ConfigError, EditbenchError, EditRequest, Editor, Intervention
+from editbench.benchmarks.world_model import world_path  # part of the API
 from editbench.core import WeightDelta  # noqa: F401 - part of the API (an Edit's delta before interventions)
 from editbench.harness.interventions import Applied
 from editbench.harness.models import LoadedModel, load_model
@@ -36,8 +37,6 @@ def load(source: str | Path, device: str = "cpu", dtype: str = "float32") -> Loa
     the YAML for their name or architecture (see `get_editor`)."""
     text = str(source)
     if text.startswith(WORLD_PREFIX):
-        from editbench.benchmarks.world_model import world_path
-
         path = world_path(text[len(WORLD_PREFIX):] or "default", log=lambda msg: None)
         return load_model(str(path), device=device, dtype=dtype)
     return load_model(text, device=device, dtype=dtype)  # a world folder gets its world's YAMLs
@@ -49,17 +48,9 @@ def get_editor(name: str, model: LoadedModel | None = None, protocol: str = "seq
     model (editbench/hparams/<name>/<model>.yaml: by model name, then architecture; the world YAMLs
     for a world), else the method's defaults; keyword arguments override single keys. With a model,
     the config is checked against it (layers, modules) at once."""
-    from editbench.harness.hparams import resolve_config
+    from editbench.harness.hparams import make_editor
 
-    cls = get_editor_class(name)
-    key = model.hparams_key if model is not None else "world"
-    model_type = model.model.config.model_type if model is not None else ""
-    config, _ = resolve_config(cls.config_class, name, key, model_type, Path(hparams) if hparams else None,
-                               overrides, protocol=protocol)
-    editor = cls(config)
-    if model is not None:
-        editor.check_model(model)
-    return editor
+    return make_editor(name, model, hparams, overrides, protocol)[0]
 
 
 @dataclass
@@ -108,8 +99,6 @@ def _world_folder(model: LoadedModel | str | Path) -> Path:
     if isinstance(model, LoadedModel):
         folder = Path(model.name)
     elif str(model).startswith(WORLD_PREFIX):
-        from editbench.benchmarks.world_model import world_path
-
         folder = world_path(str(model)[len(WORLD_PREFIX):] or "default", log=lambda msg: None)
     else:
         folder = Path(model)

@@ -67,8 +67,7 @@ def shape_config(name: str, scale: str | None, vocab: int | None = None) -> tupl
 def random_model(name: str, scale: str | None, dtype: str, device: str, vocab: int | None = None):
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    from editbench.benchmarks.world import world_config
-    from editbench.benchmarks.world_model import ensure_world
+    from editbench.benchmarks.world_model import world_path
     from editbench.harness.models import DTYPES, LoadedModel, load_model
 
     config, depth = shape_config(name, scale, vocab)
@@ -79,7 +78,7 @@ def random_model(name: str, scale: str | None, dtype: str, device: str, vocab: i
     model.config._name_or_path = name
     for p in model.parameters():
         p.requires_grad_(False)
-    world = ensure_world(world_config("micro"), log=lambda m: None)
+    world = world_path("micro", log=lambda m: None)
     tokenizer = load_model(str(world)).tokenizer
     return LoadedModel(model=model, tokenizer=tokenizer, name=name, hparams_key=name), depth, world
 
@@ -95,11 +94,9 @@ def scaled_layers(value, depth: int, now: int):
 
 
 def native_editor(method: str, lm, depth: int, corpus: Path, samples: int):
-    from editbench.core import get_editor_class
-    from editbench.harness.hparams import resolve_config
+    from editbench.harness.hparams import make_editor
 
-    cls = get_editor_class(method)
-    base, _ = resolve_config(cls.config_class, method, lm.hparams_key, lm.model.config.model_type)
+    base = make_editor(method, hparams_key=lm.hparams_key, model_type=lm.model.config.model_type)[0].config
     now = lm.model.config.num_hidden_layers if hasattr(lm.model.config, "num_hidden_layers") else lm.model.config.n_layer
     over = dict(NO_EARLY_STOP.get(method, {}))
     for key in LAYER_KEYS:
@@ -107,11 +104,7 @@ def native_editor(method: str, lm, depth: int, corpus: Path, samples: int):
             over[key] = scaled_layers(getattr(base, key), depth, now)
     if hasattr(base, "mom2_corpus"):
         over.update(mom2_corpus=str(corpus), mom2_n_samples=samples)
-    config, source = resolve_config(cls.config_class, method, lm.hparams_key, lm.model.config.model_type,
-                                    overrides=over)
-    editor = cls(config)
-    editor.check_model(lm)
-    return editor, source
+    return make_editor(method, lm, overrides=over)
 
 
 def twin_editor(method: str, lm, shape: str, depth: int, corpus: Path, samples: int):
@@ -295,11 +288,10 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     import os
 
-    from editbench.benchmarks.world import world_config
-    from editbench.benchmarks.world_model import ensure_world
+    from editbench.benchmarks.world_model import world_path
     from editbench.harness.cache import cache_root
 
-    ensure_world(world_config("micro"), log=lambda m: None)  # the prompts' world, built once in the usual cache
+    world_path("micro", log=lambda m: None)  # the prompts' world, built once in the usual cache
     real = cache_root()
     with tempfile.TemporaryDirectory() as fresh:  # key statistics are timed, never read from an old cache
         (Path(fresh) / "world").symlink_to(real / "world", target_is_directory=True)

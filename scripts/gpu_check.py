@@ -39,15 +39,14 @@ def _timed(fn, device):
 
 def mass_z(device: str, n: int, dtype: str = "float32") -> dict:
     from editbench.benchmarks.registry import world_benchmark
-    from editbench.benchmarks.world import world_config
-    from editbench.benchmarks.world_model import ensure_world
+    from editbench.benchmarks.world_model import world_path
     from editbench.harness.arch import get_module, layer_path
     from editbench.harness.hparams import resolve_config
     from editbench.harness.models import load_model
     from editbench.methods.memit import MEMITConfig
     from editbench.methods.rewrite import context_templates, flat, optimise_target, optimise_targets
 
-    world = ensure_world(world_config("default"), log=lambda m: None)
+    world = world_path("default", log=lambda m: None)
     lm = load_model(str(world), device=device, dtype=dtype, hparams_key="world")
     requests = world_benchmark(world, n, seed=0).requests
     config, _ = resolve_config(MEMITConfig, "memit", "world", "qwen2")
@@ -68,11 +67,10 @@ def mass_z(device: str, n: int, dtype: str = "float32") -> dict:
 def deep_prefix(device: str, edits: int) -> dict:
     import speed
     from editbench.benchmarks.registry import world_benchmark
-    from editbench.benchmarks.world import world_config
-    from editbench.benchmarks.world_model import ensure_world
+    from editbench.benchmarks.world_model import world_path
     from editbench.harness.prefix import FrozenPrefix
 
-    world = ensure_world(world_config("micro"), log=lambda m: None)
+    world = world_path("micro", log=lambda m: None)
     lm = speed._deep_model(world)
     lm.model.to(device)
     requests = world_benchmark(world, edits, seed=0).requests

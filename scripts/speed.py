@@ -24,28 +24,22 @@ import torch
 
 
 def _deep_model(world_path, context: int = 256):
-    from transformers import AutoConfig, AutoModelForCausalLM
-
     from editbench.harness.models import LoadedModel, load_model
+    from editbench.testing import pico_model
 
     base = load_model(str(world_path), hparams_key="world")
-    torch.manual_seed(0)
-    config = AutoConfig.for_model("qwen2", vocab_size=base.model.config.vocab_size, hidden_size=128,
-                                  intermediate_size=512, num_hidden_layers=12, num_attention_heads=4,
-                                  num_key_value_heads=2, max_position_embeddings=context, tie_word_embeddings=True)
-    model = AutoModelForCausalLM.from_config(config).eval()
+    model = pico_model("qwen2", vocab_size=base.model.config.vocab_size, hidden=128, seed=0, intermediate_size=512,
+                       num_hidden_layers=12, num_attention_heads=4, num_key_value_heads=2,
+                       max_position_embeddings=context, tie_word_embeddings=True)
     for p in model.parameters():
         p.requires_grad_(False)
     return LoadedModel(model=model, tokenizer=base.tokenizer, name="pico-12", hparams_key="pico-12")
 
 
 def _editor(method: str, overrides: dict):
-    from editbench.core import get_editor_class
-    from editbench.harness.hparams import resolve_config
+    from editbench.harness.hparams import make_editor
 
-    cls = get_editor_class(method)
-    config, _ = resolve_config(cls.config_class, method, "world", "qwen2", overrides=overrides)
-    return cls(config)
+    return make_editor(method, overrides=overrides, model_type="qwen2")[0]
 
 
 def _corpus(world_path) -> dict:
@@ -172,18 +166,17 @@ def main(argv=None) -> int:
     parser.add_argument("what", nargs="?", default="all", choices=("deep", "mass", "exam", "generation", "all"))
     parser.add_argument("--repeat", type=int, default=2)
     args = parser.parse_args(argv)
-    from editbench.benchmarks.world import world_config
-    from editbench.benchmarks.world_model import ensure_world
+    from editbench.benchmarks.world_model import world_path
 
     report = {"threads": torch.get_num_threads()}
     if args.what in ("deep", "all"):
-        report["deep"] = deep(ensure_world(world_config("micro"), log=lambda m: None), args.repeat)
+        report["deep"] = deep(world_path("micro", log=lambda m: None), args.repeat)
     if args.what in ("exam", "all"):
-        report["exam"] = exam(ensure_world(world_config("micro"), log=lambda m: None), args.repeat)
+        report["exam"] = exam(world_path("micro", log=lambda m: None), args.repeat)
     if args.what in ("generation", "all"):
-        report["generation"] = generation(ensure_world(world_config("default"), log=lambda m: None), args.repeat)
+        report["generation"] = generation(world_path("default", log=lambda m: None), args.repeat)
     if args.what in ("mass", "all"):
-        report["mass"] = mass(ensure_world(world_config("default"), log=lambda m: None), args.repeat)
+        report["mass"] = mass(world_path("default", log=lambda m: None), args.repeat)
     json.dump(report, sys.stdout, indent=1)
     print()
     return 0

@@ -70,23 +70,6 @@ def micro_requests(micro_world):
     return world_benchmark(micro_world, 12, seed=0).requests
 
 
-def pico_model(model_type: str, vocab_size: int = 64, hidden: int = 16, seed: int = 0, **extra):
-    """A randomly initialised tiny model of the given architecture."""
-    from transformers import AutoConfig, AutoModelForCausalLM
-
-    torch.manual_seed(seed)
-    kwargs = {
-        "gpt2": dict(n_embd=hidden, n_layer=2, n_head=2, n_positions=64),
-        "qwen2": dict(hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=2, num_attention_heads=2,
-                      num_key_value_heads=1, max_position_embeddings=64),
-        "llama": dict(hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=2, num_attention_heads=2,
-                      num_key_value_heads=1, max_position_embeddings=64),
-    }[model_type]
-    kwargs.update(extra)
-    config = AutoConfig.for_model(model_type, vocab_size=vocab_size, **kwargs)
-    return AutoModelForCausalLM.from_config(config).eval()
-
-
 def state_copy(model) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 

@@ -5,8 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from editbench.core import get_editor_class
-from editbench.harness.hparams import resolve_config
+from editbench.harness.hparams import make_editor
 from editbench.methods.key_stats import key_statistics
 from editbench.methods.locate import alphaedit_solve, nullspace_projector
 from editbench.methods.rewrite import context_templates, flat
@@ -47,9 +46,7 @@ def test_solve_matches_the_paper_and_leaves_preserved_keys_alone():
 
 
 def _editor(lm, name="alphaedit", **over):
-    cls = get_editor_class(name)
-    config, _ = resolve_config(cls.config_class, name, lm.hparams_key, lm.model.config.model_type, overrides=over)
-    return cls(config)
+    return make_editor(name, overrides=over, hparams_key=lm.hparams_key, model_type=lm.model.config.model_type)[0]
 
 
 def _memit(lm):

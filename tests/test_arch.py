@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from conftest import pico_model
 from editbench.core import ConfigError
 from editbench.harness.arch import arch_for, is_conv1d, mlp_proj_path, to_storage, weight_out_in
+from editbench.testing import pico_model
 
 
 @pytest.mark.parametrize("model_type, down", [("gpt2", "c_proj"), ("qwen2", "down_proj"), ("llama", "down_proj")])

@@ -7,8 +7,8 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM
 
 from conftest import assert_same_state, state_copy
-from editbench.core import ConfigError, get_editor_class
-from editbench.harness.hparams import resolve_config
+from editbench.core import ConfigError
+from editbench.harness.hparams import make_editor
 from editbench.harness.models import LoadedModel
 from editbench.methods import training
 
@@ -55,14 +55,12 @@ def pico(model_type: str, tokenizer) -> LoadedModel:
 @pytest.mark.parametrize("model_type", sorted(PICO))
 def test_every_editor_on_every_architecture(model_type, method, micro_lm, micro_world, micro_requests):
     lm = pico(model_type, micro_lm.tokenizer)
-    cls = get_editor_class(method)
     overrides = dict(EDITORS[method])
     if method in ("rome", "memit", "alphaedit"):
         overrides["mom2_corpus"] = str(micro_world / "corpus.txt")
     if method == "lora" and model_type in ("gpt2", "gpt_neox", "phi3"):
         overrides["target"] = "attn"  # the fused qkv projection is the target
-    config, _ = resolve_config(cls.config_class, method, "world", model_type, overrides=overrides)
-    editor = cls(config)
+    editor, _ = make_editor(method, overrides=overrides, model_type=model_type)
     editor.check_model(lm)
     request = micro_requests[0]
     batch = training.target_batch(lm, [request])
@@ -81,7 +79,7 @@ def test_every_editor_on_every_architecture(model_type, method, micro_lm, micro_
         # the down projections of the configured layers
         from editbench.harness.arch import mlp_proj_path
 
-        assert set(delta.tensors) == {f"{mlp_proj_path(lm.model, L, 'down')}.weight" for L in config.layers}
+        assert set(delta.tensors) == {f"{mlp_proj_path(lm.model, L, 'down')}.weight" for L in editor.config.layers}
         for info in delta.info:
             assert info["final_loss"] < info["initial_loss"] and info["delta_norm"] > 0, info
         return

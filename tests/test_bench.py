@@ -4,8 +4,7 @@ Deselected from `make test`; figures are quoted in notes, never asserted as timi
 """
 import pytest
 
-from editbench.core import get_editor_class
-from editbench.harness.hparams import resolve_config
+from editbench.harness.hparams import make_editor, resolve_config
 from editbench.harness.metrics import edit_scores, exam_accuracy
 
 pytestmark = pytest.mark.bench
@@ -13,9 +12,7 @@ pytestmark = pytest.mark.bench
 
 @pytest.mark.parametrize("name", ["ft", "ft_l", "rsft", "rsft_merge", "lora", "rome", "memit"])
 def test_seconds_per_edit(benchmark, name, micro_lm, micro_requests):
-    cls = get_editor_class(name)
-    config, _ = resolve_config(cls.config_class, name, "world", "qwen2")
-    editor = cls(config)
+    editor, _ = make_editor(name, model_type="qwen2")
     cache: dict = {}
     editor.edit(micro_lm, micro_requests[:1], cache)  # warm the run cache (key statistics, templates) as a run does
     delta = benchmark.pedantic(editor.edit, args=(micro_lm, micro_requests[:1]), kwargs={"cache": cache},

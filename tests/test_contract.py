@@ -3,9 +3,9 @@ import pytest
 import torch
 
 from conftest import assert_same_state, state_copy
-from editbench.core import Intervention, WeightDelta, editor_names, get_editor_class
+from editbench.core import Intervention, WeightDelta, editor_names
 from editbench.harness.interventions import Applied
-from editbench.harness.hparams import resolve_config
+from editbench.harness import hparams
 from editbench.harness.metrics import edit_scores, locality_top1
 from editbench.harness.scoring import score_targets
 
@@ -24,9 +24,7 @@ def target_logprob(lm, request) -> float:
 
 
 def make_editor(name, lm, **over):
-    cls = get_editor_class(name)
-    config, _ = resolve_config(cls.config_class, name, lm.hparams_key, lm.model.config.model_type, overrides=over)
-    return cls(config)
+    return hparams.make_editor(name, overrides=over, hparams_key=lm.hparams_key, model_type=lm.model.config.model_type)[0]
 
 
 @pytest.mark.parametrize("name", editor_names())

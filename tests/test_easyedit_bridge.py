@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from editbench.core import ConfigError, get_editor_class
-from editbench.harness.hparams import resolve_config
+from editbench.harness.hparams import make_editor, resolve_config
 
 EASYEDIT = Path(os.environ.get("EDITBENCH_EASYEDIT") or Path(__file__).resolve().parents[1].parent / "shared" / "easyedit")
 pytestmark = pytest.mark.skipif(not (EASYEDIT / "easyeditor" / "models").is_dir(),
@@ -25,11 +25,7 @@ def _easyedit_env(monkeypatch):
 
 
 def _editor(lm, name, **over):
-    cls = get_editor_class(name)
-    config, _ = resolve_config(cls.config_class, name, lm.hparams_key, lm.model.config.model_type, overrides=over)
-    editor = cls(config)
-    editor.check_model(lm)
-    return editor
+    return make_editor(name, lm, overrides=over)[0]
 
 
 @pytest.mark.parametrize("algo,native", PAIRS)

@@ -4,8 +4,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from editbench.core import get_editor_class
-from editbench.harness.hparams import resolve_config
+from editbench.harness.hparams import make_editor
 from editbench.methods.locate import encore_solve, memit_solve
 
 
@@ -44,9 +43,7 @@ def test_without_the_norm_term_and_earlier_keys_it_is_memits_solve():
 
 
 def _editor(lm, **over):
-    cls = get_editor_class("encore")
-    config, _ = resolve_config(cls.config_class, "encore", lm.hparams_key, lm.model.config.model_type, overrides=over)
-    return cls(config)
+    return make_editor("encore", overrides=over, hparams_key=lm.hparams_key, model_type=lm.model.config.model_type)[0]
 
 
 def test_mpes_stops_each_z_search_once_its_target_is_top_one(micro_lm, micro_requests):

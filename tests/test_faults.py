@@ -84,9 +84,8 @@ def _run_methods(world, out, resume: bool = False) -> None:
     """ft and continual LoRA, 4 edits, checkpoints 1, 2, 4, through the runner and its store (the
     exam, no fluency texts: what is saved and restored is the subject here, not what is scored)."""
     from editbench.benchmarks.registry import world_benchmark
-    from editbench.core import get_editor_class
     from editbench.harness.generation import GenerationSpec
-    from editbench.harness.hparams import resolve_config
+    from editbench.harness.hparams import make_editor
     from editbench.harness.models import load_model
     from editbench.harness.runner import EvalSuite, Runner
     from editbench.harness.store import RunStore
@@ -95,9 +94,8 @@ def _run_methods(world, out, resume: bool = False) -> None:
     suite = EvalSuite([], 8, data.exam_name, data.exam[:12], generation=GenerationSpec())
     for method, overrides in METHODS.items():
         lm = load_model(str(world), hparams_key="world")
-        cls = get_editor_class(method)
-        config, _ = resolve_config(cls.config_class, method, "world", "qwen2", overrides=overrides)
-        runner = Runner(lm, cls(config), data.requests, suite, [1, 2, 4], 0, log=lambda m: None)
+        editor, _ = make_editor(method, overrides=overrides, model_type="qwen2")
+        runner = Runner(lm, editor, data.requests, suite, [1, 2, 4], 0, log=lambda m: None)
         runner.run(RunStore(out / method, resume=resume))
 
 

@@ -2,11 +2,12 @@
 import pytest
 import torch
 
-from conftest import assert_same_state, pico_model, state_copy
+from conftest import assert_same_state, state_copy
 from editbench.harness.models import LoadedModel
 from editbench.methods import training
 from editbench.methods.ft import FTM, FTConfig
 from editbench.methods.lora import LoRA, LoRAConfig
+from editbench.testing import pico_model
 
 
 @pytest.fixture

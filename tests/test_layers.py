@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[1] / "editbench"
 # a module's layer: its own name first, then its package's
 LAYERS = {
     "editbench.core": 0,
-    "editbench.harness": 1,
+    "editbench.harness": 1, "editbench.testing": 1,
     "editbench.methods": 2, "editbench.benchmarks": 2, "editbench.tuning": 2,
     "editbench.plan": 3, "editbench.session": 3,
     "editbench.reports": 4, "editbench.tuning_session": 4, "editbench.tracing_session": 4,

@@ -4,17 +4,16 @@ import logging
 import pytest
 import torch
 
-from conftest import pico_model
 from editbench.core import ConfigError, DataError, EditRequest, InvalidDeltaError
 from editbench.harness.arch import get_module, mlp_proj_path, weight_out_in
 from editbench.harness.hooks import add_at_positions, capture, edit_output
-from editbench.harness.models import LoadedModel
 from editbench.harness.scoring import lookup_index, padded_index
 from editbench.methods.key_stats import StatsSpec, key_statistics
 from editbench.methods.locate import is_positive_definite, memit_solve, rome_direction, rome_rank_one
 from editbench.methods.memit import MEMIT, MEMITConfig
 from editbench.methods.rewrite import TargetSpec, optimise_target, read_at_subject
 from editbench.methods.rome import ROME, ROMEConfig, add_update
+from editbench.testing import pico_lm
 
 
 def _spd(d: int, seed: int) -> torch.Tensor:
@@ -177,10 +176,7 @@ def _pico_lm(micro_world, model_type, **config):
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(str(micro_world))
-    model = pico_model(model_type, vocab_size=len(tokenizer), hidden=32, **config).double()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    return LoadedModel(model=model, tokenizer=tokenizer, name=f"pico-{model_type}", hparams_key=model_type)
+    return pico_lm(model_type, tokenizer, hidden=32, dtype=torch.float64, hparams_key=model_type, **config)
 
 
 @pytest.mark.parametrize("model_type,config", [("qwen2", {}), ("gpt2", {"n_inner": 32})], ids=["linear", "conv1d-square"])

@@ -94,14 +94,12 @@ def test_atomic_files_get_the_permissions_a_plain_write_would(tmp_path):
 def test_restore_base_puts_every_touched_weight_back_bit_for_bit(micro_lm, micro_world, method):
     """Methods of one command share one loaded model: after a run, restore_base returns θ₀ exactly."""
     from conftest import assert_same_state, state_copy
-    from editbench.core import get_editor_class
-    from editbench.harness.hparams import resolve_config
+    from editbench.harness.hparams import make_editor
 
     before = state_copy(micro_lm.model)
-    cls = get_editor_class(method)
-    config, _ = resolve_config(cls.config_class, method, "world", "qwen2")
+    editor, _ = make_editor(method, model_type="qwen2")
     data = world_benchmark(micro_world, 3, seed=0)
-    runner = Runner(micro_lm, cls(config), data.requests, EvalSuite([], 8, "", []), [3], 0,
+    runner = Runner(micro_lm, editor, data.requests, EvalSuite([], 8, "", []), [3], 0,
                               log=lambda m: None)
     runner.run()
     assert any(not torch.equal(before[k], v) for k, v in micro_lm.model.state_dict().items())

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from editbench.harness.arch import get_module, layer_path
-from editbench.harness.hparams import resolve_config
+from editbench.harness.hparams import make_editor, resolve_config
 from editbench.harness.prefix import FrozenPrefix
 
 
@@ -16,15 +16,11 @@ def _deltas(editor, lm, requests):
                                                ("rsft", {"layer": 2, "epochs": 2})])
 def test_frozen_prefix_is_bit_identical_for_trained_editors(micro_lm, micro_requests, method, overrides,
                                                             monkeypatch):
-    from editbench.core import get_editor_class
-
-    cls = get_editor_class(method)
-    config, _ = resolve_config(cls.config_class, method, "world", "qwen2", overrides=overrides)
-    fast = _deltas(cls(config), micro_lm, micro_requests[:3])
+    fast = _deltas(make_editor(method, overrides=overrides, model_type="qwen2")[0], micro_lm, micro_requests[:3])
     with monkeypatch.context() as m:
         m.setattr(FrozenPrefix, "__enter__", lambda self: self)
         m.setattr(FrozenPrefix, "__exit__", lambda self, *exc: None)
-        slow = _deltas(cls(config), micro_lm, micro_requests[:3])
+        slow = _deltas(make_editor(method, overrides=overrides, model_type="qwen2")[0], micro_lm, micro_requests[:3])
     for a, b in zip(fast, slow):
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 

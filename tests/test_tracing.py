@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import pico_model
 from editbench.harness import tracing
 from editbench.harness.hooks import edit_output
 from editbench.harness.models import LoadedModel
+from editbench.testing import pico_model
 
 
 ALPHABET = " abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.,'"  # ids 1..; BOS 0 decodes to ""

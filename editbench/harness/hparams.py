@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from editbench.core import ConfigError, EditorConfig, setting
+from editbench.core import ConfigError, ConfigT, Editor, get_editor_class, setting
 
 HPARAMS_DIR = Path(__file__).resolve().parent.parent / "hparams"
 
@@ -63,10 +63,10 @@ def _coerce(config_cls: type, key: str, value: Any) -> Any:
 PROVENANCE_KEY = "provenance"
 
 
-def build_config(config_cls: type[EditorConfig], values: dict[str, Any], source: str) -> EditorConfig:
+def build_config(config_cls: type[ConfigT], values: dict[str, Any], source: str) -> ConfigT:
     values = {k: v for k, v in values.items() if k != PROVENANCE_KEY}
     if hasattr(config_cls, "from_mapping"):  # a config whose keys another tool defines (the EasyEdit bridge)
-        return config_cls.from_mapping(values, source)
+        return getattr(config_cls, "from_mapping")(values, source)
     valid = [f.name for f in dataclasses.fields(config_cls)]
     unknown = [k for k in values if k not in valid]
     if unknown:
@@ -123,9 +123,9 @@ def parse_overrides(items: list[str], methods: list[str]) -> dict[str, dict[str,
 
 
 def resolve_config(
-    config_cls: type[EditorConfig], method: str, hparams_key: str, model_type: str,
+    config_cls: type[ConfigT], method: str, hparams_key: str, model_type: str,
     explicit_file: Path | None = None, overrides: dict[str, Any] | None = None, protocol: str | None = None,
-) -> tuple[EditorConfig, str]:
+) -> tuple[ConfigT, str]:
     """Config from the chosen YAML (or the dataclass defaults when a method has none) plus overrides."""
     path = explicit_file or hparams_file(method, hparams_key, model_type, protocol)
     values = load_yaml(path) if path else {}
@@ -141,10 +141,29 @@ def tuning_note(source: str) -> dict:
     if not path.is_file():
         return {"source": source}
     provenance = load_yaml(path).get(PROVENANCE_KEY) or {}
-    note = {"source": str(path.relative_to(HPARAMS_DIR)) if path.is_relative_to(HPARAMS_DIR) else str(path)}
+    note: dict[str, Any] = {"source": str(path.relative_to(HPARAMS_DIR)) if path.is_relative_to(HPARAMS_DIR)
+                            else str(path)}
     if provenance.get("tool") == "editbench tune" and "floor_passed" in provenance:
         note.update(tuned_on=f"{provenance.get('world')} dev, {provenance.get('protocol')}, "
                              f"{provenance.get('budget')} trials",
                     floor_passed=provenance["floor_passed"], floor_em=provenance.get("chosen_floor_em"),
                     floor_edits=provenance.get("floor_edits"))
     return note
+
+
+def make_editor(name: str, model=None, hparams: str | Path | None = None, overrides: dict[str, Any] | None = None,
+                protocol: str = "sequential", hparams_key: str | None = None,
+                model_type: str | None = None) -> tuple[Editor, str]:
+    """The one way to make an editor: its class by name, its config from `hparams` (a YAML) or the YAML
+    for this model and protocol (hparams_file: by model name, then architecture; the world's without
+    a model), `overrides` on top, checked against `model` (a LoadedModel) when one is given. Returns
+    the editor and where its config came from. `hparams_key`/`model_type` stand in for a model."""
+    cls = get_editor_class(name)
+    key = hparams_key or (model.hparams_key if model is not None else "world")
+    kind = model_type if model_type is not None else (model.model.config.model_type if model is not None else "")
+    config, source = resolve_config(cls.config_class, name, key, kind, Path(hparams) if hparams else None,
+                                    overrides, protocol=protocol)
+    editor = cls(config)
+    if model is not None:
+        editor.check_model(model)
+    return editor, source
