@@ -114,7 +114,7 @@ def run(methods: str | Iterable[str], model: LoadedModel | str | None = None,
     checkpoints=[1, 20], protocol="batch", out="runs/nb", jobs=2, resume=True` (docs/python-api.md
     lists them); without `out` nothing is written. `model`: a loaded model (shared, put back to θ₀
     after each method) or a name; `requests`: your own edits instead of the plan's benchmark."""
-    from editbench.session import RunSession, process_state_kept
+    from editbench.session import RunSession, apply_process_settings, process_state_kept
 
     given = model if isinstance(model, LoadedModel) else None
     if model is not None:
@@ -124,6 +124,7 @@ def run(methods: str | Iterable[str], model: LoadedModel | str | None = None,
     plan = RunPlan(methods=(methods,) if isinstance(methods, str) else tuple(methods), command=f"editbench.run({call})",
                    **settings)
     with process_state_kept():
+        apply_process_settings(plan)
         outcome = RunSession(plan, model=given, requests=requests).run()
     if outcome.failures:
         raise EditbenchError(f"{len(outcome.failures)} run(s) failed: " + "; ".join(outcome.failures))

@@ -144,11 +144,15 @@ def _add_run_options(parser: argparse.ArgumentParser, defaults: dict | None = No
 
 
 def _plan(args: argparse.Namespace, methods: list[str]) -> RunPlan:
-    """The run plan of a command's arguments (the command line recorded for the audit)."""
+    """The run plan of a command's arguments (the command line recorded for the audit), its
+    process-wide settings (threads, logging) applied: a command is this process's one run."""
     import shlex
 
-    return RunPlan.from_mapping({**vars(args), "methods": methods,
-                                 "command": shlex.join(["editbench", *args.argv])})
+    from editbench.session import apply_process_settings
+
+    plan = RunPlan.from_mapping({**vars(args), "methods": methods, "command": shlex.join(["editbench", *args.argv])})
+    apply_process_settings(plan)
+    return plan
 
 
 def cmd_run(args: argparse.Namespace) -> int:

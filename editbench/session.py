@@ -51,13 +51,8 @@ class RunSession:
 
     def __init__(self, plan: RunPlan, model=None, requests: Sequence[EditRequest] | None = None,
                  log: Callable[[str], None] | None = None) -> None:
-        import torch
-
         self.plan = plan
         self.log = log or ((lambda msg: None) if plan.quiet else log_line)
-        torch.set_num_threads(plan.threads)  # fixed before anything is computed: the numbers depend on it
-        show_library_log(quiet=plan.quiet)
-        quiet_transformers()
         derived = plan.derived  # parsed once, when the plan was checked
         self.classes, self.protocol, self.overrides = derived.classes, derived.protocol, derived.overrides
         self.files, self.device_map, self.max_memory = derived.hparams_files, derived.device_map, derived.max_memory
@@ -352,6 +347,7 @@ def run_cell(plan_json: str, cell: Cell, progress=None) -> str | None:
     edit order, on its own copy of the model. Returns a failure line or None. `progress`: a queue
     that takes the run's progress (executors.ProgressRelay), or None."""
     plan = RunPlan.from_json(plan_json).replace(overwrite=False, quiet=True, executor="local", jobs=1)
+    apply_process_settings(plan)
     session = RunSession(plan)
     session.progress_queue = progress
     session.load()
@@ -420,6 +416,18 @@ def quiet_transformers() -> None:
     hf_logging.disable_progress_bar()
     # peft asks transformers' deprecated is_gradient_checkpointing on every LoRA run
     warnings.filterwarnings("ignore", message=r".*is_gradient_checkpointing.* is deprecated", category=FutureWarning)
+
+
+def apply_process_settings(plan: RunPlan) -> None:
+    """What a run sets for its whole process: torch's thread count (fixed before anything is computed:
+    the numbers depend on it), editbench's log handler, transformers' progress bars and warnings.
+    Called by the entry points only (the CLI's commands, worker cells, the Python API inside
+    process_state_kept), never on import or by a session."""
+    import torch
+
+    torch.set_num_threads(plan.threads)
+    show_library_log(quiet=plan.quiet)
+    quiet_transformers()
 
 
 @contextmanager

@@ -15,7 +15,7 @@ from pathlib import Path
 from editbench.core import ConfigError, EditbenchError, editor_names, get_editor_class, setting
 from editbench.harness.executors import Cell
 from editbench.plan import RunPlan
-from editbench.session import RunSession, fan_out
+from editbench.session import RunSession, apply_process_settings, fan_out
 from editbench.tuning import FLOOR_EDITS, STUDY_FILE, Pruned, TuneSettings
 
 SUMMARY_FILE = "summary.txt"  # a method's outcome line, for the caller of a worker that tuned it
@@ -85,6 +85,7 @@ def tune_cell(job: str, cell: Cell) -> str | None:
     """One method's tune in this process (a worker or a Ray task); a failure line or None."""
     spec = json.loads(job)
     plan = RunPlan.from_json(spec["plan"]).replace(methods=(cell.method,), executor="local", jobs=1, quiet=True)
+    apply_process_settings(plan)
     try:
         outcome = tune_method(plan, TuneSettings(**spec["settings"]), spec["write"])
     except EditbenchError as exc:
