@@ -100,6 +100,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "locality rest on: generated exact match or teacher-forced token accuracy (default: what "
                         "the runs recorded; generation unless they ran --eval-mode teacher-forced)")
 
+    agree = command("agreement", help="Kendall's tau between two run folders' rankings (e.g. the world against "
+                    "a real model), with a bootstrap interval, and each method's rank on both")
+    agree.add_argument("run_a", type=Path)
+    agree.add_argument("run_b", type=Path)
+    agree.add_argument("--score-basis", choices=("generation", "token"), default="generation")
+
     world = command("world", help="the shipped worlds: check their files, or rebuild one from its recipe and "
                            "compare the fingerprints")
     world.add_argument("action", choices=("check", "rebuild"), help="check: verify the shipped files' sha256; "
@@ -334,6 +340,13 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_agreement(args: argparse.Namespace) -> int:
+    from editbench.reports.agreement import agreement, markdown
+
+    print(markdown(agreement(args.run_a, args.run_b, args.score_basis)), end="")
+    return 0
+
+
 def cmd_methods(args: argparse.Namespace) -> int:
     from editbench.core import EDITOR_FAMILIES
 
@@ -382,7 +395,7 @@ def cmd_world(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"run": cmd_run, "compare": cmd_compare, "regress": cmd_regress, "baseline": cmd_baseline,
-            "sweep": cmd_sweep, "tune": cmd_tune, "trace": cmd_trace, "report": cmd_report, "methods": cmd_methods, "benchmarks": cmd_benchmarks,
+            "sweep": cmd_sweep, "tune": cmd_tune, "trace": cmd_trace, "report": cmd_report, "agreement": cmd_agreement, "methods": cmd_methods, "benchmarks": cmd_benchmarks,
             "world": cmd_world}
 
 

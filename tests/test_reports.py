@@ -315,3 +315,22 @@ def test_the_html_curves_are_interactive_and_offline(tmp_path):
     assert not re.search(r"""<script[^>]+src=["']?https?:""", page)  # nothing fetched: the JavaScript is inline
     assert page.count("Plotly.newPlot(") == 2 and "plotly.js v" in page  # one chart per figure, one bundle
     assert "T=%{x}" in page and "itemclick" in page  # hover with the value and interval; legend toggles
+
+
+def test_agreement_between_two_boards_is_kendalls_tau_with_an_interval(tmp_path, capsys):
+    """Two run folders ranking four methods alike give tau 1, reversed -1 (reports/agreement.py);
+    the interval resamples each board's own edits and stays within [-1, 1]."""
+    from editbench.reports.agreement import agreement
+
+    levels = {"a": 0.9, "b": 0.6, "c": 0.3, "d": 0.1}
+    world = write_fake_run(tmp_path / "world", [fake_result(m, r) for m, r in levels.items()])
+    alike = write_fake_run(tmp_path / "alike", [fake_result(m, r * 0.9) for m, r in levels.items()])
+    turned = write_fake_run(tmp_path / "turned", [fake_result(m, 1.0 - r) for m, r in levels.items()])
+    same = agreement(world, alike, "token", n_resamples=200)
+    assert same["tau"] == pytest.approx(1.0) and [r["method"] for r in same["methods"]] == ["a", "b", "c", "d"]
+    lo, hi = same["tau_ci"]
+    assert -1.0 <= lo <= hi <= 1.0
+    reversed_ = agreement(world, turned, "token", n_resamples=200)
+    assert reversed_["tau"] == pytest.approx(-1.0) and [r["moved"] for r in reversed_["methods"]] == [3, 1, -1, -3]
+    assert main(["agreement", str(world), str(turned), "--score-basis", "token"]) == 0
+    assert "Kendall's tau-b -1.00" in capsys.readouterr().out

@@ -114,6 +114,38 @@ def resampled_scores(per_edit: dict[str, Sequence[float | None]], fixed: dict[st
     return torch.where(total > 0, 2 * edit * keep / total.clamp_min(1e-300), torch.zeros_like(total))
 
 
+def board_scores(methods: dict[str, tuple[dict, dict]], basis: str, n_resamples: int = N_RESAMPLES,
+                 seed: int = 0) -> torch.Tensor:
+    """[M, 1 + R]: each method's score on the edits as run (column 0) and under R seeded resamples of
+    them, the same edits drawn for every method (paired). `methods` as for `rank_intervals`."""
+    n_edits = {len(v) for per_edit, _ in methods.values() for v in per_edit.values()}
+    if len(n_edits) != 1:
+        raise ValueError(f"rank intervals need the same edits for every method (edit counts {sorted(n_edits)})")
+    gen = torch.Generator().manual_seed(seed)
+    n = n_edits.pop()
+    idx = torch.cat([torch.arange(n)[None], torch.randint(0, n, (n_resamples, n), generator=gen)])
+    return torch.stack([resampled_scores(*methods[m], basis, idx) for m in methods])
+
+
+def tau_between_boards(a: dict[str, tuple[dict, dict]], b: dict[str, tuple[dict, dict]], basis: str,
+                       n_resamples: int = N_RESAMPLES, level: float = CI_LEVEL, seed: int = 0) -> dict:
+    """Kendall's tau-b between two leaderboards' scores of the methods both ran (two models or worlds,
+    each on its own edits), with a percentile bootstrap interval: each resample redraws each board's
+    edits (independently: the boards share no edits) and ranks both. NaN scores count as 0."""
+    names = [m for m in a if m in b]
+    if len(names) < 2:
+        raise ValueError(f"two boards share {len(names)} method(s): Kendall's tau needs two")
+    score_a = torch.nan_to_num(board_scores({m: a[m] for m in names}, basis, n_resamples, seed))
+    score_b = torch.nan_to_num(board_scores({m: b[m] for m in names}, basis, n_resamples, seed + 1))
+    taus = [kendall_tau(score_a[:, r].tolist(), score_b[:, r].tolist()) for r in range(score_a.shape[1])]
+    drawn = torch.tensor([t for t in taus[1:] if t is not None], dtype=torch.float64)
+    tail = (1.0 - level) / 2
+    lo, hi = torch.quantile(drawn, torch.tensor([tail, 1 - tail], dtype=torch.float64)).tolist() \
+        if drawn.numel() else (None, None)
+    return {"methods": names, "tau": taus[0], "tau_ci": [lo, hi],
+            "scores_a": score_a[:, 0].tolist(), "scores_b": score_b[:, 0].tolist()}
+
+
 def rank_intervals(methods: dict[str, tuple[dict, dict]], basis: str, n_resamples: int = N_RESAMPLES,
                    level: float = CI_LEVEL, seed: int = 0) -> dict[str, dict]:
     """Each method's rank by score (1 = best; ties share the better rank) with a percentile bootstrap
@@ -122,13 +154,7 @@ def rank_intervals(methods: dict[str, tuple[dict, dict]], basis: str, n_resample
     Also, per method, whether its score differs significantly from the next-ranked one's (the paired
     bootstrap interval of the difference excludes 0)."""
     names = list(methods)
-    n_edits = {len(v) for per_edit, _ in methods.values() for v in per_edit.values()}
-    if len(n_edits) != 1:
-        raise ValueError(f"rank intervals need the same edits for every method (edit counts {sorted(n_edits)})")
-    gen = torch.Generator().manual_seed(seed)
-    n = n_edits.pop()
-    idx = torch.cat([torch.arange(n)[None], torch.randint(0, n, (n_resamples, n), generator=gen)])
-    scores = torch.stack([resampled_scores(*methods[m], basis, idx) for m in names])  # [M, 1 + R]
+    scores = board_scores(methods, basis, n_resamples, seed)  # [M, 1 + R]
     ranks = 1 + (scores[None, :, :] > scores[:, None, :]).sum(dim=1)  # [M, 1 + R]: how many score higher
     tail = (1.0 - level) / 2
     q = torch.tensor([tail, 1 - tail], dtype=torch.float64)

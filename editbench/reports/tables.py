@@ -273,24 +273,10 @@ def ranking(rows: Sequence[dict], results: Sequence[RunRecord], basis: str) -> l
     out = []
     for protocol, t in dict.fromkeys((r.get("protocol"), r["edits"]) for r in rows):
         group = [r for r in rows if (r.get("protocol"), r["edits"]) == (protocol, t)]
-        per_edit = {}
-        for r in group:
-            result = next(x for x in results if x["method"] == r["method"]
-                          and protocol_label(x) == protocol)
-            cp = next((c for c in result["checkpoints"] if c["edits"] == t), None)
-            per_edit[r["method"]] = {e["case_id"]: e for e in (cp["per_edit"] if cp is not None else [])}
-        shared = [c for c in next(iter(per_edit.values()), {}) if all(c in p for p in per_edit.values())]
+        methods, shared = board(group, results, basis)
         if len(group) < 2 or not shared:
             continue
-        keys = [k for side in SCORE_BASES[basis] for k in side if k != "exam_retention"]
-        methods = {}
-        for r in group:
-            lists = {k: [per_edit[r["method"]][c].get(k) for c in shared] for k in keys}
-            # a metric the run kept no per-edit values of is held at its aggregate, as exam retention is
-            fixed = {k: r.get(k) for k in (*keys, "exam_retention") if k not in lists or
-                     all(v is None for v in lists[k])}
-            methods[r["method"]] = ({k: v for k, v in lists.items() if k not in fixed}, fixed)
-        seed = results[0].get("seed", 0)
+        seed = results[0]["seed"]
         for method, entry in sorted(rank_intervals(methods, basis, seed=seed).items(), key=lambda kv: kv[1]["rank"]):
             row = next(r for r in group if r["method"] == method)
             hparams = next(x for x in results if x["method"] == method).get("hparams") or {}
@@ -298,6 +284,27 @@ def ranking(rows: Sequence[dict], results: Sequence[RunRecord], basis: str) -> l
                         "shared_edits": len(shared), "under_floor": hparams.get("floor_passed") is False,
                         "floor_em": hparams.get("floor_em"), "floor_edits": hparams.get("floor_edits")})
     return out
+
+
+def board(group: Sequence[dict], results: Sequence[RunRecord], basis: str) -> tuple[dict[str, tuple[dict, dict]], list]:
+    """The methods of one protocol and checkpoint (`group`: their rows) as the resampling sees them:
+    name -> (per-edit lists of the score's metrics on the edits every method scored, metrics held at
+    their aggregate); and those shared edits' case ids."""
+    per_edit = {}
+    for r in group:
+        result = next(x for x in results if x["method"] == r["method"] and protocol_label(x) == r["protocol"])
+        cp = next((c for c in result["checkpoints"] if c["edits"] == r["edits"]), None)
+        per_edit[r["method"]] = {e["case_id"]: e for e in (cp["per_edit"] if cp is not None else [])}
+    shared = [c for c in next(iter(per_edit.values()), {}) if all(c in p for p in per_edit.values())]
+    keys = [k for side in SCORE_BASES[basis] for k in side if k != "exam_retention"]
+    methods = {}
+    for r in group:
+        lists = {k: [metric_value(per_edit[r["method"]][c], k) for c in shared] for k in keys}
+        # a metric the run kept no per-edit values of is held at its aggregate, as exam retention is
+        fixed = {k: r.get(k) for k in (*keys, "exam_retention") if k not in lists or
+                 all(v is None for v in lists[k])}
+        methods[r["method"]] = ({k: v for k, v in lists.items() if k not in fixed}, fixed)
+    return methods, shared
 
 
 def ranking_markdown(ranked: Sequence[dict]) -> str:
