@@ -492,8 +492,9 @@ class Editor(abc.ABC, Generic[ConfigT]):
 
     def reset_state(self) -> None:
         """Forget whatever this editor keeps across `edit` calls (a continual adapter, a cumulative
-        merge's fine-tuned weights). The runner calls it when a run starts and whenever its protocol
-        puts the weights back to θ₀. Editors without cross-call state need not override it."""
+        merge's fine-tuned weights). `Editor.__init__` calls it once (after setting `config`), so the
+        state is set up here, not in a constructor; the runner calls it when a run starts and whenever
+        its protocol puts the weights back to θ₀. Editors without cross-call state need not override it."""
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """What this editor keeps across `edit` calls, as named tensors, so a run interrupted after a

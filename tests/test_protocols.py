@@ -27,8 +27,8 @@ class Recorder(Editor):
     name = "recorder"
 
     def __init__(self):
+        self.seen, self.sizes, self.resets = [], [], -1  # Editor.__init__'s own reset_state brings it to 0
         super().__init__(EditorConfig(batch_size=1))
-        self.seen, self.sizes, self.resets = [], [], 0
 
     def reset_state(self):
         self.resets += 1
