@@ -197,8 +197,13 @@ def upgraded(data: dict) -> RunRecord:
     record.setdefault("order", 0)
     record.setdefault("protocol", "sequential")
     record.setdefault("protocol_label", record["protocol"])
-    record["evaluation"] = {"score_basis": "token", **(data.get("evaluation") or {})}
+    # a run from before evaluation modes was scored teacher-forced
+    record["evaluation"] = {"mode": "teacher-forced", "score_basis": "token", **(data.get("evaluation") or {})}
     record["memory"] = dict(data.get("memory") or {})
+    record["machine"] = dict(data.get("machine") or {})
+    record["benchmark"] = dict(data.get("benchmark") or {})
+    record["exam_questions"] = list(data.get("exam_questions") or [])
+    record.setdefault("git_sha", None)
     record["hparams"] = dict(data.get("hparams") or {})
     record["pre"] = cast(PreEdit, dict(data.get("pre") or {}))
     record["failed_edits"] = data.get("failed_edits") or 0

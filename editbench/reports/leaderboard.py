@@ -18,29 +18,30 @@ from editbench.reports.stats import CI_LEVEL, N_RESAMPLES, SCORE_BASES
 
 
 def header_facts(results: list[RunRecord]) -> dict:
+    """What the page's header says, from the records as load_results reads them (results.upgraded)."""
     first = results[0]
-    pre = first.get("pre", {})
+    pre, model, bench = first["pre"], first["model"], first["benchmark"]
     return {
-        "model": first["model"]["name"],
-        "model_type": first["model"]["model_type"],
-        "parameters": first["model"]["parameters"],
-        "fingerprint": first["model"].get("fingerprint"),
+        "model": model["name"],
+        "model_type": model["model_type"],
+        "parameters": model["parameters"],
+        "fingerprint": model.get("fingerprint"),
         "protocols": sorted({protocol_label(r) for r in results}),
-        "threads": (first.get("machine") or {}).get("threads"),
-        "benchmark": (first.get("benchmark") or {}).get("name"),
+        "threads": first["machine"].get("threads"),
+        "benchmark": bench.get("name"),
         "n_edits": first["n_edits"],
         "checkpoints": [cp["edits"] for cp in first["checkpoints"]],
         "seeds": sorted({r["seed"] for r in results}),
-        "orders": max(1, len({r.get("order", 0) for r in results})),
+        "orders": max(1, len({r["order"] for r in results})),
         "exam": pre.get("exam"),
         "exam_accuracy_pre": pre.get("exam_accuracy"),
         "fluency_pre": pre.get("fluency"),
         "editbench": first["packages"].get("editbench"),
-        "git_sha": first.get("git_sha"),
+        "git_sha": first["git_sha"],
         "methods": list(dict.fromkeys(r["method"] for r in results)),
-        "exam_questions": len(first.get("exam_questions") or []),
-        "exam_limit": (first.get("benchmark") or {}).get("exam_limit"),
-        "evaluation": first.get("evaluation") or {"mode": "teacher-forced", "score_basis": "token"},
+        "exam_questions": len(first["exam_questions"]),
+        "exam_limit": bench.get("exam_limit"),
+        "evaluation": first["evaluation"],
     }
 
 

@@ -71,20 +71,19 @@ def summarise_run(run_dir: Path) -> dict:
     """A run directory in baseline form: what the numbers depend on, final metrics and per-edit values."""
     paths = find_results(run_dir)
     results = [load_results(p) for p in paths]
-    unfinished = [f"{p.parent.name} ({r.get('status')})" for p, r in zip(paths, results)
-                  if r.get("status", "complete") != "complete"]
+    unfinished = [f"{p.parent.name} ({r['status']})" for p, r in zip(paths, results) if r["status"] != "complete"]
     if unfinished:
         raise DataError(f"{run_dir}: not every run is complete: {', '.join(unfinished)}")
-    results = [r for r in results if r.get("order", 0) == 0]  # the benchmark's own order
+    results = [r for r in results if r["order"] == 0]  # the benchmark's own order
     first = results[0]
-    bench = first.get("benchmark") or {}
+    bench = first["benchmark"]
     methods = {}
     for r, row in zip(results, [tables.checkpoint_row(r, r["checkpoints"][-1]) for r in results]):
         final = r["checkpoints"][-1]
         methods[r["method"]] = {
             **{k: row.get(k) for k in GATED},
-            "per_edit": {k: [e.get(k) for e in final.get("per_edit", [])] for k in PER_EDIT},
-            "case_ids": [e.get("case_id") for e in final.get("per_edit", [])],
+            "per_edit": {k: [tables.metric_value(e, k) for e in final["per_edit"]] for k in PER_EDIT},
+            "case_ids": [e.get("case_id") for e in final["per_edit"]],
         }
     return {
         "kind": BASELINE_KIND,
