@@ -365,14 +365,14 @@ def cmd_methods(args: argparse.Namespace) -> int:
 
 
 def cmd_benchmarks(args: argparse.Namespace) -> int:
-    from editbench.benchmarks.registry import BENCHMARKS, EXAMS
+    from editbench.benchmarks.registry import benchmarks, exams
     from editbench.benchmarks.world_model import world_lines
 
     print("benchmarks:")
-    for name, text in BENCHMARKS.items():
+    for name, text in benchmarks().items():
         print(f"  {name:12s} {render_settings(text, flag_of)}")
     print("exams:")
-    for name, text in EXAMS.items():
+    for name, text in exams().items():
         print(f"  {name:12s} {render_settings(text, flag_of)}")
     print("worlds (--world; the synthetic world's sizes, shipped with the package):")
     for line in world_lines():

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from editbench.harness.results import read_jsonl
-from editbench.core import ConfigError, DataError, EditRequest, setting
+from editbench.core import ConfigError, DataError, EditRequest, Registry, setting
 
 BAD_RECORD_POLICIES = ("fail", "skip")
 
@@ -226,6 +226,28 @@ class _Record:
         return value
 
 
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A real edit dataset editbench reads: its name, a line on its layout, and the function that turns
+    one of its records into edit requests."""
+
+    name: str
+    description: str
+    loader: Callable[[_Record], EditRequest | list[EditRequest]]
+
+
+DATASETS: Registry[DatasetSpec] = Registry("benchmark")
+
+
+def register_dataset(name: str, description: str):
+    """Declare a record loader as the dataset `name` (the benchmark setting names it, data the file)."""
+    def decorate(loader: Callable[[_Record], EditRequest | list[EditRequest]]):
+        DATASETS.add(name, DatasetSpec(name, description, loader))
+        return loader
+
+    return decorate
+
+
 def _request(rec: _Record, names: dict[str, str] | None = None, **fields) -> EditRequest:
     """An EditRequest; its own checks (e.g. subject in prompt) are reported with the file's field
     names (`names`: request field -> the dataset's, e.g. prompt -> src)."""
@@ -238,6 +260,7 @@ def _request(rec: _Record, names: dict[str, str] | None = None, **fields) -> Edi
         raise DataError(f"{rec.where}: field {message}") from None
 
 
+@register_dataset("zsre", "ZsRE question answering edits (MEND/ROME layout: subject, src, rephrase, alt, answers, loc, loc_ans)")
 def zsre(rec: _Record) -> EditRequest:
     answers = rec.get("answers", list)
     return _request(
@@ -250,6 +273,7 @@ def zsre(rec: _Record) -> EditRequest:
     )
 
 
+@register_dataset("counterfact", "CounterFact counterfactual edits (flat EasyEdit layout or the original ROME requested_rewrite)")
 def counterfact(rec: _Record) -> EditRequest:
     """Flat EasyEdit layout, or the original ROME layout (detected by `requested_rewrite`)."""
     if "requested_rewrite" not in rec.data:
@@ -274,6 +298,7 @@ def counterfact(rec: _Record) -> EditRequest:
     )
 
 
+@register_dataset("wikibigedit", "WikiBigEdit real-world knowledge updates (prompt, subject, target_new, rephrase, locality)")
 def wikibigedit(rec: _Record) -> EditRequest:
     return _request(
         rec, prompt=rec.get("prompt"), subject=rec.get("subject"), target_new=rec.get("target_new"),
@@ -303,6 +328,7 @@ def group_name(kind: str) -> str:
     return "_".join(words) if words and words[0][0].isalpha() else "_".join(["group", *words])
 
 
+@register_dataset("knowedit", "KnowEdit (subject, prompt, target_new, ground_truth, portability{...}, locality{...})")
 def knowedit(rec: _Record) -> EditRequest:
     truth = rec.data.get("ground_truth")
     rephrase = rec.data.get("rephrase_prompt", rec.data.get("rephrase"))
@@ -322,6 +348,7 @@ def _knowedit_groups(rec: _Record) -> dict:
                 portability_groups=portability_groups)
 
 
+@register_dataset("mquake", "MQuAKE multi-hop: requested rewrites are edits, multi-hop questions portability pairs")
 def mquake(rec: _Record) -> list[EditRequest]:
     """One edit per requested rewrite; the case's multi-hop questions (with the new answer) become
     portability pairs of its last rewrite, the point at which the whole chain has been edited."""
@@ -347,11 +374,6 @@ def mquake(rec: _Record) -> list[EditRequest]:
     return out
 
 
-LOADERS: dict[str, Callable[[_Record], EditRequest | list[EditRequest]]] = {
-    "zsre": zsre, "counterfact": counterfact, "wikibigedit": wikibigedit, "knowedit": knowedit, "mquake": mquake,
-}
-
-
 # A dataset's records fall into the leaderboard's edits or the dev pool that tuning alone reads by a
 # salted hash of each record's content: the same records on every machine and in any file order, and a
 # record keeps its side when others are added or removed. One in DEV_SHARE records is dev.
@@ -371,8 +393,8 @@ def load_edits(name: str, path_or_id: str, limit: int | None = None, shuffle: bo
                on_bad_record: str = "fail", split: str = "all") -> LoadedEdits:
     """Records -> requests. Only the records of `split` ('edit', 'dev' or 'all': see `record_split`) are
     read; `shuffle` reorders them with `seed` before `limit` takes the first N."""
-    if name not in LOADERS:
-        raise ConfigError(f"unknown benchmark '{name}' (valid: world, {', '.join(LOADERS)})")
+    if name not in DATASETS:
+        raise ConfigError(f"unknown benchmark '{name}' (valid: world, {', '.join(DATASETS.names())})")
     if on_bad_record not in BAD_RECORD_POLICIES:
         raise ConfigError(f"{setting('on_bad_record')} {on_bad_record!r} (valid: {', '.join(BAD_RECORD_POLICIES)})")
     if limit is not None and limit < 1:
@@ -402,7 +424,7 @@ def load_edits(name: str, path_or_id: str, limit: int | None = None, shuffle: bo
         try:
             if rec.case_id in first_seen:
                 raise rec.fail("case_id", f"repeats record {first_seen[rec.case_id]}'s case_id")
-            made = LOADERS[name](rec)
+            made = DATASETS.get(name).loader(rec)
             prompts = rec.strings("generation_prompts")
         except DataError as exc:
             if on_bad_record == "fail":

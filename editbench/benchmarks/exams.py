@@ -29,6 +29,7 @@ EXAM_MODES = ("letter", "cloze")
 
 @dataclass(frozen=True)
 class ExamFormat:
+    description: str  # one line, for `editbench benchmarks`
     header: bool  # CSV has a header row
     default_mode: str
     default_splits: tuple[str, ...]  # the first of these the folder has is scored
@@ -39,9 +40,13 @@ class ExamFormat:
 
 FORMATS = {
     # C-Eval's official prompt (ceval/ceval-exam evaluator), answer letter right after "答案："
-    "ceval": ExamFormat(True, "letter", ("val",), "以下是中国关于{name}考试的单项选择题，请选出其中的正确答案。\n\n", "答案：", ""),
+    "ceval": ExamFormat(f"C-Eval: 52 subjects, val scored, dev k-shot, letter scoring, per-category accuracy "
+                        f"({setting('exam_dir')})", True, "letter", ("val",),
+                        "以下是中国关于{name}考试的单项选择题，请选出其中的正确答案。\n\n", "答案：", ""),
     # MMLU's reference prompt (hendrycks/test), " A" after "Answer:"
-    "mmlu": ExamFormat(False, "letter", ("test", "val"), "The following are multiple choice questions (with answers) about {name}.\n\n",
+    "mmlu": ExamFormat(f"MMLU: 57 subjects, header-less CSVs, test scored (val when the folder has no test/; "
+                       f"{setting('exam_split')}), dev k-shot, letter scoring ({setting('exam_dir')})", False, "letter",
+                       ("test", "val"), "The following are multiple choice questions (with answers) about {name}.\n\n",
                        "Answer:", " "),
 }
 

@@ -6,26 +6,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from editbench.benchmarks import world as world_gen
-from editbench.benchmarks.editdata import LOADERS, load_edits
-from editbench.benchmarks.exams import Exam, load_ceval_csv, load_exam
+from editbench.benchmarks.editdata import DATASETS, load_edits
+from editbench.benchmarks.exams import FORMATS, Exam, load_ceval_csv, load_exam
 from editbench.benchmarks.world_model import load_world
 from editbench.core import ConfigError, EditRequest, ExamQuestion, setting
 
-BENCHMARKS = {
-    "world": "synthetic knowledge world: counterfactual edits of facts the world model learned (embedded default)",
-    "zsre": "ZsRE question answering edits (MEND/ROME layout: subject, src, rephrase, alt, answers, loc, loc_ans)",
-    "counterfact": "CounterFact counterfactual edits (flat EasyEdit layout or the original ROME requested_rewrite)",
-    "wikibigedit": "WikiBigEdit real-world knowledge updates (prompt, subject, target_new, rephrase, locality)",
-    "knowedit": "KnowEdit (subject, prompt, target_new, ground_truth, portability{...}, locality{...})",
-    "mquake": "MQuAKE multi-hop: requested rewrites are edits, multi-hop questions portability pairs",
-}
-EXAMS = {
-    "world": "multiple choice over the world's never-edited facts (C-Eval CSV layout, cloze scoring)",
-    "ceval": f"C-Eval: 52 subjects, val scored, dev k-shot, letter scoring, per-category accuracy ({setting('exam_dir')})",
-    "mmlu": f"MMLU: 57 subjects, header-less CSVs, test scored (val when the folder has no test/; "
-            f"{setting('exam_split')}), dev k-shot, letter scoring ({setting('exam_dir')})",
-}
-assert set(BENCHMARKS) == {"world", *LOADERS}
+WORLD_BENCHMARK = "synthetic knowledge world: counterfactual edits of facts the world model learned (embedded default)"
+WORLD_EXAM = "multiple choice over the world's never-edited facts (C-Eval CSV layout, cloze scoring)"
+
+
+def benchmarks() -> dict[str, str]:
+    """Every benchmark by name, with its line: the world, then the registered datasets (editdata)."""
+    return {"world": WORLD_BENCHMARK, **{n: DATASETS.get(n).description for n in DATASETS.names()}}
+
+
+def exams() -> dict[str, str]:
+    """Every exam by name, with its line: the world's, then the exam formats (exams.FORMATS)."""
+    return {"world": WORLD_EXAM, **{n: f.description for n, f in FORMATS.items()}}
+
 # Fluency texts are this many tokens, prompt included: ROME's generate_fast(max_out_len=100). It fits
 # the world model's 256-token context as it is, so the world uses it too.
 FLUENCY_TOKENS = 100
@@ -53,10 +51,10 @@ Answered = Callable[[list[EditRequest]], list[bool]]  # the unedited model's ver
 
 
 def check_names(benchmark: str, exam: str | None) -> None:
-    if benchmark not in BENCHMARKS:
-        raise ConfigError(f"unknown benchmark '{benchmark}' (valid: {', '.join(BENCHMARKS)})")
-    if exam is not None and exam not in EXAMS:
-        raise ConfigError(f"unknown exam '{exam}' (valid: {', '.join(EXAMS)})")
+    if benchmark not in benchmarks():
+        raise ConfigError(f"unknown benchmark '{benchmark}' (valid: {', '.join(benchmarks())})")
+    if exam is not None and exam not in exams():
+        raise ConfigError(f"unknown exam '{exam}' (valid: {', '.join(exams())})")
 
 
 def world_exam(world_path: Path) -> Exam:
