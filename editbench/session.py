@@ -300,7 +300,7 @@ class RunSession:
         meta = {"benchmark": {
             "name": self.data.name, "world": None if p.model else p.world, "source": self.data.source,
             "records": self.data.total_records, "skipped_records": len(self.data.skipped),
-            "limit": p.limit, "shuffle": p.shuffle, "split": p.split if p.model is None else None,
+            "limit": p.limit, "shuffle": p.shuffle, "split": p.split,
             "exam_limit": p.exam_limit,
         }, "order": order, "audit": self.audit, "hparams": self.hparams_notes.get(editor.name)}
         store = RunStore(where, meta, self.save_model_at, resume=p.resume) if where is not None else NullStore(meta)

@@ -157,6 +157,7 @@ def test_a_run_with_ended_answers_writes_and_scores_them(micro_lm, tmp_path):
     result = editbench.run(["ft"], model=micro_lm, world="micro", edits=3, checkpoints=[3], seed=0,
                            answer_end="eos", out=tmp_path / "eos", overwrite=True).results[0]
     assert result["evaluation"]["prompt_format"] == "bare, answers end with eos"
+    assert result["benchmark"]["split"] == "edit"  # the split read is recorded with a model too
     rows = [row for _, row in read_jsonl(tmp_path / "eos" / "ft" / "edits.jsonl")]
     eos = micro_lm.tokenizer.eos_token
     assert all(r["target_new"].endswith(eos) for r in rows)
