@@ -324,7 +324,7 @@ class RunPlan:
 
         if not self.methods:
             raise ConfigError(f"{setting('methods')}: name at least one method")
-        self.editor_classes()  # unknown names fail here
+        classes = self.editor_classes()  # unknown names fail here
         for f in plan_fields():
             value, choices = getattr(self, f.name), f.metadata.get("choices")
             if choices and value is not None and value not in choices:
@@ -348,7 +348,7 @@ class RunPlan:
                               "../shared/data/zsre/zsre_3k.json)")
         self._check_paths()
         overrides, files = self.parsed_overrides(), self.hparams_files()
-        self._check_override_keys(overrides)
+        self._check_override_keys(overrides, classes)
         for path in files.values():
             if not path.is_file():
                 raise ConfigError(f"{setting('hparams')} {path}: no such file")
@@ -356,7 +356,7 @@ class RunPlan:
         device_map, max_memory = self.placement()
         # what the settings parse to, kept: the session reads these, nothing parses them twice
         object.__setattr__(self, "_derived", DerivedSettings(
-            self.editor_classes(), protocol, overrides, files, device_map, max_memory, self.generation(),
+            classes, protocol, overrides, files, device_map, max_memory, self.generation(),
             self.guard()))
 
     @property
@@ -415,8 +415,7 @@ class RunPlan:
             raise ConfigError(f"{setting('save_model_at')} {list(self.save_model_at)}: a model is saved at a "
                               f"checkpoint; add them to {setting('checkpoints')} ({list(self.checkpoints)})")
 
-    def _check_override_keys(self, overrides: dict) -> None:
-        classes = self.editor_classes()
+    def _check_override_keys(self, overrides: dict, classes: dict[str, type[Editor]]) -> None:
         for method, values in overrides.items():
             if hasattr(classes[method].config_class, "from_mapping"):
                 continue  # its keys are another tool's (EasyEdit's), checked when its config is built

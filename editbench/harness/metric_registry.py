@@ -62,9 +62,9 @@ def metric_names(*families: str, interval: bool | None = None, gated: bool | Non
                  and (gated is None or (s.tolerance is not None) == gated))
 
 
-def computed_per_edit() -> list[MetricSpec]:
-    """The metrics declared with their own per-edit function (e.g. a user's), in registration order."""
-    return [s for s in map(METRICS.get, METRICS.names()) if s.per_edit is not None]
+def computed_per_edit() -> dict[str, Callable[[Any], float | None]]:
+    """Name -> per-edit function of the metrics declared with one (e.g. a user's), in registration order."""
+    return {s.name: s.per_edit for s in map(METRICS.get, METRICS.names()) if s.per_edit is not None}
 
 
 def curve_names() -> tuple[str, ...]:

@@ -116,6 +116,7 @@ def edit_scores(
     n = len(requests)
     rel, true, gen, port = (scored[k * n:(k + 1) * n] for k in range(4))
     loc_now = [[s.top1 for s in group] for group in scored[4 * n:]] if locality_pre is not None else None
+    declared = computed_per_edit()  # read once per call, not per edit
     rows = []
     for i, r in enumerate(requests):
         loc, per_pair = None, []
@@ -136,7 +137,7 @@ def edit_scores(
         row.update(_group_means("locality", r.locality_groups, per_pair))
         row.update(_group_means("portability", r.portability_groups, port_pairs))
         evidence = EditEvidence(r, rel[i][0], true[i][0] if true[i] else None, gen[i], port[i], per_pair)
-        row.update({spec.name: spec.per_edit(evidence) for spec in computed_per_edit() if spec.per_edit})
+        row.update({name: compute(evidence) for name, compute in declared.items()})
         pre = pre_rows[i] if pre_rows is not None else {}
         row["reliability_gain"] = _gain(row["reliability"], pre.get("reliability"))
         row["generalization_gain"] = _gain(row["generalization"], pre.get("generalization"))
@@ -269,15 +270,12 @@ def _group_means(metric: str, groups: Sequence[str], values: Sequence[float],
     return {f"{metric}_{group}{suffix}": mean(vals) for group, vals in sorted(by_group.items())}
 
 
-def is_group_metric(key: str) -> bool:
-    """locality_<group>, portability_<group> and their _gen forms; not the overall metrics."""
-    return key.startswith(("locality_", "portability_")) and key not in edit_metrics() \
-        and not key.endswith(("_ci", "_std"))
-
-
 def group_metrics(rows: Sequence[dict]) -> list[str]:
-    """The per-group metric names present in any row (locality_<group>, portability_<group>, ..._gen), sorted."""
-    return sorted({k for row in rows for k in row if is_group_metric(k)})
+    """The per-group metric names present in any row (locality_<group>, portability_<group> and their _gen
+    forms; not the overall metrics, intervals or spreads), sorted."""
+    overall = set(edit_metrics())  # read once, not per key
+    return sorted({k for row in rows for k in row if k.startswith(("locality_", "portability_"))
+                   and k not in overall and not k.endswith(("_ci", "_std"))})
 
 
 def locality_top1(lm: LoadedModel, requests: Sequence[EditRequest]) -> list[list[list[int]]]:

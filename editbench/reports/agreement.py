@@ -19,8 +19,7 @@ def final_board(run_dir: Path, basis: str) -> tuple[dict, dict[str, dict]]:
     results, _, _ = complete_only([load_results(p) for p in paths], paths)
     if not results:
         raise DataError(f"{run_dir}: no complete results")
-    first = min((r["seed"], r["order"]) for r in results)
-    results = [r for r in results if (r["seed"], r["order"]) == first]
+    results = tables.first_sample(results)
     rows = tables.final_rows(results, basis)
     methods, _ = tables.board(rows, results, basis)
     return methods, {r["method"]: r for r in rows}

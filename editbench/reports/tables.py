@@ -13,7 +13,7 @@ from typing import Any
 
 from editbench.core import DataError
 from editbench.harness.metric_registry import metric_names
-from editbench.harness.metrics import edit_metrics, is_group_metric
+from editbench.harness.metrics import edit_metrics, group_metrics
 from editbench.harness.record import CheckpointRow, RunRecord
 from editbench.harness.results import protocol_label
 from editbench.reports.stats import SCORE_BASES, bootstrap_ci, exam_retention, mean_std, overall_score
@@ -234,8 +234,7 @@ def _bounds_as_columns(row: dict) -> dict:
 
 def group_columns(rows: Sequence[dict]) -> list[str]:
     """The per-group metric columns any row has, locality groups first."""
-    return sorted({k for r in rows for k in r if is_group_metric(k)},
-                  key=lambda k: (not k.startswith("locality_"), k))
+    return sorted(group_metrics(rows), key=lambda k: (not k.startswith("locality_"), k))
 
 
 def _group_cells(r: dict, columns: Sequence[str]) -> list[str]:
@@ -268,8 +267,7 @@ def ranking(rows: Sequence[dict], results: Sequence[RunRecord], basis: str) -> l
     scored. Rows are ranked best first."""
     from editbench.reports.stats import rank_intervals
 
-    first = min((r["seed"], r["order"]) for r in results)  # one edit sample: the first seed's
-    results = [r for r in results if (r["seed"], r["order"]) == first]
+    results = first_sample(results)
     out = []
     for protocol, t in dict.fromkeys((r.get("protocol"), r["edits"]) for r in rows):
         group = [r for r in rows if (r.get("protocol"), r["edits"]) == (protocol, t)]
@@ -284,6 +282,12 @@ def ranking(rows: Sequence[dict], results: Sequence[RunRecord], basis: str) -> l
                         "shared_edits": len(shared), "under_floor": hparams.get("floor_passed") is False,
                         "floor_em": hparams.get("floor_em"), "floor_edits": hparams.get("floor_edits")})
     return out
+
+
+def first_sample(results: Sequence[RunRecord]) -> list[RunRecord]:
+    """The runs of one edit sample: the first seed's first edit order (what rank intervals resample)."""
+    first = min((r["seed"], r["order"]) for r in results)
+    return [r for r in results if (r["seed"], r["order"]) == first]
 
 
 def board(group: Sequence[dict], results: Sequence[RunRecord], basis: str) -> tuple[dict[str, tuple[dict, dict]], list]:
