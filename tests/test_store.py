@@ -232,3 +232,37 @@ def test_the_python_api_raises_on_a_failed_method_and_keeps_the_others(micro_wor
     assert json.loads((tmp_path / "run" / "noedit" / "results.json").read_text())["status"] == "complete"
     with pytest.raises(EditbenchError, match="boom"):
         editbench.run(["boom", "noedit"], world="micro", edits=3, checkpoints=[1, 3])
+
+
+def test_a_resumed_run_killed_before_its_next_checkpoint_resumes_again(micro_world, tmp_path, monkeypatch):
+    """The continuation's first write keeps the checkpoints it resumed from: a run resumed and stopped
+    again before its next checkpoint (hours, for ROME on a real model) resumes once more, and its
+    numbers are those of a run never stopped."""
+    from editbench.methods.ft import FTM as FT
+
+    def args(out):
+        return ["run", "--method", "ft", "--world", "micro", "--edits", "3", "--checkpoints", "1,3", "--seed", "0", "--count-flops", "0",
+                "--out", str(out), "--quiet"]
+
+    assert cli.main(args(tmp_path / "clean")) == 0
+    real_edit, calls, stop = FT.edit, [], [KeyboardInterrupt]
+
+    def stopped_at_second_call(self, lm, requests, cache=None):
+        calls.append(1)
+        if len(calls) == 2:
+            raise stop[0]
+        return real_edit(self, lm, requests, cache)
+
+    out = tmp_path / "stopped"
+    monkeypatch.setattr(FT, "edit", stopped_at_second_call)
+    with pytest.raises(KeyboardInterrupt):
+        cli.main(args(out))  # stopped after T=1
+    # the resumed run's first call is the second edit: stopped again at once, by an exit the run
+    # cannot see or record (as SIGKILL stops it: whatever it wrote last is what stays)
+    calls[:], stop[0] = [1], SystemExit
+    with pytest.raises(SystemExit):
+        cli.main([*args(out), "--resume"])
+    assert [cp["edits"] for cp in json.loads((out / "ft" / "results.json").read_text())["checkpoints"]] == [1]
+    monkeypatch.setattr(FT, "edit", real_edit)
+    assert cli.main([*args(out), "--resume"]) == 0
+    assert _numbers(tmp_path / "clean") == _numbers(out)

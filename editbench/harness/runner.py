@@ -228,6 +228,8 @@ class Runner:
                           "exam": self.suite.exam_name, "exam_accuracy": pre["exam"]["accuracy"],
                           "exam_by_category": pre["exam"]["by_category"], "exam_mode": self.suite.exam_mode,
                           "exam_shots": self.suite.exam_shots, "seconds": pre["seconds"]}
+        if point is not None:  # the saved checkpoints stay in the results: killed again before the next
+            _tally(results, list(point.checkpoint_rows), list(point.edit_rows))  # one, it resumes again
         store.start(results, pre, point)
         self.log(f"{self.label} pre-edit: fluency={_fmt(pre['fluency'])} exam={_fmt(pre['exam']['accuracy'])} "
                  f"({pre['seconds']:.1f}s)")
