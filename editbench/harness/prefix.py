@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from editbench.harness.arch import get_module
-from editbench.harness.hooks import capture
+from editbench.harness.hooks import StopForward, capture, stop_after
 
 
 def _key(input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> tuple:
@@ -99,9 +99,13 @@ class FrozenPrefix:
         if key in self.cached:
             return
         layers = self._layers
-        with capture(layers[self.first_layer], detach=True) as seen:
+        # the pass ends once layer L has run: the layers above it and the head would be thrown away
+        with capture(layers[self.first_layer], detach=True) as seen, stop_after(layers[self.first_layer]):
             self.current = None
-            self.lm.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+            try:
+                self.lm.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+            except StopForward:
+                pass
         if not isinstance(seen.input, torch.Tensor):  # layers that take tuples: run in full instead
             return
         self.cached[key] = seen.input.clone()
