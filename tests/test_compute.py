@@ -53,3 +53,44 @@ def test_cost_table_text_and_pareto_front():
     # b is cheaper and better than c; a is cheapest; d is best
     points = [(1e9, 0.2, "a"), (2e9, 0.5, "b"), (3e9, 0.4, "c"), (9e9, 0.9, "d"), (9e9, 0.1, "e")]
     assert pareto_front(points) == ["a", "b", "d"]
+
+
+def test_one_rome_edit_costs_its_closed_form(micro_world):
+    """ROME's counted FLOPs on a pico GPT-2 against its closed form, from the model's shapes alone.
+
+    With B prompts (the context templates, the bare prompt, the KL prompt) padded to T tokens, hidden h,
+    vocabulary V, L layers, the edit at layer l and S steps of the v* search (none stopped early):
+    one pass through layers 0..l fills the frozen prefix, then S + 1 forward passes through layers l..L-1
+    and the head (the unedited read, then one per step), S - 1 backward passes through the layers above l
+    and the head (the last step stops before its backward; frozen weights take no gradient, so a linear
+    layer's backward is its input gradient alone: as many FLOPs as its forward). A GPT-2 layer's forward:
+    24·B·T·h² in its four linear maps, 4·B·T²·h in attention's two score products (its backward, torch's
+    formula: 10·B·T²·h, the scores recomputed). The solves (none here: no key statistics) and the
+    elementwise work are not counted by torch's counter."""
+    from editbench.harness.hparams import make_editor
+    from editbench.harness.models import load_model
+    from editbench.harness.scoring import encode_prompt_target
+    from editbench.methods.rewrite import context_templates, flat
+    from editbench.testing import pico_lm
+
+    tok = load_model(str(micro_world)).tokenizer
+    n_layers, layer, hidden, steps, lengths = 4, 1, 32, 5, ((5, 5),)
+    lm = pico_lm("gpt2", tok, hidden=hidden, num_hidden_layers=n_layers)
+    request = editbench.world_edits(load_model(str(micro_world)), 1, seed=0)[0]
+    editor, _ = make_editor("rome", lm, overrides=dict(layers=(layer,), mom2_adjustment=False, v_num_grad_steps=steps,
+                                                       early_stop_loss=0.0, context_template_lengths=lengths))
+    cache: dict = {}
+    editor.prepare(lm, cache)  # the context templates: one-time preparation, not the edit's cost
+    counted = FlopMeter(calls=1).count(editor, lm, [request], cache)
+
+    _, target = encode_prompt_target(tok, request.prompt, request.target_new)
+    lens = [len(tok(t.format(request.prompt))["input_ids"]) + len(target) - 1
+            for t in flat(context_templates(lm, lengths, cache, 0, "prefixes"))]
+    lens.append(len(tok(f"{request.subject} is a")["input_ids"]))
+    b, t, h, v = len(lens), max(lens), hidden, len(tok)
+    forward_layer = 24 * b * t * h * h + 4 * b * t * t * h
+    backward_layer = 24 * b * t * h * h + 10 * b * t * t * h
+    head = 2 * b * t * h * v
+    closed = ((layer + 1) * forward_layer + (steps + 1) * ((n_layers - layer) * forward_layer + head)
+              + (steps - 1) * ((n_layers - layer - 1) * backward_layer + head))
+    assert abs(counted / closed - 1) < 0.05, (counted, closed)

@@ -16,10 +16,32 @@ import random
 from dataclasses import dataclass
 from typing import Sequence
 
+import torch
+from torch.utils import flop_counter
 from torch.utils.flop_counter import FlopCounterMode
 
 from editbench.core import ConfigError, Editor, EditRequest, setting
 from editbench.harness.store import rng_states, set_rng_states
+
+
+def count_cpu_attention() -> None:
+    """Gives the CPU attention kernels torch's own SDPA formulas (once per process). torch counts the
+    CUDA SDPA kernels but not `_scaled_dot_product_flash_attention_for_cpu` (forward and backward), the
+    kernel `scaled_dot_product_attention` runs on a CPU: without this, attention's two score products
+    (4·b·s²·d forward, twice that backward) were missing from every count on a CPU."""
+    cpu = (torch.ops.aten._scaled_dot_product_flash_attention_for_cpu,
+           torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward)
+    if cpu[0] in flop_counter.flop_registry:
+        return
+
+    def forward(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+        return flop_counter.sdpa_flop_count(query_shape, key_shape, value_shape)
+
+    def backward(grad_out_shape, query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+        return flop_counter.sdpa_backward_flop_count(grad_out_shape, query_shape, key_shape, value_shape)
+
+    flop_counter.register_flop_formula(cpu[0])(forward)
+    flop_counter.register_flop_formula(cpu[1])(backward)
 
 
 @dataclass(frozen=True)
@@ -44,6 +66,7 @@ class FlopMeter:
         """The FLOPs of `editor.edit(lm, batch, cache)`, run once more under the counter and undone."""
         state = {k: v.detach().clone() for k, v in editor.state_dict().items()}
         plain, tensors = rng_states()
+        count_cpu_attention()
         counter = FlopCounterMode(display=False)
         try:
             with counter:
