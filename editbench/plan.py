@@ -21,6 +21,7 @@ from typing import Any
 
 from editbench.benchmarks.world import WORLD_SIZES
 from editbench.core import ConfigError, Editor, editor_names, get_editor_class, setting
+from editbench.harness.ceiling import check_ceiling_setting
 from editbench.harness.protocols import PROTOCOL_NAMES
 
 GROUPS = ("data", "exam", "scoring", "model and placement", "protocol and checkpoints", "editors",
@@ -107,6 +108,10 @@ class RunPlan:
     count_flops: int = _opt(3, "scoring", "editor calls per run whose FLOPs are counted (the first and a seeded "
                             "sample of the rest, each replayed under torch's FlopCounterMode before the real call, "
                             "which is never counted: counting changes float paths); 0: none", type=int)
+    compute_ceiling: str = _opt("declared", "scoring", "FLOPs per edit a method may spend (harness/ceiling.py): "
+                                "declared (the model's, by its rule: the costliest reference configuration; none "
+                                "declared: no ceiling), none, or a number; recorded, and the leaderboard marks a "
+                                "method over it; tune stops a trial over it at its first edit (infeasible)")
     eval_batch_size: int = _opt(64, "scoring", "rows per evaluation forward pass", type=int)
     eval_sample: int | None = _opt(None, "scoring", "retention at each checkpoint but the last scored on a seeded "
                                    "sample of this many earlier edits (the last scores all): the evaluation cost "
@@ -405,6 +410,7 @@ class RunPlan:
             if value is not None and not low <= value < 2**63:
                 raise ConfigError(f"{setting(name)} must be in [{low}, 2**63), got {value}")
         _check_device(self.device)
+        check_ceiling_setting(self.compute_ceiling)
         n = self.edits  # without `edits`, N is known only once the benchmark is loaded (checked again there)
         for name in ("checkpoints", "save_model_at"):
             bad = [t for t in getattr(self, name) or () if t < 1 or (n is not None and t > n)]

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from editbench.core import ConfigError, EditbenchError, EditRequest, WeightDelta, setting
-from editbench.harness.compute import FlopMeter
+from editbench.harness.ceiling import resolve_ceiling
+from editbench.harness.compute import ComputeCeiling, FlopMeter
 from editbench.harness.executors import Cell
 from editbench.harness.prompts import PromptFormat
 from editbench.harness.record import RunRecord
@@ -154,6 +155,10 @@ class RunSession:
         from editbench.harness.metrics import already_answered
 
         return already_answered(self.lm, self.prompt_format.requests(self.lm.tokenizer, requests), self.generation)
+
+    def ceiling(self) -> ComputeCeiling:
+        """The compute ceiling this plan runs under, for the loaded model (harness/ceiling.py)."""
+        return resolve_ceiling(self.plan.compute_ceiling, self.lm.hparams_key)
 
     def fresh_model(self):
         from editbench.harness.models import load_model
@@ -310,7 +315,7 @@ class RunSession:
             runner = Runner(self.lm, editor, edit_order(self.data.requests, p.seed, order), self.suite,
                             self.checkpoints, p.seed, log=self.log, protocol=self.protocol, label=name,
                             progress=self._bar(name), guard=self.guard, eval_sample=p.eval_sample,
-                            flops=FlopMeter(p.count_flops, p.seed))
+                            flops=FlopMeter(p.count_flops, p.seed, self.ceiling()))
             results, _ = runner.run(store)
             runner.restore_base()  # θ₀ again, bit for bit: the next method shares this loaded model
             self.results.append(upgraded(store.record(dict(results))))  # as load_results reads it back

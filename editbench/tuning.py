@@ -12,6 +12,10 @@ every method, by a seeded Optuna search over the space the method declares (harn
   ran all the same), marks it (`floor_passed: false`, which the leaderboard shows) and exits 1:
   choosing by floor EM alone picked, on the micro world, configs (MEMIT at lambda 1.3) that write
   half the single edits and wreck the model by T = 20.
+- **The compute ceiling.** The floor's first edit is counted (harness/compute.py); a config that spends
+  more FLOPs per edit than the model's compute ceiling (harness/ceiling.py) is infeasible: its trial stops
+  there, is told -1 (below every trial that ran) and is recorded `over_ceiling`. A tune under
+  `--compute-ceiling none` has no such trials, and says so in its provenance (`compute_ceiling: null`).
 - **The run.** The trial then runs the tune's protocol over N dev edits; its value is the ranking
   score (reports/stats.py, generation basis) at the final checkpoint. In the sequential protocol the
   intermediate checkpoints (`prune_at`, e.g. T = 10 and 30) are reported to a median pruner, which
@@ -40,6 +44,7 @@ from typing import Any, Callable, Protocol
 import yaml
 
 from editbench.core import ConfigError, EditbenchError
+from editbench.harness.compute import OverCeiling
 from editbench.harness.search import SearchSpace
 
 DEFAULT_BUDGET = 32  # trials per method: the same for every method tuned for a leaderboard
@@ -178,8 +183,10 @@ def search(space: SearchSpace, n_layers: int, evaluator: Evaluator, folder: Path
         except Pruned:
             study.tell(trial, state=state.PRUNED)
             log(f"{name} trial {n_done}: pruned {values}")
-        except EditbenchError as exc:
+        except EditbenchError as exc:  # OverCeiling too: a config over the compute ceiling is infeasible
             trial.set_user_attr("error", str(exc).splitlines()[0])
+            if isinstance(exc, OverCeiling):
+                trial.set_user_attr("over_ceiling", True)
             study.tell(trial, -1.0 if em is None else em - 1.0)
             log(f"{name} trial {n_done}: failed ({exc}) {values}")
     done = record(study, space, settings, time.perf_counter() - started)
@@ -224,6 +231,7 @@ def prior_mismatch(provenance: dict, space: SearchSpace, settings: TuneSettings,
     if provenance.get("tool") != "editbench tune" or not provenance.get("trials"):
         return "it records no tune"
     wanted = {"world_fingerprint": run["fingerprint"], "protocol": run["protocol"], "n_edits": run["n_edits"],
+              "compute_ceiling": run.get("compute_ceiling"),
               "checkpoints": run["checkpoints"], "space": space.describe(), "seed": settings.seed,
               "floor": _floor_block(settings), "sampler": _sampler_line(settings), "pruner": _pruner_line(settings)}
     as_yaml = yaml.safe_load(yaml.dump(wanted, Dumper=_NoAliases))  # tuples as lists, as the YAML holds them
@@ -258,7 +266,7 @@ def rebuild(study, space: SearchSpace, n_layers: int, prior: dict) -> None:
         trial = optuna.trial.FixedTrial(space.params_of(recorded["config"], n_layers))
         space.sample(trial, n_layers)
         attrs = {"config": recorded["config"], "slot": recorded["trial"], "rebuilt": True,
-                 **{k: recorded[k] for k in ("floor_em", "floor_token", "dev_score", "error")
+                 **{k: recorded[k] for k in ("floor_em", "floor_token", "dev_score", "error", "over_ceiling")
                     if recorded.get(k) is not None}}
         pruned = recorded["state"] == "pruned"
         if recorded["score"] is not None:
@@ -284,7 +292,8 @@ def record(study, space: SearchSpace, settings: TuneSettings, seconds: float) ->
                        "score": round(t.value, 4) if t.value is not None and t.user_attrs.get("passed_floor") else None,
                        "dev_score": t.user_attrs.get("dev_score"),
                        "checkpoints": {int(k): round(v, 4) for k, v in sorted(t.intermediate_values.items())},
-                       **({"error": t.user_attrs["error"]} if "error" in t.user_attrs else {})})
+                       **({"error": t.user_attrs["error"]} if "error" in t.user_attrs else {}),
+                       **({"over_ceiling": True} if t.user_attrs.get("over_ceiling") else {})})
     qualified = [t for t in trials if t["state"] == "complete" and t["score"] is not None]
     passed = bool(qualified)
     if passed:
@@ -293,7 +302,9 @@ def record(study, space: SearchSpace, settings: TuneSettings, seconds: float) ->
         ran = [t for t in trials if t["state"] == "complete" and t["dev_score"] is not None]
         floored = [t for t in trials if t["floor_em"] is not None]
         if not floored:
-            raise TuneError(f"no trial of {len(trials)} produced a floor score (every one failed)")
+            over = sum(bool(t.get("over_ceiling")) for t in trials)
+            raise TuneError(f"no trial of {len(trials)} produced a floor score (every one failed"
+                            + (f", {over} over the compute ceiling)" if over else ")"))
         chosen = (max(ran, key=lambda t: (t["dev_score"], -t["trial"])) if ran else
                   max(floored, key=lambda t: (t["floor_em"], t["floor_token"] or 0.0, -t["trial"])))
     return {"space": space.describe(), "budget": settings.budget, "seed": settings.seed,
@@ -308,6 +319,7 @@ def record(study, space: SearchSpace, settings: TuneSettings, seconds: float) ->
             "trials_pruned": sum(t["state"] == "pruned" for t in trials),
             "trials_under_floor": sum(t["floor_em"] is not None and t["floor_em"] < settings.floor_em
                                       for t in trials),
+            "trials_over_ceiling": sum(bool(t.get("over_ceiling")) for t in trials),
             "trials": trials}
 
 
@@ -343,6 +355,7 @@ def provenance_block(tuned: dict, run: dict) -> dict:
     """The YAML's provenance: where the tune ran and everything `record` says."""
     return {"tool": "editbench tune", "split": "dev", "protocol": run["protocol"], "n_edits": run["n_edits"],
             "checkpoints": run["checkpoints"], **{k: run[k] for k in ("world", "benchmark", "data") if k in run},
+            "compute_ceiling": run.get("compute_ceiling"),  # FLOPs per edit; a trial over it was infeasible
             "world_fingerprint": run["fingerprint"],
             "criterion": "ranking score (generation basis) at the final checkpoint, among trials that passed "
                          "the floor", **tuned, "date": datetime.date.today().isoformat(), "git_sha": run["git_sha"]}

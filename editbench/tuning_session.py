@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from editbench.core import ConfigError, EditbenchError, editor_names, get_editor_class, setting
+from editbench.harness.compute import FlopMeter
 from editbench.harness.executors import Cell
 from editbench.plan import RunPlan
 from editbench.session import RunSession, apply_process_settings, fan_out
@@ -108,13 +109,13 @@ class TuneEvaluator:
         n = session.n_edits
         self.checkpoints = [n] if session.protocol.name == "batch" else [t for t in (10, 30) if t < n] + [n]
 
-    def _run(self, values: dict, requests, suite, checkpoints, protocol, on_checkpoint=None):
+    def _run(self, values: dict, requests, suite, checkpoints, protocol, on_checkpoint=None, flops=None):
         from editbench.harness.runner import Runner
 
         s = self.session
         runner = Runner(s.lm, s.editor(self.method, values, announce=False), requests, suite, checkpoints,
                         s.plan.seed, log=lambda msg: None, protocol=protocol, guard=s.guard,
-                        on_checkpoint=on_checkpoint)
+                        on_checkpoint=on_checkpoint, flops=flops)
         try:
             return runner.run()
         except (EditbenchError, Pruned):
@@ -128,8 +129,11 @@ class TuneEvaluator:
     def floor(self, slot: int, values: dict) -> tuple[float, float]:
         from editbench.harness.protocols import get_protocol
 
+        # the first floor edit is counted: a config over the compute ceiling stops there (OverCeiling)
+        ceiling = self.session.ceiling()
+        meter = FlopMeter(1, self.session.plan.seed, ceiling, stop_over_ceiling=True) if ceiling.flops_per_edit else None
         results, _ = self._run(values, self.floor_requests, self.floor_suite, [len(self.floor_requests)],
-                               get_protocol("independent"))
+                               get_protocol("independent"), flops=meter)
         final = results["checkpoints"][-1]
         em = final.get("reliability_gen")
         em = final.get("reliability_em") or 0.0 if em is None else em  # token EM without generation
@@ -179,7 +183,8 @@ def tune_method(plan: RunPlan, settings: TuneSettings, write: str | None = None)
         subject = {"world": plan.world} if plan.benchmark == "world" else {
             "benchmark": plan.benchmark, "data": Path(str(plan.data)).name, "split": plan.split}
         run = {"protocol": plan.protocol, "n_edits": session.n_edits, "checkpoints": evaluator.checkpoints,
-               **subject, "fingerprint": session.lm.fingerprint(), "git_sha": git_sha(), "n_layers": n_layers}
+               **subject, "fingerprint": session.lm.fingerprint(), "git_sha": git_sha(), "n_layers": n_layers,
+               "compute_ceiling": session.ceiling().flops_per_edit}
         incumbent = _config_of(session.classes[method], base, base_file) if base_file else None
         source = base_file.name if base_file else None
         prior, start = _prior(plan, out, base.get("provenance"), space, settings, run, session.log)

@@ -313,7 +313,7 @@ def test_a_quiet_resume_says_whether_its_yaml_rebuilt_the_study(micro_world, tmp
     target = tmp_path / "ft.yaml"
     assert main([*common, "--budget", "2", "--out", str(tmp_path / "lost"), "--write", str(target)]) == 0
     out = capsys.readouterr().out  # the committed micro YAML's tune ran 18 edits at the floor of 0.9
-    assert "cannot seed one (its tune differs in checkpoints, floor, n_edits), started afresh" in out
+    assert "cannot seed one (its tune differs in checkpoints, compute_ceiling, floor, n_edits), started afresh" in out
     monkeypatch.setattr(hparams, "hparams_file", lambda *args, **kwargs: target)  # as if it were committed
     assert main([*common, "--budget", "3", "--out", str(tmp_path / "clone")]) == 0
     assert "resume: rebuilt from its YAML's 2 trials" in capsys.readouterr().out

@@ -9,18 +9,21 @@ call: on the same weights, with a copy of the run's cache and with the editor's 
 number generators put back afterwards, so the real call sees exactly what it would have seen. The
 replay's result is thrown away; its count, divided over the call's requests, is the FLOPs per edit of
 those requests. One-time preparation (`Editor.prepare`: key statistics, context templates) is not in it.
+
+The meter also carries the run's compute ceiling (harness/ceiling.py): recorded with the run, and for a
+tune's trial (`stop_over_ceiling`) a call over it stops the trial at its first counted call.
 """
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 from torch.utils import flop_counter
 from torch.utils.flop_counter import FlopCounterMode
 
-from editbench.core import ConfigError, Editor, EditRequest, setting
+from editbench.core import ConfigError, EditbenchError, Editor, EditRequest, setting
 from editbench.harness.store import rng_states, set_rng_states
 
 
@@ -44,12 +47,36 @@ def count_cpu_attention() -> None:
     flop_counter.register_flop_formula(cpu[1])(backward)
 
 
+class OverCeiling(EditbenchError):
+    """A counted call cost more FLOPs per edit than the compute ceiling allows (a tune's trial)."""
+
+
+@dataclass(frozen=True)
+class ComputeCeiling:
+    """The FLOPs per edit a method may spend on this model (None: no ceiling) and where it comes from."""
+
+    flops_per_edit: float | None = None
+    source: str = "none"
+    set_by: str | None = None  # the method whose reference configuration set a declared ceiling
+
+    def over(self, flops_per_edit: float | None) -> bool:
+        return self.flops_per_edit is not None and flops_per_edit is not None and flops_per_edit > self.flops_per_edit
+
+    def record(self) -> dict:
+        return {"flops_per_edit": self.flops_per_edit, "source": self.source, "set_by": self.set_by}
+
+
+NO_CEILING = ComputeCeiling()
+
+
 @dataclass(frozen=True)
 class FlopMeter:
     """Counts the FLOPs of `calls` editor calls per run (a seeded sample of its steps; 0: none)."""
 
     calls: int = 3
     seed: int = 0
+    ceiling: ComputeCeiling = NO_CEILING
+    stop_over_ceiling: bool = False  # a tune's trial: OverCeiling from the first counted call over it
 
     def __post_init__(self) -> None:
         if not (isinstance(self.calls, int) and self.calls >= 0):
@@ -65,17 +92,32 @@ class FlopMeter:
     def count(self, editor: Editor, lm, batch: Sequence[EditRequest], cache: dict) -> int:
         """The FLOPs of `editor.edit(lm, batch, cache)`, run once more under the counter and undone."""
         state = {k: v.detach().clone() for k, v in editor.state_dict().items()}
-        plain, tensors = rng_states()
-        count_cpu_attention()
-        counter = FlopCounterMode(display=False)
         try:
-            with counter:
-                editor.edit(lm, list(batch), dict(cache))  # new cache entries stay in the copy
+            return count_call(lambda: editor.edit(lm, list(batch), dict(cache)))  # new cache entries stay in the copy
         finally:
             editor.reset_state()  # the state the replay left goes; the saved one comes back as a resume's would
             editor.load_state_dict(state)
-            set_rng_states(plain, tensors)
-        return int(counter.get_total_flops())
+
+    def check(self, flops: int, n_requests: int, label: str) -> None:
+        """Raises OverCeiling when this meter stops calls over the ceiling and this one is."""
+        per_edit = flops / max(n_requests, 1)
+        if self.stop_over_ceiling and self.ceiling.over(per_edit):
+            raise OverCeiling(f"{label}: {per_edit:.3g} FLOPs per edit, over the compute ceiling of "
+                              f"{self.ceiling.flops_per_edit:.3g} ({self.ceiling.source})")
+
+
+def count_call(call: Callable[[], object]) -> int:
+    """The FLOPs of `call()` under torch's counter, its result thrown away and the random number
+    generators put back (what it draws, the call it replays draws again)."""
+    plain, tensors = rng_states()
+    count_cpu_attention()
+    counter = FlopCounterMode(display=False)
+    try:
+        with counter:
+            call()
+    finally:
+        set_rng_states(plain, tensors)
+    return int(counter.get_total_flops())
 
 
 NO_METER = FlopMeter(calls=0)

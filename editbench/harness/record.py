@@ -135,6 +135,8 @@ class RunRecord(TypedDict, total=False):
     diverged_edits: int  # updates the guard judged diverged
     noop_edits: int  # calls of an editor meant to write that changed no weight
     guard: dict  # the update guard's bound and policy
+    # the FLOPs per edit a method may spend here (flops_per_edit None: no ceiling), source, set_by
+    compute_ceiling: dict
     checkpoints: list[CheckpointRow]
     pre: PreEdit
     memory: dict  # peak memory (cpu_rss_mb, cuda_max_allocated_mb)

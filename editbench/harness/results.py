@@ -209,6 +209,9 @@ def upgraded(data: dict) -> RunRecord:
     record["failed_edits"] = data.get("failed_edits") or 0
     record["diverged_edits"] = data.get("diverged_edits") or 0
     record["noop_edits"] = data.get("noop_edits") or 0
+    # a run from before compute ceilings ran under none (harness/ceiling.py)
+    record["compute_ceiling"] = {"flops_per_edit": None, "source": "not recorded", "set_by": None,
+                                 **(data.get("compute_ceiling") or {})}
     record["checkpoints"] = [upgraded_checkpoint(cp) for cp in data["checkpoints"]]
     return record
 

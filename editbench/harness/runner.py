@@ -170,6 +170,7 @@ class Runner:
             "diverged_edits": 0,
             "noop_edits": 0,  # calls of an editor meant to write that changed no weight
             "guard": dataclasses.asdict(self.guard),
+            "compute_ceiling": self.flops.ceiling.record(),
             "checkpoints": [],
         }
 
@@ -333,10 +334,12 @@ class Runner:
         """The FLOPs of this call, from a replay (harness/compute.py); None when the replay fails (the
         real call then fails or succeeds on its own)."""
         try:
-            return self.flops.count(self.editor, self.lm, batch, self.cache)
+            flops = self.flops.count(self.editor, self.lm, batch, self.cache)
         except Exception as exc:  # noqa: BLE001 - counting never decides a run
             self.log(f"{self.label}: FLOPs not counted ({type(exc).__name__}: {(str(exc).splitlines() or [''])[0]})")
             return None
+        self.flops.check(flops, len(batch), self.label)  # a tune's trial over the ceiling stops here
+        return flops
 
     def _snapshot(self, next_step: int, edit_seconds: float, base: Applied) -> Snapshot:
         return Snapshot(next_step=next_step, edit_seconds=edit_seconds, weights=base.weights.current(),

@@ -42,6 +42,8 @@ def header_facts(results: list[RunRecord]) -> dict:
         "exam_questions": len(first["exam_questions"]),
         "exam_limit": bench.get("exam_limit"),
         "evaluation": first["evaluation"],
+        "compute_ceiling": first["compute_ceiling"] if all(r["compute_ceiling"] == first["compute_ceiling"]
+                                                           for r in results) else {"source": "differs between runs"},
     }
 
 
@@ -58,8 +60,19 @@ def _header_lines(facts: dict) -> list[str]:
         + f"; pre-edit accuracy {tables._num(facts['exam_accuracy_pre'])}), "
         f"pre-edit fluency {tables._num(facts['fluency_pre'], 2)}",
         _evaluation_line(facts),
+        _ceiling_line(facts.get("compute_ceiling") or {}),
         f"editbench {facts['editbench']}, git {facts['git_sha'] or 'unknown'}, torch threads {facts.get('threads')}",
     ] + [f"not included (incomplete): {line}" for line in facts.get("left_out") or []]
+
+
+def _ceiling_line(ceiling: dict) -> str:
+    """The compute ceiling the runs recorded (harness/ceiling.py), or that there was none."""
+    flops = ceiling.get("flops_per_edit")
+    if flops is None:
+        return f"compute ceiling: none ({ceiling.get('source') or 'not recorded'}): methods compared at any cost"
+    by = f", set by {ceiling['set_by']}'s reference configuration" if ceiling.get("set_by") else ""
+    return (f"compute ceiling: {tables.flop_text(flops)}FLOPs per edit ({ceiling.get('source')}{by}); ‡ marks a "
+            "method over it")
 
 
 def _evaluation_line(facts: dict) -> str:

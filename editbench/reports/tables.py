@@ -86,6 +86,8 @@ def checkpoint_row(result: RunRecord, cp: CheckpointRow, basis: str | None = Non
         "seconds_per_edit": cp["edit_seconds"] / edits if edits else None,
         "eval_seconds": cp.get("eval_seconds"),
         "flops_per_edit": cp.get("flops_per_edit"),
+        "compute_ceiling": result["compute_ceiling"]["flops_per_edit"],
+        "over_ceiling": over_ceiling(cp.get("flops_per_edit"), result["compute_ceiling"]["flops_per_edit"]),
         "failed_edits": result["failed_edits"],
         "diverged_edits": result["diverged_edits"],
         "noop_edits": result["noop_edits"],
@@ -103,6 +105,11 @@ def checkpoint_row(result: RunRecord, cp: CheckpointRow, basis: str | None = Non
     for k in edit_metrics():
         row[f"{k}_ci"] = list(bootstrap_ci([metric_value(e, k) for e in cp["per_edit"]], seed=result["seed"]) or []) or None
     return row
+
+
+def over_ceiling(flops_per_edit: float | None, ceiling: float | None) -> bool:
+    """Whether a method spent more FLOPs per edit than the run's compute ceiling (harness/ceiling.py)."""
+    return ceiling is not None and flops_per_edit is not None and flops_per_edit > ceiling
 
 
 def metric_value(scores: Mapping[str, Any], metric: str) -> float | None:
@@ -128,6 +135,7 @@ def combine_orders(rows: Sequence[dict]) -> list[dict]:
                 if key in UNCERTAIN:
                     row[f"{key}_std"] = std
         row["orders"], row["order"] = len(group), None
+        row["over_ceiling"] = over_ceiling(row.get("flops_per_edit"), row.get("compute_ceiling"))
         for k in edit_metrics():
             row[f"{k}_ci"] = None  # across orders the spread is the std, not a CI over one order's edits
         out.append(row)
@@ -280,7 +288,9 @@ def ranking(rows: Sequence[dict], results: Sequence[RunRecord], basis: str) -> l
             hparams = next(x for x in results if x["method"] == method).get("hparams") or {}
             out.append({"method": method, "protocol": protocol, "edits": t, "score": row["score"], **entry,
                         "shared_edits": len(shared), "under_floor": hparams.get("floor_passed") is False,
-                        "floor_em": hparams.get("floor_em"), "floor_edits": hparams.get("floor_edits")})
+                        "floor_em": hparams.get("floor_em"), "floor_edits": hparams.get("floor_edits"),
+                        "over_ceiling": row.get("over_ceiling", False), "flops_per_edit": row.get("flops_per_edit"),
+                        "compute_ceiling": row.get("compute_ceiling")})
     return out
 
 
@@ -322,12 +332,15 @@ def ranking_markdown(ranked: Sequence[dict]) -> str:
         versus = "-" if nxt is None else (
             f"{'>' if nxt['significant'] else '≈'} {nxt['method']}: {nxt['difference']:+.3f} "
             f"[{nxt['ci'][0]:+.3f}, {nxt['ci'][1]:+.3f}]")
-        name = r["method"] + (" †" if r.get("under_floor") else "")
+        name = r["method"] + (" †" if r.get("under_floor") else "") + (" ‡" if r.get("over_ceiling") else "")
         lines.append(f"| {r['rank']} | [{r['rank_ci'][0]}, {r['rank_ci'][1]}] | {name} | {r['protocol']} | "
                      f"{r['edits']} | {_num(r['score'])} | {versus} |")
     lines += ["", *(f"† {r['method']}: no config of its search space passed the single-edit floor when tuned; "
                     f"ranked at the config with the best dev score (generated EM {r['floor_em']} on "
-                    f"{r['floor_edits']} independent dev edits)" for r in ranked if r.get("under_floor"))]
+                    f"{r['floor_edits']} independent dev edits)" for r in ranked if r.get("under_floor")),
+              *(f"‡ {r['method']}: {flop_text(r['flops_per_edit'])}FLOPs per edit, over the compute ceiling of "
+                f"{flop_text(r['compute_ceiling'])}FLOPs: not the same race (its shipped configuration; "
+                "harness/ceiling.py)" for r in ranked if r.get("over_ceiling"))]
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
