@@ -55,6 +55,9 @@ def test_a_run_records_its_ceiling_and_the_board_marks_a_method_over_it(micro_wo
     assert "| ft ‡ |" in text and "‡ ft:" in text and "ultraedit ‡" not in text
     header = _header_lines(header_facts(over))
     assert any(line.startswith("compute ceiling: 100 MFLOPs per edit (given") for line in header)
+    # scoring's own cost, from a replay of the pre-edit scoring (every edit, fluency, exam, perplexity)
+    assert over[0]["pre"]["scoring_flops"] > 1e6 and any("(the pre-edit scoring, counted on a replay)" in line
+                                                          for line in header)
     free = editbench.run(["ft"], world="micro", edits=2, checkpoints=[2], count_flops=1, compute_ceiling="none").results
     assert free[0]["compute_ceiling"]["flops_per_edit"] is None and not tables.final_rows(free)[0]["over_ceiling"]
     assert any(line.startswith("compute ceiling: none (none: asked for)") for line in _header_lines(header_facts(free)))

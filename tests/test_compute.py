@@ -19,6 +19,10 @@ def test_counting_flops_changes_no_number(micro_world, method):
     plain = editbench.run([method], world="micro", edits=4, checkpoints=[2, 4], seed=0, count_flops=0).results[0]
     counted = editbench.run([method], world="micro", edits=4, checkpoints=[2, 4], seed=0, count_flops=2).results[0]
     assert _scores(plain) == _scores(counted)
+    # the pre-edit scoring is replayed under the counter too (scoring's cost): its scores stay the same
+    assert "scoring_flops" not in plain["pre"] and counted["pre"]["scoring_flops"] > 1e6
+    assert {k: v for k, v in plain["pre"].items() if k != "seconds"} == \
+        {k: v for k, v in counted["pre"].items() if k not in ("seconds", "scoring_flops")}
     assert "flops_per_edit" not in plain["checkpoints"][-1]
     final = counted["checkpoints"][-1]
     assert final["flops_counted_edits"] == 2 and final["flops_per_edit"] > 1e6

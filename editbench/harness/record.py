@@ -110,6 +110,7 @@ class PreEdit(TypedDict, total=False):
     exam_mode: str
     exam_shots: int
     seconds: float
+    scoring_flops: int  # FLOPs of this pre-edit scoring (every edit, fluency, exam, perplexity), counted on a replay
 
 
 class RunRecord(TypedDict, total=False):

@@ -28,7 +28,7 @@ from editbench.harness.results import (
     git_sha,
     package_versions,
 )
-from editbench.harness.compute import NO_METER, FlopMeter
+from editbench.harness.compute import NO_METER, FlopMeter, count_call
 from editbench.harness.protocols import Protocol, Sequential, resolve_checkpoints
 from editbench.harness.record import CheckpointRow, RunIdentity, RunRecord
 from editbench.harness.store import NullStore, Snapshot, set_rng_states
@@ -224,11 +224,14 @@ class Runner:
         if self.suite.exam:  # tokenised once; scored pre-edit and at every checkpoint
             self._prepared_exam = metrics.prepare_exam(self.lm, self.suite.exam, self.suite.exam_mode)
         pre = point.pre if point is not None else self._pre_scores()
+        if point is None and self.flops.calls:  # scoring's cost, from a replay of the pre-edit scoring
+            pre["scoring_flops"] = count_call(self._pre_scores)
         results["pre"] = {"fluency": pre["fluency"], "perplexity": pre.get("perplexity"),
                           "perplexity_texts": len(self.suite.perplexity_texts), "fluency_tokens": self.suite.fluency_tokens,
                           "exam": self.suite.exam_name, "exam_accuracy": pre["exam"]["accuracy"],
                           "exam_by_category": pre["exam"]["by_category"], "exam_mode": self.suite.exam_mode,
-                          "exam_shots": self.suite.exam_shots, "seconds": pre["seconds"]}
+                          "exam_shots": self.suite.exam_shots, "seconds": pre["seconds"],
+                          **({"scoring_flops": pre["scoring_flops"]} if "scoring_flops" in pre else {})}
         if point is not None:  # the saved checkpoints stay in the results: killed again before the next
             _tally(results, list(point.checkpoint_rows), list(point.edit_rows))  # one, it resumes again
         store.start(results, pre, point)

@@ -42,6 +42,7 @@ def header_facts(results: list[RunRecord]) -> dict:
         "exam_questions": len(first["exam_questions"]),
         "exam_limit": bench.get("exam_limit"),
         "evaluation": first["evaluation"],
+        "scoring_flops": pre.get("scoring_flops"),
         "compute_ceiling": first["compute_ceiling"] if all(r["compute_ceiling"] == first["compute_ceiling"]
                                                            for r in results) else {"source": "differs between runs"},
     }
@@ -60,7 +61,9 @@ def _header_lines(facts: dict) -> list[str]:
         + f"; pre-edit accuracy {tables._num(facts['exam_accuracy_pre'])}), "
         f"pre-edit fluency {tables._num(facts['fluency_pre'], 2)}",
         _evaluation_line(facts),
-        _ceiling_line(facts.get("compute_ceiling") or {}),
+        _ceiling_line(facts.get("compute_ceiling") or {})
+        + (f"; scoring every edit once (with fluency, exam, perplexity): {tables.flop_text(facts['scoring_flops'])}FLOPs"
+           " (the pre-edit scoring, counted on a replay)" if facts.get("scoring_flops") else ""),
         f"editbench {facts['editbench']}, git {facts['git_sha'] or 'unknown'}, torch threads {facts.get('threads')}",
     ] + [f"not included (incomplete): {line}" for line in facts.get("left_out") or []]
 
