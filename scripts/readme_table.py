@@ -13,8 +13,8 @@ from editbench.reports.tables import checkpoint_row
 out = Path(sys.argv[1])
 md = (out / "leaderboard.md").read_text()
 ranks = {}
-for m in re.finditer(r"^\| (\d+) \| (\[\d+, \d+\]) \| (\w+)( †)? \|", md, re.M):
-    ranks[m.group(3)] = (int(m.group(1)), m.group(2), bool(m.group(4)))
+for m in re.finditer(r"^\| (\d+) \| (\[\d+, \d+\]) \| (\w+)( †)?( ‡)? \|", md, re.M):  # † floor, ‡ ceiling
+    ranks[m.group(3)] = (int(m.group(1)), m.group(2), (m.group(4) or "") + (m.group(5) or ""))
 rows = {}
 for f in sorted(out.glob("*/results.json")):
     r = load_results(f)
@@ -28,6 +28,6 @@ for m, (rank, iv, dag) in sorted(ranks.items(), key=lambda kv: kv[1][0]):
     c, tok, gen = rows[m]
     g = c.get("groups", {})
     gap = c["reliability"] - c["reliability_gen"]
-    print(f"| {m}{' †' if dag else ''} | {gen:.3f} | {rank} {iv} | {c['reliability_gen']:.3f} | {c['generalization_gen']:.3f} | "
+    print(f"| {m}{dag} | {gen:.3f} | {rank} {iv} | {c['reliability_gen']:.3f} | {c['generalization_gen']:.3f} | "
           f"{c['locality_gen']:.3f} | {c['portability_gen']:.3f} ({g.get('portability_two_hop_gen', 0):.3f}) | {c['general']['accuracy']:.3f} | "
           f"{tok:.3f} ({tok_rank[m]}) | {gap:+.3f} |")
