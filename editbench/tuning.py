@@ -15,7 +15,7 @@ every method, by a seeded Optuna search over the space the method declares (harn
 - **The compute ceiling.** The floor's first edit is counted (harness/compute.py); a config that spends
   more FLOPs per edit than the model's compute ceiling (harness/ceiling.py) is infeasible: its trial stops
   there, is told -1 (below every trial that ran) and is recorded `over_ceiling`. A tune under
-  `--compute-ceiling none` has no such trials, and says so in its provenance (`compute_ceiling: null`).
+  `compute_ceiling` none has no such trials, and says so in its provenance (`compute_ceiling: null`).
 - **The run.** The trial then runs the tune's protocol over N dev edits; its value is the ranking
   score (reports/stats.py, generation basis) at the final checkpoint. In the sequential protocol the
   intermediate checkpoints (`prune_at`, e.g. T = 10 and 30) are reported to a median pruner, which

@@ -8,10 +8,10 @@ published one a method's search space is centred on (`SearchSpace.reference_para
 a leaderboard counts (sequential, one edit per call, dev edits, one thread). So no method may spend more
 than the costliest method as its authors publish it; a tuned configuration that does is over the ceiling.
 
-`scripts/ceiling.py --world W --write` measures the rule and declares the result in
+`scripts/ceiling.py` (asked to write) measures the rule and declares the result in
 `editbench/hparams/ceilings.yaml` under the model's hparams key. A run records its ceiling
 (`compute_ceiling` in results.json) and the leaderboard marks a method over it; `tune` treats a trial
-over it as infeasible (stopped at its first counted edit). `--compute-ceiling none` sets none (the
+over it as infeasible (stopped at its first counted edit). The setting `compute_ceiling` none sets none (the
 table then says so); a number sets that one.
 """
 from __future__ import annotations
@@ -86,7 +86,7 @@ def write_entry(hparams_key: str, entry: dict) -> None:
 
     entries = {**declared_ceilings(), hparams_key: entry}
     header = ("# Compute ceilings, FLOPs per edit, one per model (hparams key): editbench/harness/ceiling.py.\n"
-              f"# Rule: {CEILING_RULE}.\n# Written by scripts/ceiling.py --write; reference/shipped: each "
+              f"# Rule: {CEILING_RULE}.\n# Written by scripts/ceiling.py (asked to write); reference/shipped: each "
               "method's FLOPs per edit at its reference configuration and at its shipped YAML.\n")
     atomic_write_text(CEILINGS_FILE, header + yaml.safe_dump(entries, sort_keys=True, width=110))
 
