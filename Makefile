@@ -78,7 +78,7 @@ ANSWER_END    ?= eos
 MMLU_PER_SUBJECT ?= 1
 HELDOUT  = data:wikibigedit/wikibigedit_3k.json\#{locality_prompt} {locality_ground_truth}
 # FLOPs counted on the first call only: a replay costs a call and a half (ROME: minutes per edit on two cores)
-REAL_OPTS = $(if $(MODEL),--split edit --prompt-format $(PROMPT_FORMAT) --answer-end $(ANSWER_END) --count-flops 1 --exam mmlu --exam-dir $(DATA_DIR)/mmlu \
+REAL_OPTS = $(if $(MODEL),--split edit --prompt-format $(PROMPT_FORMAT) --answer-end $(ANSWER_END) --count-flops 1 --count-scoring-flops --exam mmlu --exam-dir $(DATA_DIR)/mmlu \
 	--exam-limit $(MMLU_PER_SUBJECT) --exam-shots 0 --perplexity-text "$(HELDOUT)")
 MODEL_DEPS = $(if $(filter smollm2-135m,$(MODEL)),$(SMOLLM2))
 

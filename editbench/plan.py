@@ -108,6 +108,10 @@ class RunPlan:
     count_flops: int = _opt(3, "scoring", "editor calls per run whose FLOPs are counted (the first and a seeded "
                             "sample of the rest, each replayed under torch's FlopCounterMode before the real call, "
                             "which is never counted: counting changes float paths); 0: none", type=int)
+    count_scoring_flops: bool = _opt(False, "scoring", "replay the pre-edit scoring (every edit, fluency, exam, "
+                                     "perplexity) once under torch's FlopCounterMode: scoring's FLOPs in the results "
+                                     "(pre.scoring_flops) and the leaderboard's header; on a CPU the replay costs "
+                                     "about three pre-edit scorings (the counter's dispatch), so it is off by default")
     compute_ceiling: str = _opt("declared", "scoring", "FLOPs per edit a method may spend (harness/ceiling.py): "
                                 "declared (the model's, by its rule: the costliest reference configuration; none "
                                 "declared: no ceiling), none, or a number; recorded, and the leaderboard marks a "

@@ -315,7 +315,7 @@ class RunSession:
             runner = Runner(self.lm, editor, edit_order(self.data.requests, p.seed, order), self.suite,
                             self.checkpoints, p.seed, log=self.log, protocol=self.protocol, label=name,
                             progress=self._bar(name), guard=self.guard, eval_sample=p.eval_sample,
-                            flops=FlopMeter(p.count_flops, p.seed, self.ceiling()))
+                            flops=FlopMeter(p.count_flops, p.seed, self.ceiling(), scoring=p.count_scoring_flops))
             results, _ = runner.run(store)
             runner.restore_base()  # θ₀ again, bit for bit: the next method shares this loaded model
             self.results.append(upgraded(store.record(dict(results))))  # as load_results reads it back

@@ -46,7 +46,7 @@ def test_a_bad_ceiling_is_one_line_before_anything_runs(capsys, tmp_path):
 
 def test_a_run_records_its_ceiling_and_the_board_marks_a_method_over_it(micro_world):
     over = editbench.run(["ft", "ultraedit"], world="micro", edits=2, checkpoints=[2], count_flops=1,
-                         compute_ceiling="1e8").results
+                         compute_ceiling="1e8", count_scoring_flops=True).results
     assert [r["compute_ceiling"]["flops_per_edit"] for r in over] == [1e8, 1e8]
     rows = {r["method"]: r for r in tables.final_rows(over)}
     assert rows["ft"]["flops_per_edit"] > 1e8 > rows["ultraedit"]["flops_per_edit"]  # FT-M ~5e8, UltraEdit ~2e7

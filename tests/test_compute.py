@@ -17,7 +17,8 @@ def _scores(result):
 @pytest.mark.parametrize("method", ["rome", "alphaedit", "grace"])  # stateless, earlier keys, a codebook
 def test_counting_flops_changes_no_number(micro_world, method):
     plain = editbench.run([method], world="micro", edits=4, checkpoints=[2, 4], seed=0, count_flops=0).results[0]
-    counted = editbench.run([method], world="micro", edits=4, checkpoints=[2, 4], seed=0, count_flops=2).results[0]
+    counted = editbench.run([method], world="micro", edits=4, checkpoints=[2, 4], seed=0, count_flops=2,
+                            count_scoring_flops=True).results[0]
     assert _scores(plain) == _scores(counted)
     # the pre-edit scoring is replayed under the counter too (scoring's cost): its scores stay the same
     assert "scoring_flops" not in plain["pre"] and counted["pre"]["scoring_flops"] > 1e6

@@ -77,6 +77,7 @@ class FlopMeter:
     seed: int = 0
     ceiling: ComputeCeiling = NO_CEILING
     stop_over_ceiling: bool = False  # a tune's trial: OverCeiling from the first counted call over it
+    scoring: bool = False  # also replay the pre-edit scoring once under the counter (scoring's FLOPs)
 
     def __post_init__(self) -> None:
         if not (isinstance(self.calls, int) and self.calls >= 0):

@@ -224,7 +224,7 @@ class Runner:
         if self.suite.exam:  # tokenised once; scored pre-edit and at every checkpoint
             self._prepared_exam = metrics.prepare_exam(self.lm, self.suite.exam, self.suite.exam_mode)
         pre = point.pre if point is not None else self._pre_scores()
-        if point is None and self.flops.calls:  # scoring's cost, from a replay of the pre-edit scoring
+        if point is None and self.flops.scoring:  # scoring's cost, from a replay of the pre-edit scoring
             pre["scoring_flops"] = count_call(self._pre_scores)
         results["pre"] = {"fluency": pre["fluency"], "perplexity": pre.get("perplexity"),
                           "perplexity_texts": len(self.suite.perplexity_texts), "fluency_tokens": self.suite.fluency_tokens,
