@@ -108,6 +108,7 @@ class TuneEvaluator:
                                      suite.generation, prompt_format=suite.prompt_format)
         n = session.n_edits
         self.checkpoints = [n] if session.protocol.name == "batch" else [t for t in (10, 30) if t < n] + [n]
+        self.ceiling = session.ceiling()  # read once: every trial's floor is held to it
 
     def _run(self, values: dict, requests, suite, checkpoints, protocol, on_checkpoint=None, flops=None):
         from editbench.harness.runner import Runner
@@ -130,8 +131,8 @@ class TuneEvaluator:
         from editbench.harness.protocols import get_protocol
 
         # the first floor edit is counted: a config over the compute ceiling stops there (OverCeiling)
-        ceiling = self.session.ceiling()
-        meter = FlopMeter(1, self.session.plan.seed, ceiling, stop_over_ceiling=True) if ceiling.flops_per_edit else None
+        meter = (FlopMeter(1, self.session.plan.seed, self.ceiling, stop_over_ceiling=True)
+                 if self.ceiling.flops_per_edit else None)
         results, _ = self._run(values, self.floor_requests, self.floor_suite, [len(self.floor_requests)],
                                get_protocol("independent"), flops=meter)
         final = results["checkpoints"][-1]
@@ -184,7 +185,7 @@ def tune_method(plan: RunPlan, settings: TuneSettings, write: str | None = None)
             "benchmark": plan.benchmark, "data": Path(str(plan.data)).name, "split": plan.split}
         run = {"protocol": plan.protocol, "n_edits": session.n_edits, "checkpoints": evaluator.checkpoints,
                **subject, "fingerprint": session.lm.fingerprint(), "git_sha": git_sha(), "n_layers": n_layers,
-               "compute_ceiling": session.ceiling().flops_per_edit}
+               "compute_ceiling": evaluator.ceiling.flops_per_edit}
         incumbent = _config_of(session.classes[method], base, base_file) if base_file else None
         source = base_file.name if base_file else None
         prior, start = _prior(plan, out, base.get("provenance"), space, settings, run, session.log)

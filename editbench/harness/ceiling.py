@@ -22,7 +22,7 @@ from typing import Mapping
 import yaml
 
 from editbench.core import ConfigError, setting
-from editbench.harness.compute import NO_CEILING, ComputeCeiling
+from editbench.harness.compute import ComputeCeiling
 from editbench.harness.hparams import HPARAMS_DIR, load_yaml
 
 CEILINGS_FILE = HPARAMS_DIR / "ceilings.yaml"
@@ -89,7 +89,3 @@ def write_entry(hparams_key: str, entry: dict) -> None:
               f"# Rule: {CEILING_RULE}.\n# Written by scripts/ceiling.py (asked to write); reference/shipped: each "
               "method's FLOPs per edit at its reference configuration and at its shipped YAML.\n")
     atomic_write_text(CEILINGS_FILE, header + yaml.safe_dump(entries, sort_keys=True, width=110))
-
-
-__all__ = ["CEILING_RULE", "NO_CEILING", "ComputeCeiling", "ceiling_entry", "check_ceiling_setting",
-           "declared_ceilings", "resolve_ceiling", "write_entry"]

@@ -232,8 +232,10 @@ class Runner:
                           "exam_by_category": pre["exam"]["by_category"], "exam_mode": self.suite.exam_mode,
                           "exam_shots": self.suite.exam_shots, "seconds": pre["seconds"],
                           **({"scoring_flops": pre["scoring_flops"]} if "scoring_flops" in pre else {})}
-        if point is not None:  # the saved checkpoints stay in the results: killed again before the next
-            _tally(results, list(point.checkpoint_rows), list(point.edit_rows))  # one, it resumes again
+        # a resumed run's results hold its saved checkpoints from their first write: killed again before
+        # the next one (or between its last checkpoint and its final write), it resumes again
+        if point is not None:
+            _tally(results, list(point.checkpoint_rows), list(point.edit_rows))
         store.start(results, pre, point)
         self.log(f"{self.label} pre-edit: fluency={_fmt(pre['fluency'])} exam={_fmt(pre['exam']['accuracy'])} "
                  f"({pre['seconds']:.1f}s)")
@@ -246,9 +248,6 @@ class Runner:
             return _Progress()
         self._restore(self.base, point)
         done = _Progress(list(point.edit_rows), list(point.checkpoint_rows), point.edit_seconds, point.next_step)
-        # what the saved checkpoints hold is the results' so far, also when no step is left to run
-        # (a run killed between its last checkpoint and its final write)
-        _tally(results, done.checkpoint_rows, done.edit_rows)
         self.log(f"{self.label}: resumed after checkpoint T={done.checkpoint_rows[-1]['edits']}")
         return done
 

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from editbench.core import DataError
+from editbench.harness.compute import ComputeCeiling
 from editbench.harness.metric_registry import metric_names
 from editbench.harness.metrics import edit_metrics, group_metrics
 from editbench.harness.record import CheckpointRow, RunRecord
@@ -109,7 +110,7 @@ def checkpoint_row(result: RunRecord, cp: CheckpointRow, basis: str | None = Non
 
 def over_ceiling(flops_per_edit: float | None, ceiling: float | None) -> bool:
     """Whether a method spent more FLOPs per edit than the run's compute ceiling (harness/ceiling.py)."""
-    return ceiling is not None and flops_per_edit is not None and flops_per_edit > ceiling
+    return ComputeCeiling(ceiling).over(flops_per_edit)
 
 
 def metric_value(scores: Mapping[str, Any], metric: str) -> float | None:
