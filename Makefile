@@ -198,6 +198,9 @@ WORLD_SUFFIX  := $(if $(filter default,$(WORLD)),,-$(WORLD))
 # must not leave the tree half re-tuned if it is stopped (the bridge sync then has nothing new to read)
 # (MODEL=smollm2-135m BENCH=zsre: the model's own YAMLs, tuned on the dataset's dev split as its leaderboard asks)
 TUNE_WRITE    ?= editbench/hparams/{method}/$(if $(MODEL),$(MODEL),world$(WORLD_SUFFIX))$(TUNE_SUFFIX).yaml
+# a config each method's study tries as it is after its reference point and incumbent, where the file is
+# there (e.g. MEMIT's: ROME's shipped layer and v* knobs with a small lambda; see the files)
+TUNE_GIVEN    ?= editbench/hparams/given/{method}/$(if $(MODEL),$(MODEL),world$(WORLD_SUFFIX))$(TUNE_SUFFIX).yaml
 TUNE_SUBJECT   = $(if $(MODEL),$(SUBJECT) --prompt-format $(PROMPT_FORMAT) --answer-end $(ANSWER_END) --count-flops 0,\
 	--world $(WORLD))
 TUNE_OUT       = runs/tune-$(if $(MODEL),$(MODEL)-$(REAL_BENCH),$(WORLD))-$(TUNE_PROTOCOL)
@@ -210,7 +213,7 @@ tune: $(VENV)
 	EDITBENCH_DATA=$(DATA_DIR) $(PY) -m editbench tune $(foreach m,$(TUNE_METHODS),--method $(m)) --budget $(TUNE_BUDGET) \
 		--protocol $(TUNE_PROTOCOL) $(TUNE_SUBJECT) --split dev $(if $(TUNE_N),--edits $(TUNE_N),) --seed $(SEED) \
 		--out $(TUNE_OUT) $(AGAIN) --jobs $(JOBS) --quiet \
-		--write '$(TUNE_WRITE)'; \
+		--write '$(TUNE_WRITE)' --given '$(TUNE_GIVEN)'; \
 	status=$$?; $(PY) scripts/sync_bridge_yamls.py; exit $$status
 
 # R-SFT+Merge ablations: alpha x density, and the edited layer (N = SWEEP_N edits, one checkpoint).

@@ -79,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
                       "20 independent dev edits to count")
     tune.add_argument("--write", help="write the chosen YAML here too; {method} stands for the "
                       "method (e.g. 'editbench/hparams/{method}/world-micro.yaml')")
+    tune.add_argument("--given", metavar="YAML", help="a config tried as it is after the reference point and the "
+                      "incumbent: a YAML of some searched fields (the rest at the reference point); {method} stands "
+                      "for the method, and a method without such a file gets none")
     _add_run_options(tune, defaults={"split": "dev"})
 
     trace = command("trace", help="causal tracing as ROME does it: where in the model the facts it knows live "
@@ -304,7 +307,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
     plan = _plan(args, tune_methods(args.method))
     settings = TuneSettings(budget=args.budget, seed=args.seed, floor_em=args.floor_em)
-    outcomes = tune(plan, settings, args.write, log=None if args.quiet else log_line)
+    outcomes = tune(plan, settings, args.write, log=None if args.quiet else log_line, given=args.given)
     for outcome in outcomes:
         if outcome.passed and outcome.summary:
             print(outcome.summary)

@@ -39,13 +39,13 @@ import datetime
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Protocol, Sequence
 
 import yaml
 
 from editbench.core import ConfigError, EditbenchError
 from editbench.harness.compute import OverCeiling
-from editbench.harness.search import SearchSpace
+from editbench.harness.search import OUTSIDE, SearchSpace
 
 DEFAULT_BUDGET = 32  # trials per method: the same for every method tuned for a leaderboard
 FLOOR_EDITS = 20  # independent dev edits of the single-edit floor
@@ -129,13 +129,14 @@ def open_study(folder: Path, name: str, settings: TuneSettings, n_done: int = 0)
 
 def search(space: SearchSpace, n_layers: int, evaluator: Evaluator, folder: Path, name: str,
            settings: TuneSettings, log: Callable[[str], None] = print, incumbent: dict | None = None,
-           prior: dict | None = None) -> dict:
+           prior: dict | None = None, given: Sequence[GivenTrial] = ()) -> dict:
     """Runs the study up to its budget and returns the tune's record (see `record`). `incumbent`: the
     config the method runs now (every field of the config its YAML gives); when the space holds it and it
     is not the reference point, it is the second trial, so a re-tune cannot end worse on the dev split
     than what it replaces without saying so (it counts in the budget like any trial). `prior`: a YAML's
     provenance from this same tune (`prior_mismatch` is None for it) whose trials seed the study when
-    it has none (its journal lost)."""
+    it has none (its journal lost). `given`: configs tried as they are after those two (each once,
+    also in a study grown from an earlier one), e.g. a related method's incumbent mapped into this space."""
     optuna = _optuna()
     state = optuna.trial.TrialState
     study = open_study(folder, name, settings)
@@ -146,14 +147,17 @@ def search(space: SearchSpace, n_layers: int, evaluator: Evaluator, folder: Path
         study.tell(stale.number, state=state.FAIL)  # cut off by an interruption: asked again
     reference = space.reference_params(n_layers)
     incumbent_found = space.params_of(incumbent, n_layers) if incumbent else None  # None: outside the space
-    given = [reference] + ([incumbent_found] if incumbent_found not in (None, reference) else [])
+    queue = [reference] + ([incumbent_found] if incumbent_found not in (None, reference) else [])
+    given_params = [params_of_given(space, n_layers, g) for g in given]
+    queue += [p for p in given_params if p not in queue]
     started = time.perf_counter()
     while (n_done := len(_counted(study))) < settings.budget:
         study = open_study(folder, name, settings, n_done)
-        # the first trials are given: the reference point, then the incumbent; one at a time, so that a
-        # trial cut off by an interruption is asked again as it was
-        if n_done < len(given) and not study.get_trials(deepcopy=False, states=(state.WAITING,)):
-            study.enqueue_trial(given[n_done])
+        # the first trials are given: the reference point, the incumbent, then the given configs; one at a
+        # time, so that a trial cut off by an interruption is asked again as it was
+        untried = _first_untried(study, space, n_layers, queue)
+        if untried is not None and not study.get_trials(deepcopy=False, states=(state.WAITING,)):
+            study.enqueue_trial(untried)
         trial = study.ask()
         values = space.sample(trial, n_layers)
         trial.set_user_attr("config", _plain_values(values))
@@ -194,7 +198,42 @@ def search(space: SearchSpace, n_layers: int, evaluator: Evaluator, folder: Path
         tried = _plain_values(space.values_of(incumbent_found, n_layers)) if incumbent_found is not None else None
         done["incumbent"] = {"config": _plain_values({k: incumbent[k] for k in space.fields if k in incumbent}),
                              "trial": next((t["trial"] for t in done["trials"] if t["config"] == tried), None)}
+    if given:
+        done["given"] = [{"source": g.source, "config": config, "trial": next(
+            (t["trial"] for t in done["trials"] if t["config"] == config), None)}
+            for g, config in ((g, _plain_values(space.values_of(p, n_layers))) for g, p in zip(given, given_params))]
     return done
+
+
+@dataclass(frozen=True)
+class GivenTrial:
+    """A config a tune tries as it is (`search`'s `given`): some of the space's fields (`values`, the
+    rest at the reference point) and where they come from (`source`, recorded in the provenance)."""
+    source: str
+    values: dict
+
+    def config(self, space: SearchSpace, n_layers: int) -> dict:
+        """Every field of the space: the reference point's values with `values` on top."""
+        unknown = sorted(set(self.values) - set(space.fields))
+        if unknown:
+            raise ConfigError(f"{self.source}: field {unknown[0]!r} is not searched (the space's fields: "
+                              f"{', '.join(space.fields)})")
+        return {**space.values_of(space.reference_params(n_layers), n_layers), **self.values}
+
+
+def params_of_given(space: SearchSpace, n_layers: int, given: GivenTrial) -> dict:
+    config = given.config(space, n_layers)
+    params = space.params_of(config, n_layers)
+    if params is None:
+        knob = next(k for k in space.knobs if k.param_of(config, n_layers) is OUTSIDE)
+        raise ConfigError(f"{given.source}: {knob.name} lies outside the search space ({knob.describe()})")
+    return params
+
+
+def _first_untried(study, space: SearchSpace, n_layers: int, queue: list[dict]) -> dict | None:
+    """The first of the given trial parameters whose config no counted trial holds yet."""
+    tried = [t.user_attrs.get("config") for t in _counted(study)]
+    return next((p for p in queue if _plain_values(space.values_of(p, n_layers)) not in tried), None)
 
 
 def _plain_values(values: dict) -> dict:
@@ -224,10 +263,11 @@ def _floor_block(settings: TuneSettings) -> dict:
             "min": settings.floor_em}
 
 
-def prior_mismatch(provenance: dict, space: SearchSpace, settings: TuneSettings, run: dict) -> str | None:
+def prior_mismatch(provenance: dict, space: SearchSpace, settings: TuneSettings, run: dict,
+                   given: Sequence[GivenTrial] = ()) -> str | None:
     """Why a YAML's provenance cannot seed this tune's study (None: it can): it must come from a tune
     of the same world, protocol, edits and checkpoints, over the same space with the same seed, floor,
-    sampler and pruner, and hold no more trials than this tune's budget."""
+    sampler, pruner and given trials, and hold no more trials than this tune's budget."""
     if provenance.get("tool") != "editbench tune" or not provenance.get("trials"):
         return "it records no tune"
     wanted = {"world_fingerprint": run["fingerprint"], "protocol": run["protocol"], "n_edits": run["n_edits"],
@@ -238,6 +278,9 @@ def prior_mismatch(provenance: dict, space: SearchSpace, settings: TuneSettings,
     differing = [key for key, value in as_yaml.items() if provenance.get(key) != value]
     if differing:
         return f"its tune differs in {', '.join(differing)}"
+    configs = [_plain_values(g.config(space, run["n_layers"])) for g in given]
+    if [g.get("config") for g in provenance.get("given") or []] != yaml.safe_load(yaml.dump(configs, Dumper=_NoAliases)):
+        return "its tune differs in given"
     if len(provenance["trials"]) > settings.budget:
         return f"it holds {len(provenance['trials'])} trials, more than the budget of {settings.budget}"
     if any(space.params_of(t["config"] or {}, run["n_layers"]) is None for t in provenance["trials"]):

@@ -57,13 +57,18 @@ def check_tune(plan: RunPlan) -> None:
             raise ConfigError(f"{method} declares no search space: nothing to tune")
 
 
-def tune(plan: RunPlan, settings: TuneSettings, write: str | None = None, log=None) -> list[TuneOutcome]:
-    """Every method of the plan, each its own study in `out/<method>`."""
+def tune(plan: RunPlan, settings: TuneSettings, write: str | None = None, log=None,
+         given: str | None = None) -> list[TuneOutcome]:
+    """Every method of the plan, each its own study in `out/<method>`; `given`: a YAML of config values
+    each study tries as they are (see `given_trials`)."""
 
     check_tune(plan)
+    for m in plan.methods:  # bad given files fail here, before any study starts
+        given_trials(given, m)
     if plan.executor == "local" and (plan.jobs == 1 or len(plan.methods) == 1):
-        return [tune_method(plan.replace(methods=(m,)), settings, write) for m in plan.methods]
-    job = json.dumps({"plan": plan.to_json(), "settings": dataclasses.asdict(settings), "write": write})
+        return [tune_method(plan.replace(methods=(m,)), settings, write, given) for m in plan.methods]
+    job = json.dumps({"plan": plan.to_json(), "settings": dataclasses.asdict(settings), "write": write,
+                      "given": given})
     out = plan.out_dir("tune")
     cells = [Cell(m, str(out / m), f"tune {m}") for m in plan.methods]
     failures = fan_out(plan, cells, tune_cell, job, log)
@@ -82,13 +87,31 @@ def _target(write: str | None, method: str) -> Path | None:
     return Path(write.replace("{method}", method)) if write else None
 
 
+def given_trials(given: str | None, method: str) -> list:
+    """The given trial a method's study tries after its reference point and incumbent: the YAML at
+    `given` ({method} standing for the method; with {method}, a method without such a file gets none),
+    a mapping of some of the searched fields to values."""
+    from editbench import tuning
+    from editbench.harness.hparams import load_yaml
+
+    path = _target(given, method)
+    if path is None or (not path.exists() and "{method}" in str(given)):
+        return []
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such given-trial file")
+    values = load_yaml(path)
+    if not isinstance(values, dict) or not values:
+        raise ConfigError(f"{path}: a given trial is a mapping of searched fields to values")
+    return [tuning.GivenTrial(str(path), {k: v for k, v in values.items() if k != "provenance"})]
+
+
 def tune_cell(job: str, cell: Cell) -> str | None:
     """One method's tune in this process (a worker or a Ray task); a failure line or None."""
     spec = json.loads(job)
     plan = RunPlan.from_json(spec["plan"]).replace(methods=(cell.method,), executor="local", jobs=1, quiet=True)
     apply_process_settings(plan)
     try:
-        outcome = tune_method(plan, TuneSettings(**spec["settings"]), spec["write"])
+        outcome = tune_method(plan, TuneSettings(**spec["settings"]), spec["write"], spec.get("given"))
     except EditbenchError as exc:
         return f"{cell.label}: {exc}"
     return None if outcome.passed else f"{cell.label}: {outcome.summary}"
@@ -159,7 +182,8 @@ class TuneEvaluator:
         return checkpoint_row(final, final["checkpoints"][-1])["score"] or 0.0
 
 
-def tune_method(plan: RunPlan, settings: TuneSettings, write: str | None = None) -> TuneOutcome:
+def tune_method(plan: RunPlan, settings: TuneSettings, write: str | None = None,
+                given: str | None = None) -> TuneOutcome:
     """One method's study (resumed when its journal is there and the plan says resume); writes
     `out/<method>/tuned.yaml` (and `write`, `{method}` standing for the method) with provenance."""
     from editbench import tuning
@@ -188,12 +212,15 @@ def tune_method(plan: RunPlan, settings: TuneSettings, write: str | None = None)
                "compute_ceiling": evaluator.ceiling.flops_per_edit}
         incumbent = _config_of(session.classes[method], base, base_file) if base_file else None
         source = base_file.name if base_file else None
-        prior, start = _prior(plan, out, base.get("provenance"), space, settings, run, session.log)
+        extra = given_trials(given, method)
+        for trial in extra:  # a value outside the space fails now, named, not after the first trials
+            tuning.params_of_given(space, n_layers, trial)
+        prior, start = _prior(plan, out, base.get("provenance"), space, settings, run, session.log, extra)
         if prior is not None:  # the rebuilt study's incumbent is the one it started from, not its outcome
             started_from = prior.get("incumbent") or {}
             incumbent, source = started_from.get("config"), started_from.get("source")
         tuned = tuning.search(space, n_layers, evaluator, out, f"{method}-{subject.get('world') or plan.benchmark}-{plan.protocol}", settings,
-                              log=session.log, incumbent=incumbent, prior=prior)
+                              log=session.log, incumbent=incumbent, prior=prior, given=extra)
         if "incumbent" in tuned:
             tuned["incumbent"] = {"source": source, **tuned["incumbent"]}
         provenance = tuning.provenance_block(tuned, run)
@@ -230,7 +257,7 @@ def _subject(plan: RunPlan) -> str:
 
 
 def _prior(plan: RunPlan, out: Path, provenance: dict | None, space, settings: TuneSettings, run: dict,
-           log) -> tuple[dict | None, str]:
+           log, given: list) -> tuple[dict | None, str]:
     """The provenance whose trials rebuild a study: only when resuming one whose journal is not there,
     from the YAML this world and protocol run now, and only when that YAML comes from the same tune.
     With it, how the study started, for the summary line (a quiet plan hides the log, not the summary:
@@ -241,7 +268,7 @@ def _prior(plan: RunPlan, out: Path, provenance: dict | None, space, settings: T
         return None, ""
     if not provenance:
         return None, "; resume: no journal and no tuned YAML, started afresh"
-    mismatch = tuning.prior_mismatch(provenance, space, settings, run)
+    mismatch = tuning.prior_mismatch(provenance, space, settings, run, given)
     if mismatch:
         log(f"{plan.methods[0]}: no journal to resume, and its YAML's trials cannot seed a new one ({mismatch}): "
             "starting afresh")

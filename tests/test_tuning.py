@@ -14,7 +14,7 @@ from editbench.cli import main
 from editbench.core import ConfigError, editor_names, get_editor_class
 from editbench.harness.hparams import build_config
 from editbench.harness.search import Choice, Layer, LayerSpan, LogFloat, SearchSpace, depth_to_layer
-from editbench.tuning import TuneError, TuneSettings, prior_mismatch, provenance_block, search
+from editbench.tuning import GivenTrial, TuneError, TuneSettings, prior_mismatch, provenance_block, search
 
 SPACED = [m for m in editor_names() if get_editor_class(m).search_space is not None]
 
@@ -100,9 +100,9 @@ def _timeless(tuned: dict) -> dict:
     return {k: v for k, v in tuned.items() if k not in ("seconds", "trial_seconds")}
 
 
-def _search(folder, evaluator, budget=16, incumbent=None, prior=None, **kw):
+def _search(folder, evaluator, budget=16, incumbent=None, prior=None, given=(), **kw):
     return search(SPACE, 4, evaluator, folder, "fake", TuneSettings(budget=budget, seed=0, **kw), log=lambda m: None,
-                  incumbent=incumbent, prior=prior)
+                  incumbent=incumbent, prior=prior, given=given)
 
 
 def test_floor_and_pruning_decide_which_trials_can_be_chosen(tmp_path):
@@ -237,6 +237,36 @@ def test_the_incumbent_is_the_second_trial_and_a_resume_keeps_it(tmp_path):
         assert done["trials"][1]["config"] != other
 
 
+def test_a_given_trial_follows_the_incumbent_and_a_grown_study_gets_it_once(tmp_path):
+    """A given config (e.g. ROME's incumbent mapped into MEMIT's space) is tried as it is, after the
+    reference point and the incumbent; fields it leaves out are at the reference point; a study grown
+    from one without it tries it at its next slot, once; a YAML's trials seed only a tune with the
+    same given configs."""
+    given = (GivenTrial("given.yaml", {"x": 0.59}),)
+    tuned = _search(tmp_path / "t", _Fake(), budget=5, incumbent={"x": 0.2, "c": "b"}, given=given)
+    assert [t["config"] for t in tuned["trials"][:3]] == [{"x": 0.5, "c": "a"}, {"x": 0.2, "c": "b"},
+                                                          {"x": 0.59, "c": "a"}]
+    assert tuned["given"] == [{"source": "given.yaml", "config": {"x": 0.59, "c": "a"}, "trial": 2}]
+    assert tuned["chosen_trial"] == 2  # 1 - |0.59 - 0.6|: the best of five here
+    _search(tmp_path / "g", _Fake(), budget=3)  # a study without it ...
+    grown = _search(tmp_path / "g", _Fake(), budget=5, given=given)  # ... grown with it: slot 3, not again
+    configs = [t["config"] for t in grown["trials"]]
+    assert configs[3] == {"x": 0.59, "c": "a"} and configs.count({"x": 0.59, "c": "a"}) == 1
+    assert grown["given"][0]["trial"] == 3
+    prov = _written(tuned)
+    settings = TuneSettings(budget=8, seed=0)
+    assert prior_mismatch(prov, SPACE, settings, RUN, given) is None
+    assert "given" in prior_mismatch(prov, SPACE, settings, RUN)
+    assert "given" in prior_mismatch(prov, SPACE, settings, RUN, (GivenTrial("other.yaml", {"x": 0.3}),))
+
+
+def test_a_given_trial_outside_the_space_or_with_an_unknown_field_is_refused(tmp_path):
+    for values, why in (({"x": 3.0}, r"given\.yaml: x lies outside the search space"),
+                        ({"y": 1.0}, r"given\.yaml: field 'y' is not searched")):
+        with pytest.raises(ConfigError, match=why):
+            _search(tmp_path / str(values), _Fake(), budget=2, given=(GivenTrial("given.yaml", values),))
+
+
 @pytest.mark.parametrize("n_layers", [4, 6])
 def test_every_sampled_point_is_found_again_from_its_config(n_layers):
     """params_of inverts sample: a YAML written by tune is tried as exactly that config."""
@@ -301,6 +331,15 @@ def test_tune_reads_only_dev_edits_and_writes_provenance(micro_world, tmp_path, 
     assert main(["tune", "--method", "noedit", "--world", "micro", "--split", "dev", "--edits", "3",
                  "--out", str(tmp_path / "y"), "--quiet"]) == 2
     assert "no search space" in capsys.readouterr().err
+    # a given-trial file that is not there, or names a field the space does not search: one line, exit 2
+    base = ["tune", "--method", "ft", "--world", "micro", "--edits", "3", "--budget", "3", "--quiet"]
+    assert main([*base, "--out", str(tmp_path / "g1"), "--given", str(tmp_path / "none.yaml")]) == 2
+    assert capsys.readouterr().err.strip() == f"editbench: error: {tmp_path / 'none.yaml'}: no such given-trial file"
+    (tmp_path / "ft-given.yaml").write_text("lr: 0.001\nbatch_size: 2\n")
+    assert main([*base, "--out", str(tmp_path / "g2"), "--given", str(tmp_path / "{method}-given.yaml")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"editbench: error: {tmp_path / 'ft-given.yaml'}: field 'batch_size' is not searched")
+    assert "\n" not in err
 
 
 def test_a_quiet_resume_says_whether_its_yaml_rebuilt_the_study(micro_world, tmp_path, capsys, monkeypatch):
