@@ -219,8 +219,11 @@ def tune_method(plan: RunPlan, settings: TuneSettings, write: str | None = None,
         if prior is not None:  # the rebuilt study's incumbent is the one it started from, not its outcome
             started_from = prior.get("incumbent") or {}
             incumbent, source = started_from.get("config"), started_from.get("source")
-        tuned = tuning.search(space, n_layers, evaluator, out, f"{method}-{subject.get('world') or plan.benchmark}-{plan.protocol}", settings,
-                              log=session.log, incumbent=incumbent, prior=prior, given=extra)
+        try:
+            tuned = tuning.search(space, n_layers, evaluator, out, f"{method}-{subject.get('world') or plan.benchmark}-{plan.protocol}",
+                                  settings, log=session.log, incumbent=incumbent, prior=prior, given=extra)
+        except tuning.TuneError as exc:  # every trial failed: the method, not the input (exit 1, as a failed run)
+            return TuneOutcome(method, None, f"{method} on {_subject(plan)} ({plan.protocol}): {exc}; nothing written")
         if "incumbent" in tuned:
             tuned["incumbent"] = {"source": source, **tuned["incumbent"]}
         provenance = tuning.provenance_block(tuned, run)

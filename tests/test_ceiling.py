@@ -90,9 +90,11 @@ def test_tune_stops_a_real_trial_over_the_ceiling_at_its_first_edit(micro_world,
     out = tmp_path / "tune"
     code = main(["tune", "--method", "ft", "--budget", "1", "--world", "micro", "--split", "dev", "--edits", "3",
                  "--compute-ceiling", "1e8", "--out", str(out), "--quiet"])
-    assert code == 2
+    assert code == 1  # the method failed, not the input: exit 1 as a failed run, one line, nothing written
     err = capsys.readouterr().err
-    assert "no trial of 1 produced a floor score (every one failed, 1 over the compute ceiling)" in err
+    assert err.strip() == ("editbench: ft on world 'micro' (sequential): no trial of 1 produced a floor score "
+                           "(every one failed, 1 over the compute ceiling); nothing written")
+    assert not (out / "ft" / "tuned.yaml").exists()
     assert not list(out.glob("ft/trial-*"))  # stopped at the floor's first edit: no dev run
     code = main(["tune", "--method", "ft", "--budget", "1", "--world", "micro", "--split", "dev", "--edits", "3",
                  "--compute-ceiling", "1e12", "--floor-em", "0", "--out", str(tmp_path / "ok"), "--quiet"])
