@@ -114,28 +114,36 @@ leaderboard: $(VENV) $(MODEL_DEPS)
 		--out $(OUT)$(if $(filter 1,$(SEEDS)),,/seed-$$s) $(AGAIN) --jobs $(JOBS); done
 	$(PY) -m editbench report $(OUT)
 
-# The seed paper's comparison (arXiv 2506.12384) on the world, all at once (--protocol batch, N = 100):
+# The seed paper's comparison (arXiv 2506.12384), all at once (--protocol batch; N = 100 on the world):
 # the methods; R-SFT+Merge's delta weight x density (its Figure 2; delta_weight 0.2 and 0.8 are the
 # two readings of its alpha = 0.8); R-SFT's edited layer (its Table 6). Reports under runs/paper/.
-PAPER_N ?= 100
-# After the world is built, the comparison and the two ablations run side by side, one thread each
+# MODEL=smollm2-135m: on that model and ZsRE's edit split (BENCH), N = REAL_N, with the leaderboard's
+# prompt format, answer end, MMLU subset and held-out perplexity; ROME and MEMIT left out (minutes per
+# edit on two cores), R-SFT's layers spread over the 30 blocks (3: the causal trace's peak).
+PAPER_N ?= $(if $(MODEL),$(REAL_N),100)
+PAPER_OUT = runs/paper$(if $(MODEL),-$(MODEL)-$(REAL_BENCH))
+PAPER_RUN = --protocol batch $(if $(MODEL),$(SUBJECT) $(REAL_OPTS),--world $(WORLD)) --edits $(PAPER_N) \
+	--checkpoints $(PAPER_N) --seed $(SEED) $(AGAIN) --quiet
+PAPER_METHODS = noedit ft lora rsft rsft_merge $(if $(MODEL),,rome memit)
+PAPER_LAYERS  = $(if $(MODEL),3$(comma)5$(comma)10$(comma)20,0$(comma)1$(comma)2$(comma)3)
+comma := ,
+# After the world is checked, the comparison and the two ablations run side by side, one thread each
 # (on this tiny model two single-thread runs finish sooner than two-thread runs one after another).
-paper: $(VENV)
-	$(MAKE) --no-print-directory world OUT=runs/paper
+paper: $(VENV) $(MODEL_DEPS)
+	$(if $(MODEL),,$(MAKE) --no-print-directory world)
 	OMP_NUM_THREADS=1 $(MAKE) --no-print-directory -j2 paper-methods paper-ablations
-	@cat runs/paper/methods/leaderboard.md runs/paper/merge/sweep.md runs/paper/layers/sweep.md
+	@cat $(PAPER_OUT)/methods/leaderboard.md $(PAPER_OUT)/merge/sweep.md $(PAPER_OUT)/layers/sweep.md
 
 paper-methods: $(VENV)
-	$(PY) -m editbench run $(foreach m,noedit ft lora rsft rsft_merge rome memit,--method $(m)) --protocol batch \
-		--world $(WORLD) --edits $(PAPER_N) --checkpoints $(PAPER_N) --seed $(SEED) --out runs/paper/methods $(AGAIN) --quiet
-	$(PY) -m editbench report runs/paper/methods >/dev/null
+	EDITBENCH_DATA=$(DATA_DIR) $(PY) -m editbench run $(foreach m,$(PAPER_METHODS),--method $(m)) $(PAPER_RUN) \
+		--out $(PAPER_OUT)/methods
+	$(PY) -m editbench report $(PAPER_OUT)/methods >/dev/null
 
 paper-ablations: $(VENV)
-	$(PY) -m editbench sweep --method rsft_merge --grid delta_weight=0.2,0.8 --grid density=0.2,0.5,1.0 \
-		--protocol batch --world $(WORLD) --edits $(PAPER_N) --checkpoints $(PAPER_N) --seed $(SEED) \
-		--out runs/paper/merge $(AGAIN) --quiet >/dev/null
-	$(PY) -m editbench sweep --method rsft --grid layer=0,1,2,3 --protocol batch --world $(WORLD) \
-		--edits $(PAPER_N) --checkpoints $(PAPER_N) --seed $(SEED) --out runs/paper/layers $(AGAIN) --quiet >/dev/null
+	EDITBENCH_DATA=$(DATA_DIR) $(PY) -m editbench sweep --method rsft_merge --grid delta_weight=0.2,0.8 \
+		--grid density=0.2,0.5,1.0 $(PAPER_RUN) --out $(PAPER_OUT)/merge >/dev/null
+	EDITBENCH_DATA=$(DATA_DIR) $(PY) -m editbench sweep --method rsft --grid layer=$(PAPER_LAYERS) $(PAPER_RUN) \
+		--out $(PAPER_OUT)/layers >/dev/null
 
 # e.g. make compare METHODS="rome memit rsft_merge" N=100: the same edits in the same order, each
 # method against the first, with paired bootstrap intervals of the differences.
