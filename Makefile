@@ -207,8 +207,9 @@ WORLD_SUFFIX  := $(if $(filter default,$(WORLD)),,-$(WORLD))
 # (MODEL=smollm2-135m BENCH=zsre: the model's own YAMLs, tuned on the dataset's dev split as its leaderboard asks)
 TUNE_WRITE    ?= editbench/hparams/{method}/$(if $(MODEL),$(MODEL),world$(WORLD_SUFFIX))$(TUNE_SUFFIX).yaml
 # a config each method's study tries as it is after its reference point and incumbent, where the file is
-# there (e.g. MEMIT's: ROME's shipped layer and v* knobs with a small lambda; see the files)
-TUNE_GIVEN    ?= editbench/hparams/given/{method}/$(if $(MODEL),$(MODEL),world$(WORLD_SUFFIX))$(TUNE_SUFFIX).yaml
+# there, for either protocol (the floor it aims at is single edits; e.g. MEMIT's: ROME's layer and v* knobs
+# with a small lambda; see the files)
+TUNE_GIVEN    ?= editbench/hparams/given/{method}/$(if $(MODEL),$(MODEL),world$(WORLD_SUFFIX)).yaml
 TUNE_SUBJECT   = $(if $(MODEL),$(SUBJECT) --prompt-format $(PROMPT_FORMAT) --answer-end $(ANSWER_END) --count-flops 0,\
 	--world $(WORLD))
 TUNE_OUT       = runs/tune-$(if $(MODEL),$(MODEL)-$(REAL_BENCH),$(WORLD))-$(TUNE_PROTOCOL)
