@@ -101,3 +101,31 @@ def test_tune_stops_a_real_trial_over_the_ceiling_at_its_first_edit(micro_world,
     assert code == 0
     prov = yaml.safe_load((tmp_path / "ok" / "ft" / "tuned.yaml").read_text())["provenance"]
     assert prov["compute_ceiling"] == 1e12 and prov["trials_over_ceiling"] == 0
+
+
+def test_two_measurements_writing_at_once_keep_both_entries(tmp_path, monkeypatch):
+    """scripts/ceiling.py for two worlds side by side: each reads the file, adds its entry and writes it.
+    The read is slowed so that the second writer reads before the first has written; the lock makes
+    it wait, so both entries survive (without it the later write dropped the earlier one)."""
+    import threading
+    import time
+
+    from editbench.harness import ceiling
+
+    monkeypatch.setattr(ceiling, "CEILINGS_FILE", tmp_path / "ceilings.yaml")
+    read = ceiling.declared_ceilings
+
+    def slow_read():
+        found = read()
+        time.sleep(0.3)
+        return found
+
+    monkeypatch.setattr(ceiling, "declared_ceilings", slow_read)
+    entry = ceiling_entry({"rome": 1e10}, {"rome": 1e10}, edits=3, date="2026-12-08", sha=None)
+    writers = [threading.Thread(target=ceiling.write_entry, args=(key, entry)) for key in ("world-a", "world-b")]
+    for w in writers:
+        w.start()
+        time.sleep(0.05)  # the second starts while the first sleeps between its read and its write
+    for w in writers:
+        w.join()
+    assert set(yaml.safe_load((tmp_path / "ceilings.yaml").read_text())) == {"world-a", "world-b"}

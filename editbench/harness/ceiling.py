@@ -82,10 +82,15 @@ def ceiling_entry(reference: Mapping[str, float], shipped: Mapping[str, float], 
 
 def write_entry(hparams_key: str, entry: dict) -> None:
     """Declares (or replaces) `hparams_key`'s ceiling in CEILINGS_FILE, the others kept."""
+    from filelock import FileLock
+
     from editbench.harness.results import atomic_write_text
 
-    entries = {**declared_ceilings(), hparams_key: entry}
     header = ("# Compute ceilings, FLOPs per edit, one per model (hparams key): editbench/harness/ceiling.py.\n"
               f"# Rule: {CEILING_RULE}.\n# Written by scripts/ceiling.py (asked to write); reference/shipped: each "
               "method's FLOPs per edit at its reference configuration and at its shipped YAML.\n")
-    atomic_write_text(CEILINGS_FILE, header + yaml.safe_dump(entries, sort_keys=True, width=110))
+    # read, add, write under one lock: two measurements writing at once (micro and default side by side)
+    # would otherwise each write the file they read, and the later one drop the other's entry
+    with FileLock(str(CEILINGS_FILE.with_name(f".{CEILINGS_FILE.name}.lock")), timeout=120):
+        entries = {**declared_ceilings(), hparams_key: entry}
+        atomic_write_text(CEILINGS_FILE, header + yaml.safe_dump(entries, sort_keys=True, width=110))
