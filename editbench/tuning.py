@@ -139,6 +139,7 @@ def search(space: SearchSpace, n_layers: int, evaluator: Evaluator, folder: Path
     also in a study grown from an earlier one), e.g. a related method's incumbent mapped into this space."""
     optuna = _optuna()
     state = optuna.trial.TrialState
+    given_params = [_params_of_given(space, n_layers, g) for g in given]  # a bad one fails before the study exists
     study = open_study(folder, name, settings)
     if prior is not None and not study.get_trials(deepcopy=False):
         rebuild(study, space, n_layers, prior)
@@ -148,7 +149,6 @@ def search(space: SearchSpace, n_layers: int, evaluator: Evaluator, folder: Path
     reference = space.reference_params(n_layers)
     incumbent_found = space.params_of(incumbent, n_layers) if incumbent else None  # None: outside the space
     queue = [reference] + ([incumbent_found] if incumbent_found not in (None, reference) else [])
-    given_params = [params_of_given(space, n_layers, g) for g in given]
     queue += [p for p in given_params if p not in queue]
     started = time.perf_counter()
     while (n_done := len(_counted(study))) < settings.budget:
@@ -221,7 +221,7 @@ class GivenTrial:
         return {**space.values_of(space.reference_params(n_layers), n_layers), **self.values}
 
 
-def params_of_given(space: SearchSpace, n_layers: int, given: GivenTrial) -> dict:
+def _params_of_given(space: SearchSpace, n_layers: int, given: GivenTrial) -> dict:
     config = given.config(space, n_layers)
     params = space.params_of(config, n_layers)
     if params is None:

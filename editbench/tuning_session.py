@@ -212,9 +212,7 @@ def tune_method(plan: RunPlan, settings: TuneSettings, write: str | None = None,
                "compute_ceiling": evaluator.ceiling.flops_per_edit}
         incumbent = _config_of(session.classes[method], base, base_file) if base_file else None
         source = base_file.name if base_file else None
-        extra = given_trials(given, method)
-        for trial in extra:  # a value outside the space fails now, named, not after the first trials
-            tuning.params_of_given(space, n_layers, trial)
+        extra = given_trials(given, method)  # checked against the space where `search` starts
         prior, start = _prior(plan, out, base.get("provenance"), space, settings, run, session.log, extra)
         if prior is not None:  # the rebuilt study's incumbent is the one it started from, not its outcome
             started_from = prior.get("incumbent") or {}
